@@ -1,1 +1,46 @@
-//! Mercato domain.
+//! Mercato's domain: every business rule, as pure cqrs-es aggregates and the checkout
+//! process manager. No database, HTTP or NATS code lives here; outside calls go through
+//! the `Services` traits of the aggregates that need them ([`cart::CatalogLookup`],
+//! [`payment::PaymentGateway`]).
+//!
+//! See `README.md` beside this crate for the commands, events, invariants and error codes
+//! of every aggregate.
+#![forbid(unsafe_code)]
+
+pub mod cart;
+pub mod checkout;
+pub mod customer;
+pub mod money;
+pub mod order;
+pub mod payment;
+pub mod pci;
+pub mod personal;
+pub mod product;
+pub mod stock;
+pub mod upcasting;
+pub mod values;
+
+#[cfg(test)]
+mod test_support;
+
+pub use money::{Currency, Money, MoneyError};
+pub use personal::Personal;
+pub use values::ValueError;
+
+/// A domain error with a stable machine-readable code (the RFC 9457 problem `code`).
+pub trait ErrorCode {
+    /// The stable snake_case code of this error; it never changes once shipped.
+    fn code(&self) -> &'static str;
+}
+
+/// Implements [`ErrorCode`] by delegating to the type's inherent `code()`.
+macro_rules! impl_error_code {
+    ($ty:ty) => {
+        impl $crate::ErrorCode for $ty {
+            fn code(&self) -> &'static str {
+                <$ty>::code(self)
+            }
+        }
+    };
+}
+pub(crate) use impl_error_code;
