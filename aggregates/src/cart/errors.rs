@@ -1,0 +1,83 @@
+use crate::money::Currency;
+use crate::values::Sku;
+
+/// Why a cart command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CartError {
+    /// `OpenCart` on an existing cart.
+    #[error("cart already exists")]
+    AlreadyExists,
+    /// Any other command before `OpenCart`.
+    #[error("cart not found")]
+    NotFound,
+    /// Any command after checkout.
+    #[error("cart is checked out")]
+    CheckedOut,
+    /// The catalog knows no such SKU.
+    #[error("product {0} not found")]
+    ProductNotFound(Sku),
+    /// The product is unpublished or discontinued.
+    #[error("product {0} is not for sale")]
+    ProductNotSellable(Sku),
+    /// The product is priced in another currency than the cart.
+    #[error("product is priced in {product}, cart is in {cart}")]
+    CurrencyMismatch {
+        /// The cart's currency.
+        cart: Currency,
+        /// The product's currency.
+        product: Currency,
+    },
+    /// The catalog could not be asked; retry later.
+    #[error("catalog unavailable")]
+    CatalogUnavailable,
+    /// Adding a new line beyond [`super::Cart::MAX_LINES`].
+    #[error("a cart may have at most {max} lines")]
+    TooManyLines {
+        /// The limit.
+        max: usize,
+    },
+    /// A line quantity beyond [`super::Cart::MAX_LINE_QUANTITY`].
+    #[error("a cart line may hold at most {max} units")]
+    LineQuantityLimit {
+        /// The limit.
+        max: u32,
+    },
+    /// The SKU has no line in the cart.
+    #[error("product {0} is not in the cart")]
+    ItemNotInCart(Sku),
+    /// `CheckOutCart` on an empty cart.
+    #[error("cart is empty")]
+    EmptyCart,
+    /// `CheckOutCart` of an anonymous cart without a customer.
+    #[error("a customer is required to check out")]
+    CustomerRequired,
+    /// `CheckOutCart` by another customer than the cart's.
+    #[error("cart belongs to another customer")]
+    CustomerMismatch,
+    /// A total does not fit in 64-bit minor units.
+    #[error("amount overflow")]
+    AmountOverflow,
+}
+
+impl CartError {
+    /// Stable machine code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CartError::AlreadyExists => "cart_already_exists",
+            CartError::NotFound => "cart_not_found",
+            CartError::CheckedOut => "cart_checked_out",
+            CartError::ProductNotFound(_) => "product_not_found",
+            CartError::ProductNotSellable(_) => "product_not_sellable",
+            CartError::CurrencyMismatch { .. } => "currency_mismatch",
+            CartError::CatalogUnavailable => "catalog_unavailable",
+            CartError::TooManyLines { .. } => "too_many_lines",
+            CartError::LineQuantityLimit { .. } => "line_quantity_limit",
+            CartError::ItemNotInCart(_) => "item_not_in_cart",
+            CartError::EmptyCart => "cart_empty",
+            CartError::CustomerRequired => "customer_required",
+            CartError::CustomerMismatch => "customer_mismatch",
+            CartError::AmountOverflow => "amount_overflow",
+        }
+    }
+}
+crate::impl_error_code!(CartError);
