@@ -1,0 +1,209 @@
+//! The gap-safe reader of the global event log.
+//!
+//! Events are read in `(tx_id, global_position)` order and only from transactions older than
+//! the oldest transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`). A
+//! transaction below that horizon has ended, so no event can ever appear before a position
+//! already handed out: live fan-out and replay see one and the same order, and an event whose
+//! transaction commits late is never skipped. See `docs/adr/0002-gap-safe-global-log.md`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::metadata::EventMetadata;
+use crate::position::Position;
+
+/// One committed event as it stands in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    /// Unique id of the event (the relay's `Nats-Msg-Id`).
+    pub event_id: Uuid,
+    /// Where the event stands in the global log.
+    pub position: Position,
+    /// The aggregate type (`Order`, `Stock`, ...).
+    pub aggregate_type: String,
+    /// The aggregate instance.
+    pub aggregate_id: String,
+    /// The event's place in its aggregate's stream (1-based).
+    pub sequence: i64,
+    /// The stable event type (`OrderPlaced`).
+    pub event_type: String,
+    /// The event's schema version.
+    pub event_version: String,
+    /// The serialized domain event.
+    pub payload: serde_json::Value,
+    /// Correlation, causation, actor, trace context.
+    pub metadata: EventMetadata,
+    /// When the event was written.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Which events to read. Every field narrows the result; the order never changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// Only this aggregate type.
+    pub aggregate_type: Option<String>,
+    /// Only this aggregate id.
+    pub aggregate_id: Option<String>,
+    /// Only events recorded at or after this time.
+    pub recorded_from: Option<DateTime<Utc>>,
+    /// Only events recorded before this time.
+    pub recorded_to: Option<DateTime<Utc>>,
+}
+
+/// What a tailer needs to know about the log beyond its checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LogHealth {
+    /// Committed-or-running events after the checkpoint (capped at 1,000,000).
+    pub events_behind: i64,
+    /// Age of the oldest event after the checkpoint, in seconds (0 when none).
+    pub seconds_behind: f64,
+    /// Events after the checkpoint that the horizon holds back (their transaction, or an
+    /// older one, is still open).
+    pub held_back: i64,
+    /// Age in seconds of the oldest open transaction that holds an xid (it holds the horizon).
+    pub oldest_open_transaction_seconds: f64,
+}
+
+/// Reads the log in its one total order.
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    pool: PgPool,
+}
+
+const SELECT_COLUMNS: &str = "event_id, tx_id::text AS tx_id, global_position, aggregate_type, \
+     aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
+
+impl LogReader {
+    /// A reader over the `events` table of `pool`'s database.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Up to `limit` events after `after`, in log order, from transactions that have ended.
+    pub async fn read(
+        &self,
+        after: Position,
+        filter: &LogFilter,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM events \
+             WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+               AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+               AND ($3::text IS NULL OR aggregate_type = $3) \
+               AND ($4::text IS NULL OR aggregate_id = $4) \
+               AND ($5::timestamptz IS NULL OR recorded_at >= $5) \
+               AND ($6::timestamptz IS NULL OR recorded_at < $6) \
+             ORDER BY tx_id, global_position \
+             LIMIT $7"
+        );
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let rows = sqlx::query(&sql)
+            .bind(after.tx_id().to_string())
+            .bind(after.global_position())
+            .bind(filter.aggregate_type.as_deref())
+            .bind(filter.aggregate_id.as_deref())
+            .bind(filter.recorded_from)
+            .bind(filter.recorded_to)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    /// The position of the last event that is readable now (`None` for an empty log).
+    pub async fn head(&self) -> Result<Option<Position>, StoreError> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT tx_id::text, global_position FROM events \
+             WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY tx_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(tx, gp)| parse_position(&tx, gp)).transpose()
+    }
+
+    /// Lag and stall information for a tailer at `checkpoint` (for metrics and status).
+    pub async fn health(&self, checkpoint: Position) -> Result<LogHealth, StoreError> {
+        let row = sqlx::query(
+            "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin), \
+             behind AS ( \
+               SELECT tx_id, recorded_at FROM events \
+               WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+               ORDER BY tx_id, global_position LIMIT 1000000) \
+             SELECT \
+               (SELECT count(*) FROM behind) AS events_behind, \
+               (SELECT coalesce(extract(epoch FROM now() - min(recorded_at)), 0)::float8 FROM behind) AS seconds_behind, \
+               (SELECT count(*) FROM behind, horizon WHERE behind.tx_id >= horizon.xmin) AS held_back, \
+               (SELECT coalesce(extract(epoch FROM max(now() - xact_start)), 0)::float8 \
+                  FROM pg_stat_activity WHERE backend_xid IS NOT NULL) AS oldest_open",
+        )
+        .bind(checkpoint.tx_id().to_string())
+        .bind(checkpoint.global_position())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(LogHealth {
+            events_behind: row.try_get("events_behind")?,
+            seconds_behind: row.try_get::<f64, _>("seconds_behind")?.max(0.0),
+            held_back: row.try_get("held_back")?,
+            oldest_open_transaction_seconds: row.try_get::<f64, _>("oldest_open")?.max(0.0),
+        })
+    }
+
+    /// Whether some event after `after` exists but is still held back by the horizon, so a
+    /// tailer should look again soon even though no notification will announce it.
+    pub async fn has_held_back(&self, after: Position) -> Result<bool, StoreError> {
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events \
+               WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+                 AND tx_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+        )
+        .bind(after.tx_id().to_string())
+        .bind(after.global_position())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(held)
+    }
+}
+
+fn parse_position(tx_id: &str, global_position: i64) -> Result<Position, StoreError> {
+    let tx_id = tx_id.parse().map_err(|_| StoreError::Corrupt {
+        global_position,
+        reason: format!("tx_id {tx_id:?} is not a 64-bit transaction id"),
+    })?;
+    Ok(Position::new(tx_id, global_position))
+}
+
+fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let global_position: i64 = row.try_get("global_position")?;
+    let tx_id: String = row.try_get("tx_id")?;
+    let metadata: serde_json::Value = row.try_get("metadata")?;
+    let metadata: HashMap<String, String> = match metadata {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k, s)),
+                _ => None,
+            })
+            .collect(),
+        _ => HashMap::new(),
+    };
+    Ok(RecordedEvent {
+        event_id: row.try_get("event_id")?,
+        position: parse_position(&tx_id, global_position)?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: EventMetadata::from_map(&metadata),
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}

@@ -1,0 +1,84 @@
+//! A minimal aggregate for exercising the store without the domain crate.
+
+use std::sync::Arc;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Barrier;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counter {
+    pub value: i64,
+    pub applied: u64,
+}
+
+#[derive(Debug)]
+pub enum CounterCommand {
+    Add(i64),
+    /// Decides nothing (an idempotent repeat).
+    Nothing,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum CounterEvent {
+    Added { by: i64, total: i64 },
+}
+
+impl DomainEvent for CounterEvent {
+    fn event_type(&self) -> String {
+        "Added".into()
+    }
+    fn event_version(&self) -> String {
+        "1.0".into()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CounterError {
+    #[error("cannot add zero")]
+    Zero,
+}
+
+/// When set, every `handle` waits on the barrier after deciding: two commands that loaded the
+/// same version both reach commit, so exactly one of them must lose the race.
+#[derive(Clone, Default)]
+pub struct CounterServices {
+    pub barrier: Option<Arc<Barrier>>,
+}
+
+impl Aggregate for Counter {
+    const TYPE: &'static str = "Counter";
+    type Command = CounterCommand;
+    type Event = CounterEvent;
+    type Error = CounterError;
+    type Services = CounterServices;
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let by = match command {
+            CounterCommand::Nothing => return Ok(()),
+            CounterCommand::Add(0) => return Err(CounterError::Zero),
+            CounterCommand::Add(by) => by,
+        };
+        let total = self.value + by;
+        sink.write(CounterEvent::Added { by, total }, self).await;
+        if let Some(barrier) = &services.barrier {
+            barrier.wait().await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            CounterEvent::Added { by, .. } => {
+                self.value += by;
+                self.applied += 1;
+            }
+        }
+    }
+}
