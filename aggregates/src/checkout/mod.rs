@@ -1,1 +1,20 @@
-//! checkout (in progress).
+//! The checkout process manager, as pure logic: given the event just seen and the process
+//! state, it returns the next state and the commands to send.
+//!
+//! Flow: order placed -> reserve stock for every line; all lines reserved -> authorize the
+//! payment; authorized -> confirm the order and capture; captured -> record it on the order.
+//! Any line rejected, the payment declined, or the payment deadline (the reservation expiry)
+//! passing first -> release what was reserved and cancel the order with the reason (and
+//! void a payment authorized too late). Every command carries a deterministic id derived
+//! from the id of the event that caused it.
+
+mod messages;
+mod process;
+#[cfg(test)]
+mod tests;
+
+pub use messages::{CheckoutCommand, CheckoutEvent, CheckoutInput, CheckoutLine, TargetedCommand};
+pub use process::{
+    CheckoutDecision, CheckoutPhase, CheckoutPolicy, CheckoutProcess, LineReservation,
+    PaymentProgress,
+};

@@ -1,0 +1,534 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{CheckoutCommand, CheckoutEvent, CheckoutInput, TargetedCommand};
+use crate::money::Money;
+use crate::order::{CancellationReason, OrderCommand};
+use crate::payment::PaymentCommand;
+use crate::stock::StockCommand;
+use crate::values::{OrderId, PaymentId, PaymentMethodToken, Quantity, Sku};
+
+/// Tunables of the checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckoutPolicy {
+    /// How long stock stays reserved waiting for payment; also the payment deadline.
+    pub reservation_ttl: Duration,
+}
+
+impl Default for CheckoutPolicy {
+    fn default() -> Self {
+        CheckoutPolicy {
+            reservation_ttl: Duration::minutes(15),
+        }
+    }
+}
+
+/// Where a checkout is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckoutPhase {
+    /// No `OrderPlaced` seen yet.
+    #[default]
+    NotStarted,
+    /// Waiting for every line's reservation outcome.
+    Reserving,
+    /// Every line reserved; waiting for the payment outcome.
+    Authorizing,
+    /// Payment authorized, order confirmed; waiting for the capture.
+    Capturing,
+    /// Order confirmed, stock reserved, payment captured (final).
+    Completed,
+    /// Cancelling: waiting for reservations to be released and a late authorization voided.
+    Compensating,
+    /// Order cancelled, every reservation released, nothing captured (final).
+    Cancelled,
+}
+
+/// Reservation progress of one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineReservation {
+    /// `ReserveStock` sent, no outcome yet.
+    Requested,
+    /// Units held.
+    Reserved,
+    /// Not enough stock; nothing held.
+    Rejected,
+    /// `ReleaseReservation` sent.
+    ReleaseRequested,
+    /// Units given back.
+    Released,
+}
+
+/// Payment progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentProgress {
+    /// No `AuthorizePayment` sent.
+    #[default]
+    NotRequested,
+    /// `AuthorizePayment` sent, no outcome yet.
+    Requested,
+    /// Authorized; capture sent.
+    Authorized,
+    /// Declined.
+    Declined,
+    /// Captured.
+    Captured,
+    /// Authorized too late; `VoidPayment` sent.
+    VoidRequested,
+    /// Voided.
+    Voided,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Line {
+    quantity: Quantity,
+    reservation: LineReservation,
+}
+
+/// The state of one checkout (one per order), serializable so the runtime can persist it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutProcess {
+    order_id: Option<OrderId>,
+    phase: CheckoutPhase,
+    lines: BTreeMap<Sku, Line>,
+    total: Option<Money>,
+    payment_method: Option<PaymentMethodToken>,
+    payment_id: Option<PaymentId>,
+    payment: PaymentProgress,
+    deadline: Option<DateTime<Utc>>,
+    cancel_reason: Option<CancellationReason>,
+    processed: BTreeSet<Uuid>,
+}
+
+/// The outcome of handling one input: the next state and the commands to send, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutDecision {
+    /// The state to persist.
+    pub process: CheckoutProcess,
+    /// The commands to send (with deterministic ids).
+    pub commands: Vec<CheckoutCommand>,
+}
+
+impl CheckoutProcess {
+    /// The payment id used for an order's checkout (UUID v5 of the order id).
+    pub fn payment_id_for(order_id: OrderId) -> PaymentId {
+        PaymentId::new(Uuid::new_v5(&order_id.as_uuid(), b"mercato.checkout.payment"))
+    }
+
+    /// The order, once started.
+    pub fn order_id(&self) -> Option<OrderId> {
+        self.order_id
+    }
+
+    /// Current phase.
+    pub fn phase(&self) -> CheckoutPhase {
+        self.phase
+    }
+
+    /// Payment progress.
+    pub fn payment(&self) -> PaymentProgress {
+        self.payment
+    }
+
+    /// The payment id, once started.
+    pub fn payment_id(&self) -> Option<PaymentId> {
+        self.payment_id
+    }
+
+    /// Reservation progress per line.
+    pub fn lines(&self) -> BTreeMap<Sku, LineReservation> {
+        self.lines
+            .iter()
+            .map(|(sku, line)| (sku.clone(), line.reservation))
+            .collect()
+    }
+
+    /// Why the checkout is cancelling, if it is.
+    pub fn cancel_reason(&self) -> Option<&CancellationReason> {
+        self.cancel_reason.as_ref()
+    }
+
+    /// When the runtime must feed [`CheckoutEvent::PaymentDeadlinePassed`], while it still
+    /// matters (reserving or authorizing).
+    pub fn deadline(&self) -> Option<DateTime<Utc>> {
+        matches!(
+            self.phase,
+            CheckoutPhase::Reserving | CheckoutPhase::Authorizing
+        )
+        .then_some(self.deadline)
+        .flatten()
+    }
+
+    /// True in a final phase.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.phase,
+            CheckoutPhase::Completed | CheckoutPhase::Cancelled
+        )
+    }
+
+    /// Handles one input. Pure: the same state and input always give the same decision.
+    ///
+    /// An input whose `event_id` was already handled yields the unchanged state and no
+    /// commands: the runtime stores the new state and its commands together, so a
+    /// redelivery after that needs nothing; a redelivery before it replays from the old
+    /// state and yields identical commands with identical ids. Inputs for another order, or
+    /// that are meaningless in the current phase, change nothing.
+    pub fn handle(&self, input: &CheckoutInput, policy: &CheckoutPolicy) -> CheckoutDecision {
+        let unchanged = || CheckoutDecision {
+            process: self.clone(),
+            commands: Vec::new(),
+        };
+        if self.processed.contains(&input.event_id) {
+            return unchanged();
+        }
+        if let Some(order_id) = self.order_id {
+            if order_id != input.event.order_id() {
+                return unchanged();
+            }
+        }
+        let mut next = self.clone();
+        let mut out = Outbox {
+            event_id: input.event_id,
+            commands: Vec::new(),
+        };
+        next.step(&input.event, policy, &mut out);
+        next.processed.insert(input.event_id);
+        next.finish_compensation();
+        CheckoutDecision {
+            process: next,
+            commands: out.commands,
+        }
+    }
+
+    fn step(&mut self, event: &CheckoutEvent, policy: &CheckoutPolicy, out: &mut Outbox) {
+        use CheckoutPhase as P;
+        match (self.phase, event) {
+            (
+                P::NotStarted,
+                CheckoutEvent::OrderPlaced {
+                    order_id,
+                    lines,
+                    total,
+                    payment_method,
+                    placed_at,
+                },
+            ) => {
+                let expires_at = *placed_at + policy.reservation_ttl;
+                self.order_id = Some(*order_id);
+                self.phase = P::Reserving;
+                self.total = Some(*total);
+                self.payment_method = Some(payment_method.clone());
+                self.payment_id = Some(Self::payment_id_for(*order_id));
+                self.deadline = Some(expires_at);
+                for line in lines {
+                    // A repeated SKU is merged by the order already; keep the first.
+                    if self.lines.contains_key(&line.sku) {
+                        continue;
+                    }
+                    self.lines.insert(
+                        line.sku.clone(),
+                        Line {
+                            quantity: line.quantity,
+                            reservation: LineReservation::Requested,
+                        },
+                    );
+                    out.stock(
+                        &format!("reserve:{}", line.sku),
+                        &line.sku,
+                        StockCommand::ReserveStock {
+                            sku: line.sku.clone(),
+                            order_id: *order_id,
+                            quantity: line.quantity,
+                            expires_at,
+                        },
+                    );
+                }
+            }
+            (P::NotStarted, _) => {}
+            (_, CheckoutEvent::OrderPlaced { .. }) => {}
+            (phase, CheckoutEvent::StockReserved { sku, .. }) => {
+                let Some(line) = self.lines.get_mut(sku) else {
+                    return;
+                };
+                if line.reservation != LineReservation::Requested {
+                    return;
+                }
+                match phase {
+                    P::Reserving => {
+                        line.reservation = LineReservation::Reserved;
+                        self.order(
+                            out,
+                            &format!("record-reserved:{sku}"),
+                            OrderCommand::RecordStockReserved { sku: sku.clone() },
+                        );
+                        if self.all_lines(LineReservation::Reserved) {
+                            self.request_payment(out);
+                        }
+                    }
+                    _ => {
+                        // Reserved after the checkout gave up: give it back.
+                        line.reservation = LineReservation::ReleaseRequested;
+                        self.release(out, sku);
+                    }
+                }
+            }
+            (
+                phase,
+                CheckoutEvent::StockRejected {
+                    sku,
+                    requested,
+                    available,
+                    ..
+                },
+            ) => {
+                let Some(line) = self.lines.get_mut(sku) else {
+                    return;
+                };
+                if line.reservation != LineReservation::Requested {
+                    return;
+                }
+                line.reservation = LineReservation::Rejected;
+                if phase == P::Reserving {
+                    self.order(
+                        out,
+                        &format!("record-rejected:{sku}"),
+                        OrderCommand::RecordStockRejected {
+                            sku: sku.clone(),
+                            requested: *requested,
+                            available: *available,
+                        },
+                    );
+                    self.compensate(out, CancellationReason::OutOfStock { sku: sku.clone() });
+                }
+            }
+            (_, CheckoutEvent::StockReleased { sku, .. }) => {
+                if let Some(line) = self.lines.get_mut(sku) {
+                    if matches!(
+                        line.reservation,
+                        LineReservation::Reserved | LineReservation::ReleaseRequested
+                    ) {
+                        line.reservation = LineReservation::Released;
+                    }
+                }
+            }
+            (
+                phase,
+                CheckoutEvent::PaymentAuthorized {
+                    payment_id, amount, ..
+                },
+            ) => {
+                if Some(*payment_id) != self.payment_id
+                    || self.payment != PaymentProgress::Requested
+                {
+                    return;
+                }
+                if phase == P::Authorizing {
+                    self.payment = PaymentProgress::Authorized;
+                    self.phase = P::Capturing;
+                    self.order(
+                        out,
+                        "record-authorized",
+                        OrderCommand::RecordPaymentAuthorized {
+                            payment_id: *payment_id,
+                            amount: *amount,
+                        },
+                    );
+                    self.order(out, "confirm", OrderCommand::ConfirmOrder);
+                    out.payment("capture", *payment_id, PaymentCommand::CapturePayment);
+                } else {
+                    // Authorized after the checkout gave up: release the hold on the card.
+                    self.payment = PaymentProgress::VoidRequested;
+                    out.payment("void", *payment_id, PaymentCommand::VoidPayment);
+                }
+            }
+            (
+                phase,
+                CheckoutEvent::PaymentDeclined {
+                    payment_id, reason, ..
+                },
+            ) => {
+                if Some(*payment_id) != self.payment_id
+                    || self.payment != PaymentProgress::Requested
+                {
+                    return;
+                }
+                self.payment = PaymentProgress::Declined;
+                if phase == P::Authorizing {
+                    self.order(
+                        out,
+                        "record-declined",
+                        OrderCommand::RecordPaymentDeclined {
+                            payment_id: *payment_id,
+                            reason: *reason,
+                        },
+                    );
+                    self.compensate(
+                        out,
+                        CancellationReason::PaymentDeclined { reason: *reason },
+                    );
+                }
+            }
+            (
+                phase,
+                CheckoutEvent::PaymentCaptured {
+                    payment_id, amount, ..
+                },
+            ) => {
+                if Some(*payment_id) != self.payment_id
+                    || self.payment != PaymentProgress::Authorized
+                    || phase != P::Capturing
+                {
+                    return;
+                }
+                self.payment = PaymentProgress::Captured;
+                self.phase = P::Completed;
+                self.order(
+                    out,
+                    "record-captured",
+                    OrderCommand::RecordPaymentCaptured {
+                        payment_id: *payment_id,
+                        amount: *amount,
+                    },
+                );
+            }
+            (_, CheckoutEvent::PaymentVoided { payment_id, .. }) => {
+                if Some(*payment_id) == self.payment_id
+                    && self.payment == PaymentProgress::VoidRequested
+                {
+                    self.payment = PaymentProgress::Voided;
+                }
+            }
+            (P::Reserving | P::Authorizing, CheckoutEvent::PaymentDeadlinePassed { .. }) => {
+                self.compensate(out, CancellationReason::ReservationExpired);
+            }
+            (_, CheckoutEvent::PaymentDeadlinePassed { .. }) => {}
+        }
+    }
+
+    fn all_lines(&self, state: LineReservation) -> bool {
+        self.lines.values().all(|line| line.reservation == state)
+    }
+
+    fn request_payment(&mut self, out: &mut Outbox) {
+        let (Some(order_id), Some(payment_id), Some(amount), Some(payment_method)) = (
+            self.order_id,
+            self.payment_id,
+            self.total,
+            self.payment_method.clone(),
+        ) else {
+            return;
+        };
+        self.phase = CheckoutPhase::Authorizing;
+        self.payment = PaymentProgress::Requested;
+        out.payment(
+            "authorize",
+            payment_id,
+            PaymentCommand::AuthorizePayment {
+                payment_id,
+                order_id,
+                amount,
+                payment_method,
+            },
+        );
+    }
+
+    /// Gives up: releases every held reservation and cancels the order with the reason.
+    fn compensate(&mut self, out: &mut Outbox, reason: CancellationReason) {
+        self.phase = CheckoutPhase::Compensating;
+        self.cancel_reason = Some(reason.clone());
+        let held: Vec<Sku> = self
+            .lines
+            .iter()
+            .filter(|(_, line)| line.reservation == LineReservation::Reserved)
+            .map(|(sku, _)| sku.clone())
+            .collect();
+        for sku in held {
+            if let Some(line) = self.lines.get_mut(&sku) {
+                line.reservation = LineReservation::ReleaseRequested;
+            }
+            self.release(out, &sku);
+        }
+        self.order(out, "cancel", OrderCommand::CancelOrder { reason });
+    }
+
+    /// Compensation is over once no reservation is held or pending and no payment is
+    /// authorized or pending.
+    fn finish_compensation(&mut self) {
+        if self.phase != CheckoutPhase::Compensating {
+            return;
+        }
+        let lines_settled = self.lines.values().all(|line| {
+            matches!(
+                line.reservation,
+                LineReservation::Rejected | LineReservation::Released
+            )
+        });
+        let payment_settled = matches!(
+            self.payment,
+            PaymentProgress::NotRequested | PaymentProgress::Declined | PaymentProgress::Voided
+        );
+        if lines_settled && payment_settled {
+            self.phase = CheckoutPhase::Cancelled;
+        }
+    }
+
+    fn release(&self, out: &mut Outbox, sku: &Sku) {
+        if let Some(order_id) = self.order_id {
+            out.stock(
+                &format!("release:{sku}"),
+                sku,
+                StockCommand::ReleaseReservation {
+                    sku: sku.clone(),
+                    order_id,
+                },
+            );
+        }
+    }
+
+    fn order(&self, out: &mut Outbox, discriminator: &str, command: OrderCommand) {
+        if let Some(order_id) = self.order_id {
+            out.push(discriminator, TargetedCommand::Order { order_id, command });
+        }
+    }
+}
+
+/// Collects commands, giving each the id derived from the causing event.
+struct Outbox {
+    event_id: Uuid,
+    commands: Vec<CheckoutCommand>,
+}
+
+impl Outbox {
+    fn push(&mut self, discriminator: &str, command: TargetedCommand) {
+        self.commands.push(CheckoutCommand {
+            command_id: Uuid::new_v5(&self.event_id, discriminator.as_bytes()),
+            command,
+        });
+    }
+
+    fn stock(&mut self, discriminator: &str, sku: &Sku, command: StockCommand) {
+        self.push(
+            discriminator,
+            TargetedCommand::Stock {
+                sku: sku.clone(),
+                command,
+            },
+        );
+    }
+
+    fn payment(&mut self, discriminator: &str, payment_id: PaymentId, command: PaymentCommand) {
+        self.push(
+            discriminator,
+            TargetedCommand::Payment {
+                payment_id,
+                command,
+            },
+        );
+    }
+}
