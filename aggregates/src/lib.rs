@@ -6,6 +6,7 @@
 //! See `README.md` beside this crate for the commands, events, invariants and error codes
 //! of every aggregate.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod cart;
 pub mod checkout;

@@ -228,7 +228,11 @@ mod tests {
     fn currency_accepts_three_uppercase_letters_only() {
         assert_eq!(Currency::new("EUR").unwrap(), Currency::EUR);
         for bad in ["eur", "EU", "EURO", "E1R", "", "€UR"] {
-            assert_eq!(Currency::new(bad), Err(ValueError::InvalidCurrency), "{bad}");
+            assert_eq!(
+                Currency::new(bad),
+                Err(ValueError::InvalidCurrency),
+                "{bad}"
+            );
         }
     }
 

@@ -12,7 +12,11 @@ const PAN_DIGITS: std::ops::RangeInclusive<usize> = 13..=19;
 /// with single spaces or dashes, passing the Luhn check.
 pub fn looks_like_pan(text: &str) -> bool {
     let text = text.trim();
-    if text.is_empty() || !text.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-') {
+    if text.is_empty()
+        || !text
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
+    {
         return false;
     }
     digit_group_is_pan(text)
@@ -79,7 +83,7 @@ fn luhn_valid(digits: &[u32]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

@@ -37,8 +37,8 @@ pub(crate) mod fixtures {
 
     use crate::money::{Currency, Money};
     use crate::values::{
-        CountryCode, CustomerId, OrderId, PaymentId, PaymentMethodToken, PersonName,
-        PostalAddress, Quantity, Sku, WarehouseId,
+        CountryCode, CustomerId, OrderId, PaymentId, PaymentMethodToken, PersonName, PostalAddress,
+        Quantity, Sku, WarehouseId,
     };
 
     pub(crate) fn sku(s: &str) -> Sku {

@@ -388,9 +388,7 @@ validated_string!(
 );
 
 /// A positive, bounded count of units (`1..=Quantity::MAX`).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "u32", into = "u32")]
 pub struct Quantity(u32);
 
@@ -447,9 +445,9 @@ impl CategoryPath {
     {
         let segments: Vec<String> = segments.into_iter().map(Into::into).collect();
         let ok = (1..=8).contains(&segments.len())
-            && segments.iter().all(|s| {
-                check_text(s, "category", 1, 64, false).is_ok() && !s.contains('/')
-            });
+            && segments
+                .iter()
+                .all(|s| check_text(s, "category", 1, 64, false).is_ok() && !s.contains('/'));
         if ok {
             Ok(CategoryPath(segments))
         } else {
@@ -490,7 +488,10 @@ impl fmt::Display for CategoryPath {
 
 /// Free-form product attributes (`"colour" -> "red"`), at most 50, sorted by key.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
+#[serde(
+    try_from = "BTreeMap<String, String>",
+    into = "BTreeMap<String, String>"
+)]
 pub struct Attributes(BTreeMap<String, String>);
 
 impl Attributes {
@@ -703,12 +704,18 @@ mod tests {
 
     #[test]
     fn sku_validation() {
-        assert_eq!(Sku::new("TSHIRT-RED_L.v2").unwrap().as_str(), "TSHIRT-RED_L.v2");
+        assert_eq!(
+            Sku::new("TSHIRT-RED_L.v2").unwrap().as_str(),
+            "TSHIRT-RED_L.v2"
+        );
         for bad in ["", "has space", "é", &"x".repeat(65), "a/b"] {
             assert_eq!(Sku::new(bad), Err(ValueError::InvalidSku), "{bad:?}");
         }
         assert!(serde_json::from_value::<Sku>(json!("bad sku")).is_err());
-        assert_eq!(serde_json::to_value(Sku::new("A1").unwrap()).unwrap(), json!("A1"));
+        assert_eq!(
+            serde_json::to_value(Sku::new("A1").unwrap()).unwrap(),
+            json!("A1")
+        );
     }
 
     #[test]
@@ -719,14 +726,26 @@ mod tests {
         assert!(Quantity::new(Quantity::MAX + 1).is_err());
         assert!(serde_json::from_value::<Quantity>(json!(0)).is_err());
         assert!(serde_json::from_value::<Quantity>(json!(-3)).is_err());
-        assert_eq!(serde_json::from_value::<Quantity>(json!(7)).unwrap().get(), 7);
+        assert_eq!(
+            serde_json::from_value::<Quantity>(json!(7)).unwrap().get(),
+            7
+        );
         assert_eq!(Quantity::new(0).unwrap_err().code(), "invalid_quantity");
     }
 
     #[test]
     fn email_validation() {
         assert!(Email::new("ada@example.com").is_ok());
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "a@b@c.d", "ada@example..com"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "a@b@c.d",
+            "ada@example..com",
+        ] {
             assert_eq!(Email::new(bad), Err(ValueError::InvalidEmail), "{bad:?}");
         }
         assert!(serde_json::from_value::<Email>(json!("nope")).is_err());
@@ -743,7 +762,10 @@ mod tests {
 
     #[test]
     fn password_hash_refuses_plain_passwords() {
-        assert_eq!(PasswordHash::new("hunter2"), Err(ValueError::InvalidPasswordHash));
+        assert_eq!(
+            PasswordHash::new("hunter2"),
+            Err(ValueError::InvalidPasswordHash)
+        );
         assert_eq!(
             PasswordHash::new("$argon2id$ with spaces in it"),
             Err(ValueError::InvalidPasswordHash)
@@ -754,7 +776,11 @@ mod tests {
     fn phone_number_validation() {
         assert!(PhoneNumber::new("+49 (30) 123-4567").is_ok());
         for bad in ["", "123", "+49 30 12a", &"1".repeat(16)] {
-            assert_eq!(PhoneNumber::new(bad), Err(ValueError::InvalidPhoneNumber), "{bad:?}");
+            assert_eq!(
+                PhoneNumber::new(bad),
+                Err(ValueError::InvalidPhoneNumber),
+                "{bad:?}"
+            );
         }
     }
 
@@ -769,7 +795,11 @@ mod tests {
         assert!(Brand::new("").is_err());
         assert_eq!(
             Brand::new("").unwrap_err(),
-            ValueError::InvalidText { field: "brand", min: 1, max: 100 }
+            ValueError::InvalidText {
+                field: "brand",
+                min: 1,
+                max: 100
+            }
         );
     }
 
@@ -778,7 +808,10 @@ mod tests {
         let path = CategoryPath::parse("electronics/phones").unwrap();
         assert_eq!(path.segments(), ["electronics", "phones"]);
         assert_eq!(path.to_string(), "electronics/phones");
-        assert_eq!(serde_json::to_value(&path).unwrap(), json!(["electronics", "phones"]));
+        assert_eq!(
+            serde_json::to_value(&path).unwrap(),
+            json!(["electronics", "phones"])
+        );
         assert!(CategoryPath::parse("").is_err());
         assert!(CategoryPath::parse("a//b").is_err());
         assert!(CategoryPath::new(Vec::<String>::new()).is_err());
@@ -790,8 +823,18 @@ mod tests {
     #[test]
     fn image_url_validation() {
         assert!(ImageUrl::new("https://cdn.example.com/a.png").is_ok());
-        for bad in ["http://cdn.example.com/a.png", "https://", "https:///x", "https://a b", "ftp://x"] {
-            assert_eq!(ImageUrl::new(bad), Err(ValueError::InvalidImageUrl), "{bad:?}");
+        for bad in [
+            "http://cdn.example.com/a.png",
+            "https://",
+            "https:///x",
+            "https://a b",
+            "ftp://x",
+        ] {
+            assert_eq!(
+                ImageUrl::new(bad),
+                Err(ValueError::InvalidImageUrl),
+                "{bad:?}"
+            );
         }
     }
 
@@ -801,7 +844,10 @@ mod tests {
         assert!(Attributes::new(ok).is_ok());
         let too_many: BTreeMap<String, String> =
             (0..51).map(|i| (format!("k{i}"), "v".to_owned())).collect();
-        assert_eq!(Attributes::new(too_many), Err(ValueError::InvalidAttributes));
+        assert_eq!(
+            Attributes::new(too_many),
+            Err(ValueError::InvalidAttributes)
+        );
         let empty_key: BTreeMap<String, String> = [(String::new(), "v".to_owned())].into();
         assert!(Attributes::new(empty_key).is_err());
         assert!(serde_json::from_value::<Attributes>(json!({"": "x"})).is_err());

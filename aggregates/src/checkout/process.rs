@@ -117,7 +117,10 @@ pub struct CheckoutDecision {
 impl CheckoutProcess {
     /// The payment id used for an order's checkout (UUID v5 of the order id).
     pub fn payment_id_for(order_id: OrderId) -> PaymentId {
-        PaymentId::new(Uuid::new_v5(&order_id.as_uuid(), b"mercato.checkout.payment"))
+        PaymentId::new(Uuid::new_v5(
+            &order_id.as_uuid(),
+            b"mercato.checkout.payment",
+        ))
     }
 
     /// The order, once started.
@@ -368,10 +371,7 @@ impl CheckoutProcess {
                             reason: *reason,
                         },
                     );
-                    self.compensate(
-                        out,
-                        CancellationReason::PaymentDeclined { reason: *reason },
-                    );
+                    self.compensate(out, CancellationReason::PaymentDeclined { reason: *reason });
                 }
             }
             (

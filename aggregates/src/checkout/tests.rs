@@ -10,9 +10,9 @@ use super::*;
 use crate::money::Money;
 use crate::order::{CancellationReason, NewOrderLine, Order, OrderCommand, OrderStatus};
 use crate::payment::{
-    AuthorizationId, AuthorizationOutcome, AuthorizationRequest, CardBrand, CardLast4,
-    CardSummary, DeclineReason, GatewayError, Payment, PaymentCommand, PaymentGateway,
-    PaymentServices, PaymentStatus,
+    AuthorizationId, AuthorizationOutcome, AuthorizationRequest, CardBrand, CardLast4, CardSummary,
+    DeclineReason, GatewayError, Payment, PaymentCommand, PaymentGateway, PaymentServices,
+    PaymentStatus,
 };
 use crate::stock::{Stock, StockCommand};
 use crate::test_support::execute;
@@ -162,7 +162,9 @@ fn all_lines_reserved_authorizes_payment() {
     let (_, commands) = run(vec![placed_event(), reserved("MUG")]);
     assert_eq!(
         commands,
-        vec![to_order(OrderCommand::RecordStockReserved { sku: sku("MUG") })]
+        vec![to_order(OrderCommand::RecordStockReserved {
+            sku: sku("MUG")
+        })]
     );
     let (process, commands) = run(vec![placed_event(), reserved("MUG"), reserved("PLATE")]);
     assert_eq!(
@@ -362,10 +364,7 @@ fn same_input_gives_same_commands_and_redelivery_gives_none() {
     let first = process.handle(&input(1, placed_event()), &policy);
     let again = process.handle(&input(1, placed_event()), &policy);
     assert_eq!(first, again);
-    assert!(first
-        .commands
-        .iter()
-        .all(|c| c.command_id != Uuid::nil()));
+    assert!(first.commands.iter().all(|c| c.command_id != Uuid::nil()));
     let ids: std::collections::BTreeSet<Uuid> =
         first.commands.iter().map(|c| c.command_id).collect();
     assert_eq!(ids.len(), first.commands.len(), "ids are distinct");
@@ -406,7 +405,10 @@ fn targets_name_their_aggregate() {
     let command = release("MUG");
     assert_eq!(command.aggregate_type(), "Stock");
     assert_eq!(command.aggregate_id(), "MUG");
-    assert_eq!(to_order(OrderCommand::ConfirmOrder).aggregate_type(), "Order");
+    assert_eq!(
+        to_order(OrderCommand::ConfirmOrder).aggregate_type(),
+        "Order"
+    );
 }
 
 // ---- simulation: any interleaving ends confirmed-and-captured or cancelled-and-clean ----
@@ -468,7 +470,10 @@ impl World {
                 command.command.aggregate_type(),
                 command.command.aggregate_id()
             );
-            self.command_queues.entry(key).or_default().push_back(command);
+            self.command_queues
+                .entry(key)
+                .or_default()
+                .push_back(command);
         }
     }
 
@@ -503,7 +508,10 @@ impl World {
                 let events = events.unwrap_or_default();
                 (
                     format!("stock/{sku}"),
-                    events.iter().filter_map(CheckoutEvent::from_stock_event).collect(),
+                    events
+                        .iter()
+                        .filter_map(CheckoutEvent::from_stock_event)
+                        .collect(),
                 )
             }
             TargetedCommand::Order { command: c, .. } => {
@@ -512,7 +520,10 @@ impl World {
                 let events = events.unwrap_or_default();
                 (
                     "order".to_owned(),
-                    events.iter().filter_map(CheckoutEvent::from_order_event).collect(),
+                    events
+                        .iter()
+                        .filter_map(CheckoutEvent::from_order_event)
+                        .collect(),
                 )
             }
             TargetedCommand::Payment {
@@ -667,12 +678,20 @@ fn simulate(scenario: &Scenario) -> Result<World, TestCaseError> {
         let (kind, key) = options[pick % options.len()].clone();
         match kind {
             0 => {
-                if let Some(command) = world.command_queues.get_mut(&key).and_then(VecDeque::pop_front) {
+                if let Some(command) = world
+                    .command_queues
+                    .get_mut(&key)
+                    .and_then(VecDeque::pop_front)
+                {
                     world.execute(command)?;
                 }
             }
             1 => {
-                if let Some(input) = world.event_queues.get_mut(&key).and_then(VecDeque::pop_front) {
+                if let Some(input) = world
+                    .event_queues
+                    .get_mut(&key)
+                    .and_then(VecDeque::pop_front)
+                {
                     world.deliver(input)?;
                 }
             }

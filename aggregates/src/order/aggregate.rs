@@ -185,10 +185,7 @@ impl Order {
         self.total.ok_or(OrderError::NotFound)
     }
 
-    fn place(
-        &self,
-        command: OrderCommand,
-    ) -> Result<Vec<OrderEvent>, OrderError> {
+    fn place(&self, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
         let OrderCommand::PlaceOrder {
             order_id,
             customer_id,
@@ -262,10 +259,7 @@ impl Order {
                     return Ok(vec![]);
                 }
                 self.require(&[S::Placed], "record stock reserved for")?;
-                let all_reserved = self
-                    .lines
-                    .iter()
-                    .all(|l| l.reserved || l.line.sku == sku);
+                let all_reserved = self.lines.iter().all(|l| l.reserved || l.line.sku == sku);
                 let status = if all_reserved {
                     S::AwaitingPayment
                 } else {
@@ -518,8 +512,7 @@ impl Aggregate for Order {
             OrderEvent::OrderCancelled { .. } => self.status = OrderStatus::Cancelled,
             OrderEvent::OrderShipped { lines, status, .. } => {
                 for shipment in lines {
-                    if let Some(line) = self.lines.iter_mut().find(|l| l.line.sku == shipment.sku)
-                    {
+                    if let Some(line) = self.lines.iter_mut().find(|l| l.line.sku == shipment.sku) {
                         line.shipped = line.shipped.saturating_add(shipment.quantity.get());
                     }
                 }

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use crate::money::Money;
 use crate::payment::DeclineReason;
 use crate::values::{
-    CustomerId, OrderId, PaymentId, PaymentMethodToken, PostalAddress, ProductName, Quantity,
-    Sku, TrackingNumber,
+    CustomerId, OrderId, PaymentId, PaymentMethodToken, PostalAddress, ProductName, Quantity, Sku,
+    TrackingNumber,
 };
 
 /// A line of a new order, with the price captured by the cart.

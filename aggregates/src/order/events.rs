@@ -7,8 +7,8 @@ use crate::money::Money;
 use crate::payment::DeclineReason;
 use crate::personal::Personal;
 use crate::values::{
-    CustomerId, OrderId, PaymentId, PaymentMethodToken, PostalAddress, ProductName, Quantity,
-    Sku, TrackingNumber,
+    CustomerId, OrderId, PaymentId, PaymentMethodToken, PostalAddress, ProductName, Quantity, Sku,
+    TrackingNumber,
 };
 
 /// A placed order line with its derived total.

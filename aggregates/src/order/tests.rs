@@ -6,7 +6,9 @@ use super::*;
 use crate::payment::DeclineReason;
 use crate::personal::Personal;
 use crate::test_support::execute;
-use crate::test_support::fixtures::{address, at, customer_id, eur, order_id, payment_id, qty, sku, token, usd};
+use crate::test_support::fixtures::{
+    address, at, customer_id, eur, order_id, payment_id, qty, sku, token, usd,
+};
 use crate::values::{ProductName, TrackingNumber};
 
 fn fixture() -> TestFramework<Order> {
@@ -60,7 +62,10 @@ fn placed() -> OrderEvent {
 }
 
 fn line_reserved(s: &str, status: OrderStatus) -> OrderEvent {
-    OrderEvent::OrderLineReserved { sku: sku(s), status }
+    OrderEvent::OrderLineReserved {
+        sku: sku(s),
+        status,
+    }
 }
 
 fn all_reserved() -> Vec<OrderEvent> {
@@ -243,7 +248,10 @@ fn record_stock_reserved_after_cancel_is_refused() {
             },
         ])
         .when(OrderCommand::RecordStockReserved { sku: sku("MUG") })
-        .then_expect_error(transition(OrderStatus::Cancelled, "record stock reserved for"));
+        .then_expect_error(transition(
+            OrderStatus::Cancelled,
+            "record stock reserved for",
+        ));
 }
 
 fn rejected() -> OrderEvent {
@@ -330,14 +338,20 @@ fn record_payment_before_stock_is_reserved_is_refused() {
             payment_id: payment_id(1),
             amount: eur(3500),
         })
-        .then_expect_error(transition(OrderStatus::Placed, "record payment authorized for"));
+        .then_expect_error(transition(
+            OrderStatus::Placed,
+            "record payment authorized for",
+        ));
     fixture()
         .given(vec![placed()])
         .when(OrderCommand::RecordPaymentDeclined {
             payment_id: payment_id(1),
             reason: DeclineReason::CardDeclined,
         })
-        .then_expect_error(transition(OrderStatus::Placed, "record payment declined for"));
+        .then_expect_error(transition(
+            OrderStatus::Placed,
+            "record payment declined for",
+        ));
 }
 
 #[test]
@@ -619,9 +633,7 @@ fn refund_never_exceeds_captured() {
     fixture()
         .given(uncaptured)
         .when(OrderCommand::RefundOrder { amount: eur(1) })
-        .then_expect_error(OrderError::RefundExceedsCaptured {
-            refundable: eur(0),
-        });
+        .then_expect_error(OrderError::RefundExceedsCaptured { refundable: eur(0) });
 }
 
 #[test]
@@ -666,11 +678,20 @@ fn serialization_and_codes_are_stable() {
         transition(OrderStatus::Placed, "confirm").to_string(),
         "cannot confirm an order that is placed"
     );
-    assert_eq!(OrderError::CancelAfterShipment.code(), "order_already_shipped");
+    assert_eq!(
+        OrderError::CancelAfterShipment.code(),
+        "order_already_shipped"
+    );
     assert_eq!(Order::TYPE, "Order");
     let json = serde_json::to_value(placed()).unwrap();
-    assert_eq!(json["OrderPlaced"]["total"], serde_json::json!({"amount": 3500, "currency": "EUR"}));
-    assert_eq!(json["OrderPlaced"]["lines"][0]["line_total"]["amount"], 2000);
+    assert_eq!(
+        json["OrderPlaced"]["total"],
+        serde_json::json!({"amount": 3500, "currency": "EUR"})
+    );
+    assert_eq!(
+        json["OrderPlaced"]["lines"][0]["line_total"]["amount"],
+        2000
+    );
     assert!(!format!("{:?}", placed()).contains("Main Street"));
 }
 
@@ -752,11 +773,20 @@ fn allowed(from: OrderStatus, to: OrderStatus) -> bool {
             (from, to),
             (S::Absent, S::Placed)
                 | (S::Placed, S::AwaitingPayment | S::StockRejected)
-                | (S::AwaitingPayment, S::PaymentAuthorized | S::PaymentDeclined)
+                | (
+                    S::AwaitingPayment,
+                    S::PaymentAuthorized | S::PaymentDeclined
+                )
                 | (S::PaymentAuthorized, S::Confirmed)
-                | (S::Confirmed | S::PartiallyShipped, S::PartiallyShipped | S::Shipped)
+                | (
+                    S::Confirmed | S::PartiallyShipped,
+                    S::PartiallyShipped | S::Shipped
+                )
                 | (S::Shipped, S::Delivered)
-                | (S::Delivered | S::PartiallyRefunded, S::PartiallyRefunded | S::Refunded)
+                | (
+                    S::Delivered | S::PartiallyRefunded,
+                    S::PartiallyRefunded | S::Refunded
+                )
                 | (
                     S::Placed
                         | S::StockRejected

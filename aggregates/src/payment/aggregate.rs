@@ -166,7 +166,10 @@ impl Payment {
         match command {
             PaymentCommand::AuthorizePayment { .. } => Err(PaymentError::AlreadyExists),
             PaymentCommand::CapturePayment => {
-                if matches!(self.status, S::Captured | S::PartiallyRefunded | S::Refunded) {
+                if matches!(
+                    self.status,
+                    S::Captured | S::PartiallyRefunded | S::Refunded
+                ) {
                     return Ok(vec![]);
                 }
                 if self.status != S::Authorized {

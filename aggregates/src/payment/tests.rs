@@ -64,7 +64,11 @@ impl PaymentGateway for FakeGateway {
         self.operations
     }
 
-    async fn void(&self, _authorization_id: &AuthorizationId, key: &str) -> Result<(), GatewayError> {
+    async fn void(
+        &self,
+        _authorization_id: &AuthorizationId,
+        key: &str,
+    ) -> Result<(), GatewayError> {
         self.record(key);
         self.operations
     }
@@ -169,7 +173,10 @@ fn declines_and_timeouts_are_events_not_errors() {
 
 #[test]
 fn authorize_twice_is_refused() {
-    for history in [vec![authorized()], vec![declined(DeclineReason::CardDeclined)]] {
+    for history in [
+        vec![authorized()],
+        vec![declined(DeclineReason::CardDeclined)],
+    ] {
         fixture()
             .given(history)
             .when(authorize(eur(5000)))
@@ -339,7 +346,9 @@ fn gateway_gets_stable_idempotency_keys() {
     for amount in [1000, 500] {
         execute(
             &mut payment,
-            PaymentCommand::RefundPayment { amount: eur(amount) },
+            PaymentCommand::RefundPayment {
+                amount: eur(amount),
+            },
             &services,
         )
         .unwrap();
@@ -375,7 +384,10 @@ fn card_values_refuse_card_numbers() {
 fn event_types_and_codes_are_stable() {
     assert_eq!(authorized().event_type(), "PaymentAuthorized");
     assert_eq!(captured().event_version(), "1.0");
-    assert_eq!(PaymentError::GatewayUnavailable.code(), "payment_gateway_unavailable");
+    assert_eq!(
+        PaymentError::GatewayUnavailable.code(),
+        "payment_gateway_unavailable"
+    );
     assert_eq!(Payment::TYPE, "Payment");
     let json = serde_json::to_value(declined(DeclineReason::Timeout)).unwrap();
     assert_eq!(json["PaymentDeclined"]["reason"], "timeout");

@@ -227,7 +227,10 @@ fn sellable_only_while_published() {
 fn event_types_and_versions_are_stable() {
     assert_eq!(created().event_type(), "ProductCreated");
     assert_eq!(created().event_version(), "2.0");
-    assert_eq!(ProductEvent::ProductDiscontinued.event_type(), "ProductDiscontinued");
+    assert_eq!(
+        ProductEvent::ProductDiscontinued.event_type(),
+        "ProductDiscontinued"
+    );
     assert_eq!(ProductEvent::ProductPublished.event_version(), "1.0");
     let json = serde_json::to_value(ProductEvent::ProductPublished).unwrap();
     assert_eq!(json, serde_json::json!("ProductPublished"));

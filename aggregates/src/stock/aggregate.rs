@@ -96,7 +96,7 @@ impl Stock {
             .filter(|(_, available)| *available > 0)
             .collect();
         // Stable sort keeps id order among equal availability.
-        candidates.sort_by(|a, b| b.1.cmp(&a.1));
+        candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.1));
         let mut allocations = Vec::new();
         let mut remaining = wanted;
         for (warehouse, available) in candidates {
@@ -243,8 +243,8 @@ impl Stock {
                     // Never an error: a compensation must not be blocked by a missing hold.
                     return Ok(vec![]);
                 };
-                let (levels, total_available) = self
-                    .levels_after(&reservation.allocations, |level, n| {
+                let (levels, total_available) =
+                    self.levels_after(&reservation.allocations, |level, n| {
                         level.reserved = level.reserved.saturating_sub(n);
                     });
                 Ok(vec![StockEvent::StockReservationReleased {
