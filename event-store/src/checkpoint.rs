@@ -85,15 +85,22 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// Moves `name` to `checkpoint` even if that is backwards (an operator's reset).
+    /// Moves `name` to `checkpoint` even if that is backwards (an operator's reset, or a
+    /// relay re-syncing with the stream).
     pub async fn reset(&self, name: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM log_checkpoints WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        if checkpoint != Checkpoint::START {
-            self.save(name, checkpoint).await?;
-        }
+        sqlx::query(
+            "INSERT INTO log_checkpoints (name, tx_id, global_position, last_event_id, updated_at) \
+             VALUES ($1, $2::text::xid8, $3, $4, now()) \
+             ON CONFLICT (name) DO UPDATE \
+               SET tx_id = EXCLUDED.tx_id, global_position = EXCLUDED.global_position, \
+                   last_event_id = EXCLUDED.last_event_id, updated_at = now()",
+        )
+        .bind(name)
+        .bind(checkpoint.position.tx_id().to_string())
+        .bind(checkpoint.position.global_position())
+        .bind(checkpoint.last_event_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

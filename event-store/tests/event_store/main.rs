@@ -1,6 +1,5 @@
 //! Integration tests of the event store against the real PostgreSQL.
 
-mod counter;
 mod reader;
 mod store;
 

@@ -12,7 +12,7 @@ use mercato_event_store::{
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::counter::{Counter, CounterCommand, CounterServices};
+use mercato_event_store::testing::counter::{Counter, CounterCommand, CounterServices};
 
 async fn append_raw(conn: &mut sqlx::PgConnection, aggregate_id: &str) -> Uuid {
     sqlx::query_scalar(

@@ -10,7 +10,9 @@ use mercato_event_store::{
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
-use crate::counter::{Counter, CounterCommand, CounterError, CounterServices};
+use mercato_event_store::testing::counter::{
+    Counter, CounterCommand, CounterError, CounterServices,
+};
 
 fn store(db: &TestDatabase, policy: &SnapshotPolicy) -> AggregateStore<Counter> {
     AggregateStore::new(db.pool.clone(), CounterServices::default(), policy)

@@ -1,4 +1,4 @@
-//! A minimal aggregate for exercising the store without the domain crate.
+//! A minimal aggregate for exercising the event store and relay without the domain crate.
 
 use std::sync::Arc;
 
@@ -7,22 +7,34 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Barrier;
 
+/// Counts; `applied` tells how many events were applied (a double apply shows).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Counter {
+    /// The sum.
     pub value: i64,
+    /// Events applied.
     pub applied: u64,
 }
 
+/// Commands of [`Counter`].
 #[derive(Debug)]
 pub enum CounterCommand {
+    /// Adds a non-zero amount.
     Add(i64),
     /// Decides nothing (an idempotent repeat).
     Nothing,
 }
 
+/// Events of [`Counter`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum CounterEvent {
-    Added { by: i64, total: i64 },
+    /// An amount was added.
+    Added {
+        /// The amount.
+        by: i64,
+        /// The sum after it.
+        total: i64,
+    },
 }
 
 impl DomainEvent for CounterEvent {
@@ -34,8 +46,10 @@ impl DomainEvent for CounterEvent {
     }
 }
 
+/// Errors of [`Counter`].
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CounterError {
+    /// Adding zero is refused.
     #[error("cannot add zero")]
     Zero,
 }
@@ -44,6 +58,7 @@ pub enum CounterError {
 /// same version both reach commit, so exactly one of them must lose the race.
 #[derive(Clone, Default)]
 pub struct CounterServices {
+    /// The barrier, if any.
     pub barrier: Option<Arc<Barrier>>,
 }
 

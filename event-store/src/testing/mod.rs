@@ -5,6 +5,8 @@ use uuid::Uuid;
 
 use crate::database::{prepare, DatabaseConfig};
 
+pub mod counter;
+
 /// The server tests run against (`MERCATO_TEST_DATABASE_URL`, default the local one).
 pub fn server_url() -> String {
     std::env::var("MERCATO_TEST_DATABASE_URL")

@@ -1,0 +1,338 @@
+//! The consumer runtime every worker (projections, saga, notifications) runs on.
+//!
+//! A durable pull consumer per worker name. Messages are handed to the [`Handler`] in batches
+//! and acknowledged only after it returns `Ok` (after it committed). When a batch fails, its
+//! messages are retried one by one to isolate the bad one: a message that fails is negatively
+//! acknowledged with a delay, together with the later messages of the same aggregate in the
+//! batch (so one aggregate's events are never applied out of order), and after `max_deliver`
+//! failed deliveries it is published with its error to the dead-letter stream and acknowledged,
+//! so one bad event never blocks the rest.
+//!
+//! The server-side `max_deliver` of the consumer is left unlimited on purpose: when the server
+//! reaches that limit it silently stops delivering, which would skip the message without
+//! dead-lettering it. The limit is enforced here instead.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, AckKind, Message};
+use futures::StreamExt;
+use mercato_event_store::RecordedEvent;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NatsConfig;
+use crate::error::NatsError;
+use crate::headers;
+
+/// What a handler returns when it could not apply a batch.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Applies events. Must be idempotent: a message is redelivered if the worker dies before
+/// its ack reaches the server.
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync {
+    /// Applies `batch` (in stream order) and commits, or fails without a partial effect.
+    async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError>;
+}
+
+/// One delivered event.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The event as it stands in the log.
+    pub event: RecordedEvent,
+    /// Its sequence in the events stream.
+    pub stream_sequence: u64,
+    /// How many times it has been delivered to this worker (1 the first time).
+    pub delivered: i64,
+}
+
+/// How a worker consumes.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// The durable consumer's name: one per worker (and per replica where each keeps its own state).
+    pub durable_name: String,
+    /// Which events (defaults to all: `<prefix>.events.>`).
+    pub filter_subject: Option<String>,
+    /// How long the server waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// Failed deliveries after which a message is dead-lettered.
+    pub max_deliver: i64,
+    /// Messages per batch.
+    pub batch_size: usize,
+    /// How long one pull waits for messages (also bounds shutdown latency).
+    pub fetch_wait: Duration,
+    /// Delay before a failed message is redelivered.
+    pub retry_delay: Duration,
+    /// Unacknowledged messages the server hands out at once.
+    pub max_ack_pending: i64,
+}
+
+impl ConsumerConfig {
+    /// Defaults for a worker called `durable_name`.
+    pub fn new(durable_name: impl Into<String>) -> Self {
+        Self {
+            durable_name: durable_name.into(),
+            filter_subject: None,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            batch_size: 256,
+            fetch_wait: Duration::from_millis(500),
+            retry_delay: Duration::from_secs(1),
+            max_ack_pending: 4096,
+        }
+    }
+}
+
+/// A worker bound to its durable consumer.
+pub struct Worker {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    config: ConsumerConfig,
+    dlq_subject: String,
+}
+
+impl Worker {
+    /// Creates the durable consumer if needed and binds to it.
+    pub async fn bind(
+        client: async_nats::Client,
+        js: jetstream::Context,
+        nats: &NatsConfig,
+        config: ConsumerConfig,
+    ) -> Result<Self, NatsError> {
+        let stream = js
+            .get_stream(&nats.stream)
+            .await
+            .map_err(|e| NatsError::js("stream lookup", e))?;
+        let consumer = stream
+            .get_or_create_consumer(
+                &config.durable_name,
+                pull::Config {
+                    durable_name: Some(config.durable_name.clone()),
+                    description: Some(format!("mercato worker {}", config.durable_name)),
+                    filter_subject: config
+                        .filter_subject
+                        .clone()
+                        .unwrap_or_else(|| nats.events_wildcard()),
+                    deliver_policy: DeliverPolicy::All,
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: config.ack_wait,
+                    max_deliver: -1,
+                    max_ack_pending: config.max_ack_pending,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| NatsError::js("consumer create", e))?;
+        Ok(Self {
+            client,
+            js,
+            consumer,
+            dlq_subject: nats.dlq_subject(&config.durable_name),
+            config,
+        })
+    }
+
+    /// Pulls and handles until `shutdown`; then finishes and acknowledges the batch in hand.
+    pub async fn run<H: Handler>(
+        self,
+        handler: &H,
+        shutdown: CancellationToken,
+    ) -> Result<(), NatsError> {
+        let worker = self.config.durable_name.clone();
+        tracing::info!(worker = %worker, "worker started");
+        while !shutdown.is_cancelled() {
+            let messages = match self.fetch().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(worker = %worker, error = %e, "fetch failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(self.config.retry_delay) => continue,
+                    }
+                }
+            };
+            if messages.is_empty() {
+                continue;
+            }
+            self.process(handler, messages).await;
+        }
+        // Make sure the acks of the last batch have left before we go.
+        let _ = self.client.flush().await;
+        tracing::info!(worker = %worker, "worker stopped");
+        Ok(())
+    }
+
+    async fn fetch(&self) -> Result<Vec<Message>, NatsError> {
+        let mut batch = self
+            .consumer
+            .batch()
+            .max_messages(self.config.batch_size)
+            .expires(self.config.fetch_wait)
+            .messages()
+            .await
+            .map_err(|e| NatsError::js("fetch", e))?;
+        let mut messages = Vec::new();
+        while let Some(m) = batch.next().await {
+            match m {
+                Ok(m) => messages.push(m),
+                Err(e) => {
+                    if messages.is_empty() {
+                        return Err(NatsError::js("fetch", e));
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(messages)
+    }
+
+    async fn process<H: Handler>(&self, handler: &H, messages: Vec<Message>) {
+        let worker = &self.config.durable_name;
+        let mut good: Vec<(Message, Delivery)> = Vec::with_capacity(messages.len());
+        for message in messages {
+            match decode(&message) {
+                Ok(d) => good.push((message, d)),
+                // Undecodable now means undecodable forever: no point retrying.
+                Err(reason) => self.dead_letter(&message, &reason, 0).await,
+            }
+        }
+        if good.is_empty() {
+            return;
+        }
+        let deliveries: Vec<Delivery> = good.iter().map(|(_, d)| d.clone()).collect();
+        match handler.handle(&deliveries).await {
+            Ok(()) => {
+                for (m, _) in &good {
+                    ack(m, AckKind::Ack).await;
+                }
+                metrics::counter!("mercato_worker_handled_total", "worker" => worker.clone())
+                    .increment(good.len() as u64);
+                return;
+            }
+            Err(e) if good.len() > 1 => {
+                tracing::info!(worker = %worker, error = %e, "batch failed; retrying its messages one by one");
+            }
+            Err(_) => {}
+        }
+
+        // Isolate the failing message(s).
+        let mut blocked: HashSet<(String, String)> = HashSet::new();
+        for (message, delivery) in good {
+            let key = (
+                delivery.event.aggregate_type.clone(),
+                delivery.event.aggregate_id.clone(),
+            );
+            if blocked.contains(&key) {
+                // An earlier event of this aggregate failed: keep the aggregate's order.
+                ack(&message, AckKind::Nak(Some(self.config.retry_delay))).await;
+                continue;
+            }
+            match handler.handle(std::slice::from_ref(&delivery)).await {
+                Ok(()) => {
+                    ack(&message, AckKind::Ack).await;
+                    metrics::counter!("mercato_worker_handled_total", "worker" => worker.clone())
+                        .increment(1);
+                }
+                Err(e) => {
+                    metrics::counter!("mercato_worker_failures_total", "worker" => worker.clone())
+                        .increment(1);
+                    if delivery.delivered >= self.config.max_deliver {
+                        self.dead_letter(&message, &e.to_string(), delivery.delivered)
+                            .await;
+                    } else {
+                        tracing::warn!(worker = %worker, event_id = %delivery.event.event_id,
+                            delivered = delivery.delivered, error = %e, "handler failed; will retry");
+                        blocked.insert(key);
+                        ack(&message, AckKind::Nak(Some(self.config.retry_delay))).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes the message with its error to the dead-letter stream, then acknowledges it.
+    /// If the dead-letter publish fails, the message is left unacknowledged and comes back.
+    async fn dead_letter(&self, message: &Message, error: &str, delivered: i64) {
+        let worker = &self.config.durable_name;
+        // Keep Mercato's own headers; the relay's Nats-Expected-* headers would make JetStream
+        // refuse the publish to the dead-letter stream.
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(original) = &message.headers {
+            for (name, values) in original.iter() {
+                let name_str: &str = name.as_ref();
+                if name_str.starts_with("Nats-") {
+                    continue;
+                }
+                for v in values {
+                    headers.append(name.clone(), v.clone());
+                }
+            }
+        }
+        let stream_sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        let original_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| headers::get(h, async_nats::header::NATS_MESSAGE_ID.as_ref()));
+        let msg_id = original_id
+            .map(|id| format!("{worker}:{id}"))
+            .unwrap_or_else(|| format!("{worker}:seq:{stream_sequence}"));
+        let error: String = error.chars().take(2000).collect();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
+        headers.insert(
+            headers::DLQ_ERROR,
+            error.replace(['\r', '\n'], " ").as_str(),
+        );
+        headers.insert(headers::DLQ_WORKER, worker.as_str());
+        headers.insert(
+            headers::DLQ_STREAM_SEQUENCE,
+            stream_sequence.to_string().as_str(),
+        );
+        headers.insert(headers::DLQ_DELIVERIES, delivered.to_string().as_str());
+        let published = async {
+            self.js
+                .send_publish(
+                    self.dlq_subject.clone(),
+                    PublishMessage::build()
+                        .payload(message.payload.clone())
+                        .headers(headers),
+                )
+                .await?
+                .await
+        }
+        .await;
+        match published {
+            Ok(_) => {
+                tracing::error!(worker = %worker, stream_sequence, error = %error, "event dead-lettered");
+                metrics::counter!("mercato_dead_lettered_total", "worker" => worker.clone())
+                    .increment(1);
+                ack(message, AckKind::Ack).await;
+            }
+            Err(e) => {
+                tracing::warn!(worker = %worker, error = %e, "dead-letter publish failed; the message will be redelivered");
+            }
+        }
+    }
+}
+
+fn decode(message: &Message) -> Result<Delivery, String> {
+    let info = message
+        .info()
+        .map_err(|e| format!("not a jetstream message: {e}"))?;
+    let event: RecordedEvent = serde_json::from_slice(&message.payload)
+        .map_err(|e| format!("payload is not a mercato event: {e}"))?;
+    Ok(Delivery {
+        event,
+        stream_sequence: info.stream_sequence,
+        delivered: info.delivered,
+    })
+}
+
+async fn ack(message: &Message, kind: AckKind) {
+    if let Err(e) = message.ack_with(kind).await {
+        // The server redelivers after ack_wait; handlers are idempotent.
+        tracing::warn!(error = %e, "ack could not be sent");
+    }
+}

@@ -1,0 +1,433 @@
+//! The outbox relay: publishes the PostgreSQL log to JetStream, in log order, exactly once in
+//! effect.
+//!
+//! - Only one relay publishes at a time: leadership is a PostgreSQL advisory lock held on a
+//!   dedicated connection; standbys retry every `standby_poll` and take over when it is freed
+//!   (the leader's session ends when its process dies).
+//! - Each publish carries `Nats-Expected-Last-Sequence`, so the stream can only ever grow by
+//!   the next event in log order: a lost publish fails every later one in the window instead
+//!   of leaving a gap, and a deposed leader that still publishes is refused.
+//! - On taking over, and after any publish error, the relay re-reads the stream's last message
+//!   and continues after its `Mercato-Position`: events published before a crash but not yet
+//!   checkpointed are never sent twice, however long the relay was down. `Nats-Msg-Id` (the
+//!   event id) adds JetStream's duplicate window as a second guard.
+//! - The checkpoint row moves only after the acks.
+//!
+//! See `docs/adr/0003-outbox-relay.md`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::HeaderMap;
+use mercato_event_store::checkpoint::Checkpoint;
+use mercato_event_store::{
+    CheckpointStore, DatabaseConfig, LogFilter, LogReader, Position, RecordedEvent, EVENTS_CHANNEL,
+};
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NatsConfig;
+use crate::error::NatsError;
+use crate::headers;
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Name of the checkpoint row and of the leadership lock.
+    pub name: String,
+    /// Events read from the log per batch.
+    pub batch_size: usize,
+    /// Publishes awaiting their ack at once.
+    pub max_in_flight: usize,
+    /// Slow poll when no notification arrives (a fallback; notifications wake the relay).
+    pub idle_poll: Duration,
+    /// Fast poll while committed events are held back by an open transaction.
+    pub held_back_poll: Duration,
+    /// How often a standby tries to take the lock.
+    pub standby_poll: Duration,
+    /// Back-off after an error before trying again.
+    pub retry_delay: Duration,
+    /// How often lag metrics are refreshed.
+    pub metrics_interval: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            name: "relay".into(),
+            batch_size: 500,
+            max_in_flight: 256,
+            idle_poll: Duration::from_secs(1),
+            held_back_poll: Duration::from_millis(10),
+            standby_poll: Duration::from_secs(1),
+            retry_delay: Duration::from_millis(500),
+            metrics_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Publishes the event log to JetStream; see the module documentation.
+pub struct Relay {
+    pool: PgPool,
+    database: DatabaseConfig,
+    js: jetstream::Context,
+    nats: NatsConfig,
+    config: RelayConfig,
+}
+
+/// Where the stream ends: what to expect before the next publish.
+#[derive(Debug, Clone, Copy)]
+struct StreamTail {
+    last_sequence: u64,
+    last_position: Option<Position>,
+}
+
+impl Relay {
+    /// A relay over `pool`'s log, publishing through `js`.
+    pub fn new(
+        pool: PgPool,
+        database: DatabaseConfig,
+        js: jetstream::Context,
+        nats: NatsConfig,
+        config: RelayConfig,
+    ) -> Self {
+        Self {
+            pool,
+            database,
+            js,
+            nats,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown`: waits for leadership, then publishes; steps down and waits again
+    /// whenever the lock connection is lost.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), NatsError> {
+        let key = lock_key(&self.config.name);
+        metrics::gauge!("mercato_relay_leader", "relay" => self.config.name.clone()).set(0.0);
+        while !shutdown.is_cancelled() {
+            let mut lock_conn = match self.try_lead(key).await {
+                Ok(Some(conn)) => conn,
+                Ok(None) => {
+                    sleep_or_cancel(self.config.standby_poll, &shutdown).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay cannot reach postgresql for its lock");
+                    sleep_or_cancel(self.config.retry_delay, &shutdown).await;
+                    continue;
+                }
+            };
+            tracing::info!(relay = %self.config.name, "relay is the leader");
+            metrics::gauge!("mercato_relay_leader", "relay" => self.config.name.clone()).set(1.0);
+            let result = self.lead(&mut lock_conn, &shutdown).await;
+            metrics::gauge!("mercato_relay_leader", "relay" => self.config.name.clone()).set(0.0);
+            // Ending the session releases the lock for a standby.
+            let _ = lock_conn.close().await;
+            match result {
+                Ok(()) => tracing::info!(relay = %self.config.name, "relay stepped down"),
+                Err(e) => {
+                    tracing::warn!(relay = %self.config.name, error = %e, error_debug = ?e, "relay lost leadership or failed; retrying");
+                    sleep_or_cancel(self.config.retry_delay, &shutdown).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn try_lead(&self, key: i64) -> Result<Option<PgConnection>, NatsError> {
+        let opts = self.database.options()?;
+        let mut conn = PgConnection::connect_with(&opts)
+            .await
+            .map_err(mercato_event_store::StoreError::from)?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(mercato_event_store::StoreError::from)?;
+        if locked {
+            Ok(Some(conn))
+        } else {
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+
+    /// Publishes while the lock connection stays healthy. Returns `Ok` on shutdown.
+    async fn lead(
+        &self,
+        lock_conn: &mut PgConnection,
+        shutdown: &CancellationToken,
+    ) -> Result<(), NatsError> {
+        let reader = LogReader::new(self.pool.clone());
+        let checkpoints = CheckpointStore::new(self.pool.clone());
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(mercato_event_store::StoreError::from)?;
+        listener
+            .listen(EVENTS_CHANNEL)
+            .await
+            .map_err(mercato_event_store::StoreError::from)?;
+
+        let mut checkpoint = checkpoints.load(&self.config.name).await?;
+        let mut tail = self.stream_tail().await?;
+        checkpoint = self.reconcile(checkpoint, tail, &checkpoints).await?;
+        let mut last_lock_check = Instant::now();
+        let mut last_metrics = Instant::now() - self.config.metrics_interval;
+
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            if last_lock_check.elapsed() >= self.config.standby_poll {
+                sqlx::query("SELECT 1")
+                    .execute(&mut *lock_conn)
+                    .await
+                    .map_err(mercato_event_store::StoreError::from)?;
+                last_lock_check = Instant::now();
+            }
+            if last_metrics.elapsed() >= self.config.metrics_interval {
+                self.report_lag(&reader, checkpoint.position).await;
+                last_metrics = Instant::now();
+            }
+
+            let batch = reader
+                .read(
+                    checkpoint.position,
+                    &LogFilter::default(),
+                    self.config.batch_size,
+                )
+                .await?;
+            if batch.is_empty() {
+                let wait = if reader.has_held_back(checkpoint.position).await? {
+                    self.config.held_back_poll
+                } else {
+                    self.config.idle_poll
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = listener.recv() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
+
+            match self.publish_batch(&batch, tail).await {
+                Ok(new_tail) => {
+                    tail = new_tail;
+                    let last = batch.last().map(|e| (e.position, e.event_id));
+                    if let Some((position, event_id)) = last {
+                        checkpoint = Checkpoint {
+                            position,
+                            last_event_id: Some(event_id),
+                        };
+                        checkpoints.save(&self.config.name, checkpoint).await?;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, error_debug = ?e, "publish failed; re-syncing with the stream");
+                    metrics::counter!("mercato_relay_publish_errors_total").increment(1);
+                    sleep_or_cancel(self.config.retry_delay, shutdown).await;
+                    tail = self.stream_tail().await?;
+                    checkpoint = self.reconcile(checkpoint, tail, &checkpoints).await?;
+                }
+            }
+        }
+    }
+
+    /// Publishes `batch` in order with at most `max_in_flight` unacknowledged publishes.
+    async fn publish_batch(
+        &self,
+        batch: &[RecordedEvent],
+        mut tail: StreamTail,
+    ) -> Result<StreamTail, NatsError> {
+        let mut in_flight: VecDeque<(PublishAckFuture, Instant, &RecordedEvent)> =
+            VecDeque::with_capacity(self.config.max_in_flight);
+        // Publish k of this batch can only land right after publish k-1.
+        for (expected, event) in (tail.last_sequence..).zip(batch) {
+            if in_flight.len() >= self.config.max_in_flight {
+                if let Some(oldest) = in_flight.pop_front() {
+                    tail = await_ack(oldest, tail).await?;
+                }
+            }
+            let subject = self
+                .nats
+                .event_subject(&event.aggregate_type, &event.aggregate_id);
+            let payload = serde_json::to_vec(event).map_err(|e| NatsError::js("encode", e))?;
+            let mut headers = event_headers(event);
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
+                expected.to_string().as_str(),
+            );
+            let ack = self
+                .js
+                .send_publish(
+                    subject,
+                    PublishMessage::build()
+                        .payload(payload.into())
+                        .headers(headers),
+                )
+                .await
+                .map_err(|e| NatsError::js("publish", e))?;
+            in_flight.push_back((ack, Instant::now(), event));
+        }
+        while let Some(next) = in_flight.pop_front() {
+            tail = await_ack(next, tail).await?;
+        }
+        Ok(tail)
+    }
+
+    /// Reads the stream's last message: its sequence and the log position it carries.
+    async fn stream_tail(&self) -> Result<StreamTail, NatsError> {
+        let mut stream = self
+            .js
+            .get_stream(&self.nats.stream)
+            .await
+            .map_err(|e| NatsError::js("stream info", e))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| NatsError::js("stream info", e))?
+            .state
+            .clone();
+        if state.messages == 0 || state.last_sequence == 0 {
+            return Ok(StreamTail {
+                last_sequence: state.last_sequence,
+                last_position: None,
+            });
+        }
+        let last = stream
+            .get_raw_message(state.last_sequence)
+            .await
+            .map_err(|e| NatsError::js("stream get", e))?;
+        let position = headers::get(&last.headers, headers::POSITION)
+            .and_then(|p| p.parse::<Position>().ok())
+            .ok_or_else(|| NatsError::Inconsistent {
+                stream: self.nats.stream.clone(),
+                reason: format!(
+                    "message {} has no {} header: something other than the relay publishes to the events stream",
+                    state.last_sequence,
+                    headers::POSITION
+                ),
+            })?;
+        Ok(StreamTail {
+            last_sequence: state.last_sequence,
+            last_position: Some(position),
+        })
+    }
+
+    /// The stream is the record of what was published: continue after its last message.
+    async fn reconcile(
+        &self,
+        checkpoint: Checkpoint,
+        tail: StreamTail,
+        checkpoints: &CheckpointStore,
+    ) -> Result<Checkpoint, NatsError> {
+        let Some(published) = tail.last_position else {
+            return Ok(checkpoint);
+        };
+        if published == checkpoint.position {
+            return Ok(checkpoint);
+        }
+        if published > checkpoint.position {
+            tracing::info!(checkpoint = %checkpoint.position, stream = %published,
+                "events were published before the last checkpoint was saved; skipping them");
+        } else {
+            tracing::warn!(checkpoint = %checkpoint.position, stream = %published,
+                "the stream is behind the checkpoint (it lost messages); republishing from the stream's end");
+        }
+        let moved = Checkpoint {
+            position: published,
+            last_event_id: None,
+        };
+        checkpoints.reset(&self.config.name, moved).await?;
+        Ok(moved)
+    }
+
+    async fn report_lag(&self, reader: &LogReader, position: Position) {
+        match reader.health(position).await {
+            Ok(h) => {
+                metrics::gauge!("mercato_relay_lag_events").set(h.events_behind as f64);
+                metrics::gauge!("mercato_relay_lag_seconds").set(h.seconds_behind);
+                metrics::gauge!("mercato_log_held_back_events").set(h.held_back as f64);
+                metrics::gauge!("mercato_log_oldest_open_transaction_seconds")
+                    .set(h.oldest_open_transaction_seconds);
+                if h.held_back > 0 && h.oldest_open_transaction_seconds > 10.0 {
+                    tracing::warn!(
+                        held_back = h.held_back,
+                        oldest_open_transaction_seconds = h.oldest_open_transaction_seconds,
+                        "a long-open transaction is holding back the event log"
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "lag metrics unavailable"),
+        }
+    }
+}
+
+async fn await_ack(
+    (ack, sent, event): (PublishAckFuture, Instant, &RecordedEvent),
+    tail: StreamTail,
+) -> Result<StreamTail, NatsError> {
+    let ack = ack.await.map_err(|e| NatsError::js("publish ack", e))?;
+    metrics::histogram!("mercato_relay_publish_latency_seconds")
+        .record(sent.elapsed().as_secs_f64());
+    let since_commit = (chrono::Utc::now() - event.recorded_at)
+        .to_std()
+        .unwrap_or_default();
+    metrics::histogram!("mercato_relay_commit_to_ack_seconds").record(since_commit.as_secs_f64());
+    metrics::counter!("mercato_relay_published_total").increment(1);
+    if ack.duplicate {
+        // Only possible if something else wrote the same message id; the sequence did not move.
+        return Err(NatsError::Inconsistent {
+            stream: ack.stream,
+            reason: format!("event {} was already in the stream", event.event_id),
+        });
+    }
+    debug_assert_eq!(ack.sequence, tail.last_sequence + 1);
+    Ok(StreamTail {
+        last_sequence: ack.sequence,
+        last_position: Some(event.position),
+    })
+}
+
+/// The headers of a published event.
+fn event_headers(event: &RecordedEvent) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        event.event_id.to_string().as_str(),
+    );
+    h.insert(headers::EVENT_TYPE, event.event_type.as_str());
+    h.insert(headers::EVENT_VERSION, event.event_version.as_str());
+    h.insert(headers::POSITION, event.position.to_string().as_str());
+    h.insert(headers::AGGREGATE_TYPE, event.aggregate_type.as_str());
+    h.insert(headers::AGGREGATE_ID, event.aggregate_id.as_str());
+    if let Some(id) = event.metadata.correlation_id {
+        h.insert(headers::CORRELATION_ID, id.to_string().as_str());
+    }
+    if let Some(id) = event.metadata.causation_id {
+        h.insert(headers::CAUSATION_ID, id.to_string().as_str());
+    }
+    if let Some(tp) = &event.metadata.traceparent {
+        h.insert(headers::TRACEPARENT, tp.as_str());
+    }
+    h
+}
+
+/// A stable advisory-lock key for a relay name.
+fn lock_key(name: &str) -> i64 {
+    let ns = uuid::Uuid::from_u128(0x6d65_7263_6174_6f2d_7265_6c61_7900_0000);
+    let (hi, _) = uuid::Uuid::new_v5(&ns, name.as_bytes()).as_u64_pair();
+    hi as i64
+}
+
+async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}

@@ -1,0 +1,226 @@
+//! The consumer runtime: ack after handling, redelivery on failure, dead letters, shutdown.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mercato_event_store::testing::TestDatabase;
+use mercato_nats::{headers, ConsumerConfig, Delivery, Handler, HandlerError, Worker};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// Records what it applied; fails for chosen events a chosen number of times.
+#[derive(Default)]
+struct Recorder {
+    applied: Mutex<Vec<Uuid>>,
+    failures_left: Mutex<HashMap<Uuid, u32>>,
+    calls: Mutex<u32>,
+    delay: Option<Duration>,
+}
+
+#[async_trait::async_trait]
+impl Handler for Recorder {
+    async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        *self.calls.lock().unwrap() += 1;
+        if let Some(d) = self.delay {
+            tokio::time::sleep(d).await;
+        }
+        {
+            let mut failures = self.failures_left.lock().unwrap();
+            for d in batch {
+                if let Some(left) = failures.get_mut(&d.event.event_id) {
+                    if *left > 0 {
+                        *left -= 1;
+                        return Err(format!("cannot apply {}", d.event.event_id).into());
+                    }
+                }
+            }
+        }
+        // All or nothing, like a handler that commits one transaction.
+        self.applied
+            .lock()
+            .unwrap()
+            .extend(batch.iter().map(|d| d.event.event_id));
+        Ok(())
+    }
+}
+
+fn quick(name: &str) -> ConsumerConfig {
+    ConsumerConfig {
+        retry_delay: Duration::from_millis(50),
+        fetch_wait: Duration::from_millis(200),
+        max_deliver: 3,
+        ..ConsumerConfig::new(name)
+    }
+}
+
+async fn run_until<F: Fn(&Recorder) -> bool>(worker: Worker, handler: Arc<Recorder>, done: F) {
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let h = handler.clone();
+    let task = tokio::spawn(async move { worker.run(&*h, token).await.unwrap() });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done(&handler) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_event_is_redelivered_and_a_poison_event_is_dead_lettered_without_blocking_others(
+) {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    append(&counters(&db), 30).await;
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    let events = nats.wait_for_events(30).await;
+    relay.stop().await;
+
+    let transient = events[4].event_id;
+    let poison = events[10].event_id;
+    let handler = Arc::new(Recorder::default());
+    handler
+        .failures_left
+        .lock()
+        .unwrap()
+        .extend([(transient, 1), (poison, u32::MAX)]);
+    let worker = Worker::bind(
+        nats.client.clone(),
+        nats.js.clone(),
+        &nats.config,
+        quick("projector"),
+    )
+    .await
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let (token, h) = (shutdown.clone(), handler.clone());
+    let task = tokio::spawn(async move { worker.run(&*h, token).await.unwrap() });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let applied = handler
+            .applied
+            .lock()
+            .unwrap()
+            .iter()
+            .collect::<HashSet<_>>()
+            .len();
+        let dead = nats.stream_count(&nats.config.dlq_stream()).await;
+        if (applied >= 29 && dead >= 1) || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // A moment more: a wrongly repeated dead letter or redelivery would show.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shutdown.cancel();
+    task.await.unwrap();
+
+    let applied: HashSet<Uuid> = handler.applied.lock().unwrap().iter().copied().collect();
+    let expected: HashSet<Uuid> = events
+        .iter()
+        .map(|e| e.event_id)
+        .filter(|id| *id != poison)
+        .collect();
+    assert_eq!(applied, expected);
+    let dead = nats.messages(&nats.config.dlq_stream()).await;
+    assert_eq!(dead.len(), 1);
+    let dead_event: mercato_event_store::RecordedEvent =
+        serde_json::from_slice(&dead[0].payload).unwrap();
+    assert_eq!(dead_event.event_id, poison);
+    assert_eq!(
+        headers::get(&dead[0].headers, headers::DLQ_WORKER),
+        Some("projector")
+    );
+    assert!(headers::get(&dead[0].headers, headers::DLQ_ERROR)
+        .unwrap()
+        .contains("cannot apply"));
+    assert_eq!(
+        headers::get(&dead[0].headers, headers::DLQ_DELIVERIES),
+        Some("3")
+    );
+
+    // Nothing is left pending: everything was acked, including the dead letter.
+    let stream = nats.js.get_stream(&nats.config.stream).await.unwrap();
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer("projector").await.unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "{info:?}");
+}
+
+#[tokio::test]
+async fn later_events_of_a_failing_aggregate_wait_for_it() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    append(&counters(&db), 10).await; // aggregates c0..c4, two events each
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    let events = nats.wait_for_events(10).await;
+    relay.stop().await;
+
+    let first_of_c0 = events
+        .iter()
+        .find(|e| e.aggregate_id == "c0")
+        .unwrap()
+        .event_id;
+    let handler = Arc::new(Recorder::default());
+    handler.failures_left.lock().unwrap().insert(first_of_c0, 1);
+    let worker = Worker::bind(
+        nats.client.clone(),
+        nats.js.clone(),
+        &nats.config,
+        quick("ordered"),
+    )
+    .await
+    .unwrap();
+    run_until(worker, handler.clone(), |h| {
+        h.applied.lock().unwrap().len() >= 10
+    })
+    .await;
+
+    let applied = handler.applied.lock().unwrap().clone();
+    let c0: Vec<i64> = applied
+        .iter()
+        .filter_map(|id| events.iter().find(|e| e.event_id == *id))
+        .filter(|e| e.aggregate_id == "c0")
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(c0, vec![1, 2], "c0's events were applied out of order");
+}
+
+#[tokio::test]
+async fn shutdown_finishes_and_acknowledges_the_batch_in_hand() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    append(&counters(&db), 20).await;
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    nats.wait_for_events(20).await;
+    relay.stop().await;
+
+    let handler = Arc::new(Recorder {
+        delay: Some(Duration::from_millis(300)),
+        ..Recorder::default()
+    });
+    let config = ConsumerConfig {
+        batch_size: 20,
+        ..quick("graceful")
+    };
+    let worker = Worker::bind(nats.client.clone(), nats.js.clone(), &nats.config, config)
+        .await
+        .unwrap();
+    // Stop as soon as the handler is inside its (slow) first batch.
+    run_until(worker, handler.clone(), |h| *h.calls.lock().unwrap() >= 1).await;
+
+    let applied = handler.applied.lock().unwrap().len() as u64;
+    assert!(applied > 0, "the batch in hand was not finished");
+    let stream = nats.js.get_stream(&nats.config.stream).await.unwrap();
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer("graceful").await.unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        info.num_ack_pending, 0,
+        "handled messages were left unacknowledged"
+    );
+    assert_eq!(info.num_pending, 20 - applied);
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the relay and the consumer runtime against real NATS JetStream and
+//! PostgreSQL.
+
+mod consumer;
+mod relay;
+mod support;

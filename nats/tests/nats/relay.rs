@@ -1,0 +1,190 @@
+//! The relay: every committed event reaches the stream exactly once, in log order.
+
+use std::time::Duration;
+
+use mercato_event_store::checkpoint::Checkpoint;
+use mercato_event_store::testing::TestDatabase;
+use mercato_event_store::CheckpointStore;
+use mercato_nats::headers;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn every_appended_event_reaches_the_stream_once_in_log_order_with_its_headers() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    let store = counters(&db);
+    append(&store, 20).await;
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    append(&store, 30).await;
+
+    let stream = nats.wait_for_events(50).await;
+
+    assert_stream_is_log(&stream, &log(&db).await);
+    let first = &nats.messages(&nats.config.stream).await[0];
+    let event = &stream[0];
+    assert_eq!(
+        headers::get(&first.headers, "Nats-Msg-Id"),
+        Some(event.event_id.to_string().as_str())
+    );
+    assert_eq!(
+        headers::get(&first.headers, headers::POSITION),
+        Some(event.position.to_string().as_str())
+    );
+    assert_eq!(
+        headers::get(&first.headers, headers::EVENT_TYPE),
+        Some("Added")
+    );
+    assert_eq!(
+        headers::get(&first.headers, headers::EVENT_VERSION),
+        Some("1.0")
+    );
+    let correlation = event.metadata.correlation_id.unwrap().to_string();
+    assert_eq!(
+        headers::get(&first.headers, headers::CORRELATION_ID),
+        Some(correlation.as_str())
+    );
+    assert_eq!(
+        first.subject.as_str(),
+        format!("{}.events.Counter.c0", nats.config.subject_prefix)
+    );
+    relay.stop().await;
+
+    // The checkpoint moved to the last published event.
+    let cp = CheckpointStore::new(db.pool.clone())
+        .load("relay")
+        .await
+        .unwrap();
+    assert_eq!(cp.position, stream.last().unwrap().position);
+}
+
+#[tokio::test]
+async fn a_relay_that_died_between_publish_and_checkpoint_publishes_nothing_twice() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    let store = counters(&db);
+    append(&store, 25).await;
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    nats.wait_for_events(25).await;
+    relay.handle.abort();
+    let _ = relay.handle.await;
+
+    // What a crash after the acks but before the checkpoint write leaves behind.
+    CheckpointStore::new(db.pool.clone())
+        .reset("relay", Checkpoint::START)
+        .await
+        .unwrap();
+    append(&store, 15).await;
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    let stream = nats.wait_for_events(40).await;
+    // Give a wrongly re-publishing relay the time to do it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    relay.stop().await;
+
+    assert_stream_is_log(&nats.stream_events().await, &log(&db).await);
+    assert_eq!(stream.len(), 40);
+}
+
+#[tokio::test]
+async fn a_standby_relay_takes_over_when_the_leader_dies() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    let store = counters(&db);
+    let leader = RunningRelay::start(&db, &nats, fast_relay());
+    append(&store, 10).await;
+    nats.wait_for_events(10).await;
+    let standby = RunningRelay::start(&db, &nats, fast_relay());
+    append(&store, 10).await;
+    nats.wait_for_events(20).await;
+
+    // The leader's task dies without any clean-up; its lock session ends with it.
+    leader.handle.abort();
+    let _ = leader.handle.await;
+    append(&store, 10).await;
+    let stream = nats.wait_for_events(30).await;
+    standby.stop().await;
+
+    assert_stream_is_log(&stream, &log(&db).await);
+}
+
+#[tokio::test]
+async fn two_relays_never_interleave_or_duplicate_while_both_run() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    let store = counters(&db);
+    let a = RunningRelay::start(&db, &nats, fast_relay());
+    let b = RunningRelay::start(&db, &nats, fast_relay());
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = counters(&db);
+            tokio::spawn(async move { append_to(&store, &format!("w{w}-"), 25).await })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    append(&store, 5).await;
+    let stream = nats.wait_for_events(105).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.stop().await;
+    b.stop().await;
+
+    assert_eq!(stream.len(), 105);
+    assert_stream_is_log(&nats.stream_events().await, &log(&db).await);
+}
+
+#[tokio::test]
+async fn an_event_whose_transaction_commits_late_is_published_in_log_order() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    let store = counters(&db);
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    append(&store, 3).await;
+    nats.wait_for_events(3).await;
+
+    let mut late = db.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload) \
+         VALUES ('Raw', 'late', 1, 'Happened', '1.0', '{}')",
+    )
+    .execute(&mut *late)
+    .await
+    .unwrap();
+    append(&store, 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        nats.stream_count(&nats.config.stream).await,
+        3,
+        "events behind an open transaction were published"
+    );
+    late.commit().await.unwrap();
+
+    let stream = nats.wait_for_events(7).await;
+    relay.stop().await;
+    assert_stream_is_log(&stream, &log(&db).await);
+    assert_eq!(stream[3].aggregate_id, "late");
+}
+
+#[tokio::test]
+async fn a_nats_restart_loses_and_duplicates_nothing() {
+    let db = TestDatabase::new().await;
+    let mut server = PrivateNats::start();
+    let nats = TestNats::on(&server.url).await;
+    let store = counters(&db);
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    append(&store, 20).await;
+    nats.wait_for_events(20).await;
+
+    server.kill();
+    // Events committed while NATS is down wait in the outbox.
+    append(&store, 20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart();
+    append(&store, 10).await;
+
+    let stream = nats.wait_for_events(50).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.stop().await;
+    assert_eq!(stream.len(), 50);
+    assert_stream_is_log(&nats.stream_events().await, &log(&db).await);
+}
