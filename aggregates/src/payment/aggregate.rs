@@ -218,7 +218,7 @@ impl Payment {
                 let total_refunded = refunded
                     .checked_add(amount)
                     .map_err(|_| PaymentError::RefundExceedsCaptured { refundable })?;
-                let key = self.key(&format!("refund:{}", self.refund_count + 1));
+                let key = self.key(&format!("refund:{}", self.refund_count.saturating_add(1)));
                 services
                     .gateway()
                     .refund(authorization_id, amount, &key)
@@ -290,7 +290,7 @@ impl Aggregate for Payment {
                 ..
             } => {
                 self.refunded = Some(total_refunded);
-                self.refund_count += 1;
+                self.refund_count = self.refund_count.saturating_add(1);
                 self.status = if refundable.is_zero() {
                     PaymentStatus::Refunded
                 } else {
