@@ -8,6 +8,8 @@ mod error;
 pub mod headers;
 pub mod relay;
 mod subject;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod topology;
 
 pub use config::NatsConfig;

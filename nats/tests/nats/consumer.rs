@@ -9,7 +9,7 @@ use mercato_nats::{headers, ConsumerConfig, Delivery, Handler, HandlerError, Wor
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::support::*;
+use mercato_nats::testing::*;
 
 /// Records what it applied; fails for chosen events a chosen number of times.
 #[derive(Default)]

@@ -3,4 +3,3 @@
 
 mod consumer;
 mod relay;
-mod support;

@@ -7,7 +7,7 @@ use mercato_event_store::testing::TestDatabase;
 use mercato_event_store::CheckpointStore;
 use mercato_nats::headers;
 
-use crate::support::*;
+use mercato_nats::testing::*;
 
 #[tokio::test]
 async fn every_appended_event_reaches_the_stream_once_in_log_order_with_its_headers() {

@@ -1,15 +1,16 @@
-//! Per-test isolation: a database, a stream and subject prefix of the test's own.
+//! Test support: a stream and subject prefix of the test's own, a private nats-server for
+//! restart tests, and helpers to compare the stream with the log.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::{connect, ensure_topology, NatsConfig, Relay, RelayConfig};
 use async_nats::jetstream;
 use mercato_event_store::testing::counter::{Counter, CounterCommand, CounterServices};
 use mercato_event_store::testing::TestDatabase;
 use mercato_event_store::{AggregateStore, EventMetadata, RecordedEvent, SnapshotPolicy};
-use mercato_nats::{ensure_topology, NatsConfig, Relay, RelayConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -21,16 +22,21 @@ pub fn nats_url() -> String {
 
 /// A test's own stream and subject prefix on a NATS server; both streams are deleted on drop.
 pub struct TestNats {
+    /// The test's stream names and subject prefix.
     pub config: NatsConfig,
+    /// A connected client.
     pub client: async_nats::Client,
+    /// JetStream on that client.
     pub js: jetstream::Context,
 }
 
 impl TestNats {
+    /// On the shared test server.
     pub async fn new() -> Self {
         Self::on(&nats_url()).await
     }
 
+    /// On the server at `url`.
     pub async fn on(url: &str) -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let config = NatsConfig {
@@ -39,9 +45,7 @@ impl TestNats {
             subject_prefix: format!("t{id}"),
             ..NatsConfig::default()
         };
-        let (client, js) = mercato_nats::connect(&config, "mercato-test")
-            .await
-            .unwrap();
+        let (client, js) = connect(&config, "mercato-test").await.unwrap();
         ensure_topology(&js, &config).await.unwrap();
         Self { config, client, js }
     }
@@ -80,6 +84,7 @@ impl TestNats {
         }
     }
 
+    /// How many messages `stream` holds.
     pub async fn stream_count(&self, stream: &str) -> u64 {
         let mut s = self.js.get_stream(stream).await.unwrap();
         s.info().await.unwrap().state.messages
@@ -116,11 +121,14 @@ impl Drop for TestNats {
 
 /// A relay running in the background until stopped or aborted.
 pub struct RunningRelay {
+    /// Cancels it gracefully.
     pub shutdown: CancellationToken,
+    /// Its task (abort it to simulate a crash).
     pub handle: JoinHandle<()>,
 }
 
 impl RunningRelay {
+    /// Starts a relay over the test database and stream.
     pub fn start(db: &TestDatabase, nats: &TestNats, config: RelayConfig) -> Self {
         let relay = Relay::new(
             db.pool.clone(),
@@ -154,6 +162,7 @@ pub fn fast_relay() -> RelayConfig {
     }
 }
 
+/// A store of test counters.
 pub fn counters(db: &TestDatabase) -> AggregateStore<Counter> {
     AggregateStore::new(
         db.pool.clone(),
@@ -210,6 +219,7 @@ pub fn assert_stream_is_log(stream: &[RecordedEvent], log: &[RecordedEvent]) {
 
 /// A nats-server process of the test's own (for restart tests), on a free port.
 pub struct PrivateNats {
+    /// Its client URL.
     pub url: String,
     port: u16,
     dir: PathBuf,
@@ -217,6 +227,7 @@ pub struct PrivateNats {
 }
 
 impl PrivateNats {
+    /// Starts a JetStream server with a fresh store on a free port.
     pub fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
