@@ -19,6 +19,10 @@ use crate::values::{CustomerId, OrderId, PaymentId, Sku};
 ///                                                                                                  │ (deliver)
 ///                  cancelled <─(cancel, from any status before shipment)         delivered ─(refund)─> partially_refunded ─> refunded
 /// ```
+///
+/// Refunds are also accepted in `confirmed`, `partially_shipped`, `shipped` and (once
+/// captured) `cancelled`; there they leave the status as it is, since fulfilment (or the
+/// cancellation) still decides it, and the refunded amount tells the refund progress.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
@@ -43,9 +47,9 @@ pub enum OrderStatus {
     Shipped,
     /// Delivered.
     Delivered,
-    /// Part of the captured amount refunded.
+    /// Delivered, and part of the captured amount refunded.
     PartiallyRefunded,
-    /// The whole captured amount refunded.
+    /// Delivered, and the whole captured amount refunded.
     Refunded,
     /// Cancelled before shipment.
     Cancelled,
@@ -299,10 +303,23 @@ impl Order {
                 OrderEvent::OrderPaymentDeclined { payment_id, reason }
             }
             OrderCommand::RecordPaymentCaptured { payment_id, amount } => {
-                self.require(
-                    &[S::Confirmed, S::PartiallyShipped, S::Shipped, S::Delivered],
-                    "record payment captured for",
-                )?;
+                // A cancellation can overtake a capture already sent for the authorized
+                // payment; the capture must still be recorded so the money can be refunded.
+                let cancelled_after_authorization =
+                    self.status == S::Cancelled && self.authorized.is_some();
+                if !cancelled_after_authorization {
+                    self.require(
+                        &[
+                            S::Confirmed,
+                            S::PartiallyShipped,
+                            S::Shipped,
+                            S::Delivered,
+                            S::PartiallyRefunded,
+                            S::Refunded,
+                        ],
+                        "record payment captured for",
+                    )?;
+                }
                 if self.captured.is_some() {
                     return Ok(vec![]);
                 }
@@ -396,7 +413,22 @@ impl Order {
                 OrderEvent::OrderDelivered
             }
             OrderCommand::RefundOrder { amount } => {
-                self.require(&[S::Delivered, S::PartiallyRefunded], "refund")?;
+                // Refundable whenever money was captured and not yet fully refunded: a
+                // cancelled order only if it was captured (confirmed before cancellation).
+                let cancelled_after_capture =
+                    self.status == S::Cancelled && self.captured.is_some();
+                if !cancelled_after_capture {
+                    self.require(
+                        &[
+                            S::Confirmed,
+                            S::PartiallyShipped,
+                            S::Shipped,
+                            S::Delivered,
+                            S::PartiallyRefunded,
+                        ],
+                        "refund",
+                    )?;
+                }
                 let currency = self.total_or_missing()?.currency();
                 if amount.currency() != currency {
                     return Err(OrderError::CurrencyMismatch);
@@ -415,10 +447,15 @@ impl Order {
                 let total_refunded = refunded
                     .checked_add(amount)
                     .map_err(|_| OrderError::AmountOverflow)?;
-                let status = if total_refunded == captured {
-                    S::Refunded
-                } else {
-                    S::PartiallyRefunded
+                // Refund progress only becomes the status once nothing is left to fulfil
+                // (after delivery); before that, and after a cancellation, the status stays
+                // and the amounts (`total_refunded`) tell the refund progress.
+                let status = match self.status {
+                    S::Delivered | S::PartiallyRefunded if total_refunded == captured => {
+                        S::Refunded
+                    }
+                    S::Delivered | S::PartiallyRefunded => S::PartiallyRefunded,
+                    other => other,
                 };
                 OrderEvent::OrderRefunded {
                     amount,

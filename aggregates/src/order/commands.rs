@@ -121,7 +121,8 @@ pub enum OrderCommand {
     },
     /// Records delivery of a fully shipped order.
     DeliverOrder,
-    /// Refunds part or all of the captured amount of a delivered order.
+    /// Refunds part or all of the captured, not yet refunded amount (confirmed, shipping,
+    /// shipped, delivered, or cancelled after capture).
     RefundOrder {
         /// Amount to refund.
         amount: Money,

@@ -109,7 +109,8 @@ pub enum OrderEvent {
         amount: Money,
         /// All refunds so far.
         total_refunded: Money,
-        /// Status after: `partially_refunded` or `refunded`.
+        /// Status after: `partially_refunded` or `refunded` for a delivered order, else
+        /// unchanged (the refund does not change fulfilment or a cancellation).
         status: OrderStatus,
     },
 }

@@ -648,18 +648,143 @@ fn refund_of_zero_or_other_currency_is_refused() {
         .then_expect_error(OrderError::CurrencyMismatch);
 }
 
+fn cancelled_by_customer() -> OrderEvent {
+    OrderEvent::OrderCancelled {
+        reason: CancellationReason::CustomerRequest,
+    }
+}
+
+fn refunded(amount: i64, total: i64, status: OrderStatus) -> OrderEvent {
+    OrderEvent::OrderRefunded {
+        amount: eur(amount),
+        total_refunded: eur(total),
+        status,
+    }
+}
+
 #[test]
-fn refund_before_delivery_or_after_full_refund_is_refused() {
+fn refund_before_delivery_keeps_the_fulfilment_status() {
+    let mut confirmed_captured = confirmed();
+    confirmed_captured.push(captured());
+    let mut partially = confirmed_captured.clone();
+    partially.push(OrderEvent::OrderShipped {
+        tracking_number: tracking(),
+        lines: vec![ship_line("MUG", 1)],
+        completed_lines: vec![],
+        status: OrderStatus::PartiallyShipped,
+    });
+    let mut shipped = confirmed_captured.clone();
+    shipped.push(shipped_all());
+    for (history, status) in [
+        (confirmed_captured, OrderStatus::Confirmed),
+        (partially, OrderStatus::PartiallyShipped),
+        (shipped, OrderStatus::Shipped),
+    ] {
+        fixture()
+            .given(history.clone())
+            .when(OrderCommand::RefundOrder { amount: eur(500) })
+            .then_expect_events(vec![refunded(500, 500, status)]);
+        // A full refund before delivery also leaves the status to fulfilment.
+        fixture()
+            .given(history)
+            .when(OrderCommand::RefundOrder { amount: eur(3500) })
+            .then_expect_events(vec![refunded(3500, 3500, status)]);
+    }
+}
+
+#[test]
+fn refund_before_delivery_never_exceeds_captured() {
+    let mut history = confirmed();
+    history.extend([captured(), refunded(3000, 3000, OrderStatus::Confirmed)]);
+    fixture()
+        .given(history.clone())
+        .when(OrderCommand::RefundOrder { amount: eur(501) })
+        .then_expect_error(OrderError::RefundExceedsCaptured {
+            refundable: eur(500),
+        });
+    // Refunds made before delivery count against the captured amount after it.
+    history.extend([shipped_all(), OrderEvent::OrderDelivered]);
+    fixture()
+        .given(history)
+        .when(OrderCommand::RefundOrder { amount: eur(500) })
+        .then_expect_events(vec![refunded(500, 3500, OrderStatus::Refunded)]);
+    // Confirmed but not captured yet: nothing to refund.
     fixture()
         .given(confirmed())
         .when(OrderCommand::RefundOrder { amount: eur(1) })
-        .then_expect_error(transition(OrderStatus::Confirmed, "refund"));
+        .then_expect_error(OrderError::RefundExceedsCaptured { refundable: eur(0) });
+}
+
+#[test]
+fn refund_after_cancellation_of_a_captured_order() {
+    let mut history = confirmed();
+    history.extend([captured(), cancelled_by_customer()]);
+    fixture()
+        .given(history.clone())
+        .when(OrderCommand::RefundOrder { amount: eur(3500) })
+        .then_expect_events(vec![refunded(3500, 3500, OrderStatus::Cancelled)]);
+    history.push(refunded(3500, 3500, OrderStatus::Cancelled));
+    fixture()
+        .given(history)
+        .when(OrderCommand::RefundOrder { amount: eur(1) })
+        .then_expect_error(OrderError::RefundExceedsCaptured { refundable: eur(0) });
+}
+
+#[test]
+fn capture_overtaken_by_cancellation_is_still_recorded() {
+    // The checkout sends ConfirmOrder and CapturePayment together; a cancellation can land
+    // before the capture is recorded (after confirmation, or even before it).
+    for mut history in [confirmed(), authorized()] {
+        history.push(cancelled_by_customer());
+        fixture()
+            .given(history.clone())
+            .when(OrderCommand::RecordPaymentCaptured {
+                payment_id: payment_id(1),
+                amount: eur(3500),
+            })
+            .then_expect_events(vec![captured()]);
+        history.push(captured());
+        fixture()
+            .given(history)
+            .when(OrderCommand::RefundOrder { amount: eur(1000) })
+            .then_expect_events(vec![refunded(1000, 1000, OrderStatus::Cancelled)]);
+    }
+}
+
+#[test]
+fn refund_without_capture_or_after_full_refund_is_refused() {
+    // Cancelled before any payment was captured: there is nothing to refund.
+    for mut history in [vec![placed()], authorized(), confirmed()] {
+        history.push(cancelled_by_customer());
+        fixture()
+            .given(history)
+            .when(OrderCommand::RefundOrder { amount: eur(1) })
+            .then_expect_error(transition(OrderStatus::Cancelled, "refund"));
+    }
+    // A capture cannot be recorded for an order cancelled before any authorization.
+    fixture()
+        .given(vec![placed(), cancelled_by_customer()])
+        .when(OrderCommand::RecordPaymentCaptured {
+            payment_id: payment_id(1),
+            amount: eur(3500),
+        })
+        .then_expect_error(transition(
+            OrderStatus::Cancelled,
+            "record payment captured for",
+        ));
+    for history in [all_reserved(), authorized()] {
+        let status = if history.len() == all_reserved().len() {
+            OrderStatus::AwaitingPayment
+        } else {
+            OrderStatus::PaymentAuthorized
+        };
+        fixture()
+            .given(history)
+            .when(OrderCommand::RefundOrder { amount: eur(1) })
+            .then_expect_error(transition(status, "refund"));
+    }
     let mut history = delivered();
-    history.push(OrderEvent::OrderRefunded {
-        amount: eur(3500),
-        total_refunded: eur(3500),
-        status: OrderStatus::Refunded,
-    });
+    history.push(refunded(3500, 3500, OrderStatus::Refunded));
     fixture()
         .given(history)
         .when(OrderCommand::RefundOrder { amount: eur(1) })
@@ -799,6 +924,26 @@ fn allowed(from: OrderStatus, to: OrderStatus) -> bool {
         )
 }
 
+/// The refund rule: money captured and not fully refunded, in any status from confirmation
+/// on (a cancelled order counts once captured), never more than remains.
+fn refund_accepted(order: &Order, amount: i64) -> bool {
+    use OrderStatus as S;
+    let Some(captured) = order.captured() else {
+        return false;
+    };
+    let refunded = order.refunded().map_or(0, |r| r.amount());
+    let status_ok = matches!(
+        order.status(),
+        S::Confirmed
+            | S::PartiallyShipped
+            | S::Shipped
+            | S::Delivered
+            | S::PartiallyRefunded
+            | S::Cancelled
+    );
+    status_ok && amount > 0 && amount <= captured.amount() - refunded
+}
+
 fn check_state(order: &Order) -> Result<(), TestCaseError> {
     use OrderStatus as S;
     let status = order.status();
@@ -851,14 +996,30 @@ proptest! {
         let mut history = Vec::new();
         for op in &ops {
             let before = order.clone();
-            match execute(&mut order, command(op), &()) {
+            let result = execute(&mut order, command(op), &());
+            if let Op::Refund(amount) = op {
+                prop_assert_eq!(
+                    result.is_ok(),
+                    refund_accepted(&before, *amount),
+                    "refund of {} in {:?}", amount, before
+                );
+            }
+            match result {
                 Ok(events) => {
                     prop_assert!(
                         allowed(before.status(), order.status()),
                         "{} -> {} via {:?}", before.status(), order.status(), op
                     );
                     if before.status() == OrderStatus::Cancelled {
-                        prop_assert!(events.is_empty());
+                        // Only money can still move: a late capture and its refunds.
+                        let money_only = events.iter().all(|e| {
+                            matches!(
+                                e,
+                                OrderEvent::OrderPaymentCaptured { .. }
+                                    | OrderEvent::OrderRefunded { .. }
+                            )
+                        });
+                        prop_assert!(money_only, "{:?}", events);
                     }
                     history.extend(events);
                 }
@@ -885,6 +1046,34 @@ proptest! {
             execute(&mut order, command(&op), &()).unwrap();
         }
         let expected = if refund == 3500 { OrderStatus::Refunded } else { OrderStatus::PartiallyRefunded };
+        prop_assert_eq!(order.status(), expected);
+    }
+
+    /// A confirmed, captured order can be refunded before shipment and after cancellation,
+    /// in parts, up to the captured amount and no further.
+    #[test]
+    fn captured_money_is_refundable_until_fully_refunded(
+        first in 1i64..=3500,
+        cancel in any::<bool>(),
+    ) {
+        let mut order = Order::default();
+        for op in [
+            Op::Place, Op::Reserved(0), Op::Reserved(1), Op::Authorized(true), Op::Confirm,
+            Op::Captured(true), Op::Refund(first),
+        ] {
+            execute(&mut order, command(&op), &()).unwrap();
+        }
+        if cancel {
+            execute(&mut order, command(&Op::Cancel), &()).unwrap();
+        }
+        let rest = 3500 - first;
+        if rest > 0 {
+            prop_assert!(execute(&mut order, command(&Op::Refund(rest + 1)), &()).is_err());
+            execute(&mut order, command(&Op::Refund(rest)), &()).unwrap();
+        }
+        prop_assert_eq!(order.refunded(), Some(eur(3500)));
+        prop_assert!(execute(&mut order, command(&Op::Refund(1)), &()).is_err());
+        let expected = if cancel { OrderStatus::Cancelled } else { OrderStatus::Confirmed };
         prop_assert_eq!(order.status(), expected);
     }
 }
