@@ -23,7 +23,8 @@ pub fn looks_like_pan(text: &str) -> bool {
 }
 
 /// True when any part of the string looks like a card number (see [`looks_like_pan`]):
-/// every maximal run of digits joined by single spaces or dashes is checked on its own.
+/// every maximal run of digits joined by single spaces, dashes or underscores is checked on
+/// its own.
 pub fn contains_pan(text: &str) -> bool {
     digit_runs(text).any(digit_group_is_pan)
 }
@@ -42,7 +43,8 @@ fn digit_runs(text: &str) -> impl Iterator<Item = &str> {
             last_digit = i;
             continue;
         }
-        let is_joiner = (*byte == b' ' || *byte == b'-')
+        // '_' too: tokens and ids allow it, so it must not hide a grouped card number.
+        let is_joiner = matches!(*byte, b' ' | b'-' | b'_')
             && start.is_some()
             && last_digit + 1 == i
             && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
@@ -140,6 +142,17 @@ pub(crate) mod tests {
         assert!(contains_pan("tok_4242424242424242"));
         assert!(contains_pan("card: 4242 4242 4242 4242, exp 12/30"));
         assert!(!contains_pan("card ending 4242"));
+    }
+
+    #[test]
+    fn finds_pans_grouped_by_underscores() {
+        // Tokens and authorization ids may hold '_', so it must not hide a card number.
+        assert!(contains_pan("tok_4242_4242_4242_4242"));
+        assert_eq!(
+            crate::values::PaymentMethodToken::new("tok_4242_4242_4242_4242"),
+            Err(crate::values::ValueError::PanNotAllowed)
+        );
+        assert!(!contains_pan("tok_visa_4242"));
     }
 
     proptest! {
