@@ -1,1 +1,16 @@
-fn main() {}
+//! `mercato`: the one binary of Mercato.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use mercato_cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    mercato_telemetry::init("mercato");
+    match cli.command {
+        Command::Migrate => mercato_cli::migrate(&cli.settings).await,
+        Command::Serve => mercato_cli::run(cli.settings, mercato_cli::Parts::all()).await,
+        Command::Relay => mercato_cli::run(cli.settings, mercato_cli::Parts::relay_only()).await,
+    }
+}

@@ -1,0 +1,36 @@
+//! The `mercato` command line: settings, the application and its supervisor.
+#![forbid(unsafe_code)]
+
+mod app;
+mod settings;
+
+pub use app::{migrate, run, Application, Parts};
+pub use settings::Settings;
+
+use clap::{Parser, Subcommand};
+
+/// Mercato: an event-sourced commerce backend.
+///
+/// Every setting can be given as a flag or as the environment variable shown beside it;
+/// the defaults fit the local stack that `deploy/local/stack.sh` starts.
+#[derive(Debug, Parser)]
+#[command(name = "mercato", version)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Connection and tuning settings.
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process: migrations, then the relay (later also the APIs and workers).
+    Serve,
+    /// Create the database if it is missing and apply the migrations, then exit.
+    Migrate,
+    /// Run only the outbox relay (run several: one leads, the others stand by).
+    Relay,
+}

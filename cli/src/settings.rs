@@ -1,0 +1,136 @@
+//! Mercato's settings: local defaults, overridden by `MERCATO_*` environment variables.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use mercato_event_store::{DatabaseConfig, SnapshotPolicy};
+use mercato_nats::{NatsConfig, RelayConfig};
+use secrecy::SecretString;
+
+/// Every setting of a Mercato process.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// PostgreSQL URL; the database is created if it does not exist.
+    #[arg(
+        long,
+        env = "MERCATO_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/mercato",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: SecretString,
+    /// Connection pool size.
+    #[arg(
+        long,
+        env = "MERCATO_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub database_max_connections: u32,
+    /// NATS URL (comma-separated for a cluster).
+    #[arg(
+        long,
+        env = "MERCATO_NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    pub nats_url: String,
+    /// Name of the JetStream events stream.
+    #[arg(
+        long,
+        env = "MERCATO_STREAM",
+        default_value = "MERCATO_EVENTS",
+        global = true
+    )]
+    pub stream: String,
+    /// First token of every subject (`<prefix>.events.<type>.<id>`).
+    #[arg(
+        long,
+        env = "MERCATO_SUBJECT_PREFIX",
+        default_value = "mercato",
+        global = true
+    )]
+    pub subject_prefix: String,
+    /// Replicas of the streams (3 on a NATS cluster).
+    #[arg(
+        long,
+        env = "MERCATO_STREAM_REPLICAS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub stream_replicas: usize,
+    /// JetStream duplicate window in seconds (at least 120).
+    #[arg(long, env = "MERCATO_DUPLICATE_WINDOW_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(120..), global = true)]
+    pub duplicate_window_secs: u64,
+    /// Snapshot interval per aggregate type, e.g. `default=100,Stock=50,Order=off`.
+    #[arg(long, env = "MERCATO_SNAPSHOT_EVERY", default_value = "default=100", value_parser = parse_snapshot_policy, global = true)]
+    pub snapshot_every: SnapshotPolicy,
+    /// Admin listener (`/metrics`, `/healthz`); port 0 picks a free port.
+    #[arg(
+        long,
+        env = "MERCATO_ADMIN_ADDR",
+        default_value = "127.0.0.1:9090",
+        global = true
+    )]
+    pub admin_addr: SocketAddr,
+    /// Name of the relay's checkpoint and leadership lock.
+    #[arg(
+        long,
+        env = "MERCATO_RELAY_NAME",
+        default_value = "relay",
+        global = true
+    )]
+    pub relay_name: String,
+    /// Publishes the relay keeps in flight.
+    #[arg(
+        long,
+        env = "MERCATO_RELAY_MAX_IN_FLIGHT",
+        default_value_t = 256,
+        global = true
+    )]
+    pub relay_max_in_flight: usize,
+    /// Seconds allowed for a graceful shutdown before the process gives up waiting.
+    #[arg(
+        long,
+        env = "MERCATO_SHUTDOWN_GRACE_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub shutdown_grace_secs: u64,
+}
+
+fn parse_snapshot_policy(s: &str) -> Result<SnapshotPolicy, String> {
+    s.parse()
+        .map_err(|e: mercato_event_store::StoreError| e.to_string())
+}
+
+impl Settings {
+    /// The database part.
+    pub fn database(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            url: self.database_url.clone(),
+            max_connections: self.database_max_connections,
+        }
+    }
+
+    /// The NATS part.
+    pub fn nats(&self) -> NatsConfig {
+        NatsConfig {
+            url: self.nats_url.clone(),
+            stream: self.stream.clone(),
+            subject_prefix: self.subject_prefix.clone(),
+            replicas: self.stream_replicas,
+            duplicate_window: Duration::from_secs(self.duplicate_window_secs),
+        }
+    }
+
+    /// The relay part.
+    pub fn relay(&self) -> RelayConfig {
+        RelayConfig {
+            name: self.relay_name.clone(),
+            max_in_flight: self.relay_max_in_flight.max(1),
+            ..RelayConfig::default()
+        }
+    }
+}

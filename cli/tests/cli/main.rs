@@ -1,0 +1,5 @@
+//! Process-level tests of the `mercato` binary: real processes, real PostgreSQL and NATS,
+//! real signals (SIGKILL, SIGTERM).
+
+mod process;
+mod relay;
