@@ -188,3 +188,42 @@ async fn a_nats_restart_loses_and_duplicates_nothing() {
     assert_eq!(stream.len(), 50);
     assert_stream_is_log(&nats.stream_events().await, &log(&db).await);
 }
+
+#[tokio::test]
+async fn a_postgresql_crash_and_restart_loses_and_duplicates_nothing() {
+    let server = mercato_event_store::testing::PrivatePostgres::start();
+    let db = TestDatabase::on(&server.url).await;
+    let nats = TestNats::new().await;
+    let store = counters(&db);
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    append_to(&store, "before", 20).await;
+    nats.wait_for_events(20).await;
+
+    server.crash_and_restart();
+    // The pool reconnects; commands fail until the server is back, then succeed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut appended = 0;
+    while appended < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "postgresql did not come back"
+        );
+        let cmd = mercato_event_store::testing::counter::CounterCommand::Add(1);
+        let meta = mercato_event_store::EventMetadata::default();
+        match store
+            .execute(&format!("after{}", appended % 5), cmd, &meta, None)
+            .await
+        {
+            Ok(_) => appended += 1,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+
+    let stream = nats.wait_for_events(40).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.stop().await;
+    // A command cut off by the crash may have committed before its answer was lost, and was
+    // then retried: the log may hold more than 40 events, and the stream must hold the same.
+    assert!(stream.len() >= 40);
+    assert_stream_is_log(&nats.stream_events().await, &log(&db).await);
+}
