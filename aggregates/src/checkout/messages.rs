@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::money::Money;
-use crate::order::{OrderCommand, OrderEvent};
+use crate::order::{CancellationReason, OrderCommand, OrderEvent};
 use crate::payment::{DeclineReason, PaymentCommand, PaymentEvent};
 use crate::stock::{StockCommand, StockEvent};
 use crate::values::{OrderId, PaymentId, PaymentMethodToken, Quantity, Sku};
@@ -32,6 +32,19 @@ pub enum CheckoutEvent {
         payment_method: PaymentMethodToken,
         /// When it was placed (the payment deadline counts from here).
         placed_at: DateTime<Utc>,
+    },
+    /// `OrderConfirmed` from the order: the checkout captures only after it.
+    OrderConfirmed {
+        /// The order.
+        order_id: OrderId,
+    },
+    /// `OrderCancelled` from the order, whoever sent the `CancelOrder` (the checkout
+    /// itself, the customer or the merchant).
+    OrderCancelled {
+        /// The order.
+        order_id: OrderId,
+        /// The reason the order recorded.
+        reason: CancellationReason,
     },
     /// `StockReserved` from a stock record.
     StockReserved {
@@ -104,6 +117,8 @@ impl CheckoutEvent {
     pub fn order_id(&self) -> OrderId {
         match self {
             CheckoutEvent::OrderPlaced { order_id, .. }
+            | CheckoutEvent::OrderConfirmed { order_id }
+            | CheckoutEvent::OrderCancelled { order_id, .. }
             | CheckoutEvent::StockReserved { order_id, .. }
             | CheckoutEvent::StockRejected { order_id, .. }
             | CheckoutEvent::StockReleased { order_id, .. }
@@ -115,8 +130,9 @@ impl CheckoutEvent {
         }
     }
 
-    /// The checkout view of an order event, if the checkout reacts to it.
-    pub fn from_order_event(event: &OrderEvent) -> Option<Self> {
+    /// The checkout view of an event of order `order_id` (the aggregate id), if the
+    /// checkout reacts to it.
+    pub fn from_order_event(order_id: OrderId, event: &OrderEvent) -> Option<Self> {
         match event {
             OrderEvent::OrderPlaced {
                 order_id,
@@ -137,6 +153,11 @@ impl CheckoutEvent {
                 total: *total,
                 payment_method: payment_method.clone(),
                 placed_at: *placed_at,
+            }),
+            OrderEvent::OrderConfirmed => Some(CheckoutEvent::OrderConfirmed { order_id }),
+            OrderEvent::OrderCancelled { reason } => Some(CheckoutEvent::OrderCancelled {
+                order_id,
+                reason: reason.clone(),
             }),
             _ => None,
         }

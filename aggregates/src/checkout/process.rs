@@ -37,11 +37,15 @@ pub enum CheckoutPhase {
     Reserving,
     /// Every line reserved; waiting for the payment outcome.
     Authorizing,
-    /// Payment authorized, order confirmed; waiting for the capture.
+    /// Payment authorized, `ConfirmOrder` sent; waiting for `OrderConfirmed` (or an
+    /// `OrderCancelled` that won the race).
+    Confirming,
+    /// Order confirmed, `CapturePayment` sent; waiting for the capture.
     Capturing,
     /// Order confirmed, stock reserved, payment captured (final).
     Completed,
-    /// Cancelling: waiting for reservations to be released and a late authorization voided.
+    /// Cancelling (the checkout gave up, or someone else cancelled the order): waiting for
+    /// reservations to be released and an authorization voided.
     Compensating,
     /// Order cancelled, every reservation released, nothing captured (final).
     Cancelled,
@@ -72,13 +76,14 @@ pub enum PaymentProgress {
     NotRequested,
     /// `AuthorizePayment` sent, no outcome yet.
     Requested,
-    /// Authorized; capture sent.
+    /// Authorized; captured only once the order is confirmed.
     Authorized,
     /// Declined.
     Declined,
     /// Captured.
     Captured,
-    /// Authorized too late; `VoidPayment` sent.
+    /// Authorized too late, or the order was cancelled before confirmation; `VoidPayment`
+    /// sent.
     VoidRequested,
     /// Voided.
     Voided,
@@ -151,7 +156,8 @@ impl CheckoutProcess {
             .collect()
     }
 
-    /// Why the checkout is cancelling, if it is.
+    /// Why the checkout is cancelling, if it is: the reason the order recorded once its
+    /// `OrderCancelled` is seen, else the reason the checkout sent.
     pub fn cancel_reason(&self) -> Option<&CancellationReason> {
         self.cancel_reason.as_ref()
     }
@@ -255,6 +261,41 @@ impl CheckoutProcess {
             }
             (P::NotStarted, _) => {}
             (_, CheckoutEvent::OrderPlaced { .. }) => {}
+            (P::Confirming, CheckoutEvent::OrderConfirmed { .. }) => {
+                let Some(payment_id) = self.payment_id else {
+                    return;
+                };
+                self.phase = P::Capturing;
+                out.payment("capture", payment_id, PaymentCommand::CapturePayment);
+            }
+            (_, CheckoutEvent::OrderConfirmed { .. }) => {}
+            (
+                P::Reserving | P::Authorizing | P::Confirming,
+                CheckoutEvent::OrderCancelled { reason, .. },
+            ) => {
+                // Cancelled by someone else (a customer or the merchant): undo without
+                // sending a CancelOrder of our own.
+                self.phase = P::Compensating;
+                self.cancel_reason = Some(reason.clone());
+                self.release_lines(out, |state| {
+                    matches!(
+                        state,
+                        LineReservation::Reserved | LineReservation::Requested
+                    )
+                });
+                if self.payment == PaymentProgress::Authorized {
+                    self.void(out);
+                }
+            }
+            (P::Compensating | P::Cancelled, CheckoutEvent::OrderCancelled { reason, .. }) => {
+                // Our own CancelOrder, or an outside one that overtook it: the releases
+                // are already sent; keep the reason the order recorded.
+                self.cancel_reason = Some(reason.clone());
+            }
+            // Capturing: the order refuses a cancellation until the capture is recorded
+            // (`payment_capture_pending`). Completed: cancelling a confirmed, captured order
+            // (and refunding it) is fulfilment's job.
+            (_, CheckoutEvent::OrderCancelled { .. }) => {}
             (phase, CheckoutEvent::StockReserved { sku, .. }) => {
                 let Some(line) = self.lines.get_mut(sku) else {
                     return;
@@ -333,7 +374,7 @@ impl CheckoutProcess {
                 }
                 if phase == P::Authorizing {
                     self.payment = PaymentProgress::Authorized;
-                    self.phase = P::Capturing;
+                    self.phase = P::Confirming;
                     self.order(
                         out,
                         "record-authorized",
@@ -342,12 +383,12 @@ impl CheckoutProcess {
                             amount: *amount,
                         },
                     );
+                    // No capture yet: a cancellation may still win the race against the
+                    // confirmation, and money must only move for a confirmed order.
                     self.order(out, "confirm", OrderCommand::ConfirmOrder);
-                    out.payment("capture", *payment_id, PaymentCommand::CapturePayment);
                 } else {
                     // Authorized after the checkout gave up: release the hold on the card.
-                    self.payment = PaymentProgress::VoidRequested;
-                    out.payment("void", *payment_id, PaymentCommand::VoidPayment);
+                    self.void(out);
                 }
             }
             (
@@ -442,19 +483,38 @@ impl CheckoutProcess {
     fn compensate(&mut self, out: &mut Outbox, reason: CancellationReason) {
         self.phase = CheckoutPhase::Compensating;
         self.cancel_reason = Some(reason.clone());
-        let held: Vec<Sku> = self
+        self.release_lines(out, |state| state == LineReservation::Reserved);
+        self.order(out, "cancel", OrderCommand::CancelOrder { reason });
+    }
+
+    /// Sends `ReleaseReservation` for every line in a selected state. A held line becomes
+    /// `ReleaseRequested`; a pending one stays `Requested`: its release is queued behind its
+    /// reservation on the same stock record (or is an event-free no-op), and a late
+    /// `StockReserved` is released again anyway.
+    fn release_lines(&mut self, out: &mut Outbox, selected: impl Fn(LineReservation) -> bool) {
+        let chosen: Vec<Sku> = self
             .lines
             .iter()
-            .filter(|(_, line)| line.reservation == LineReservation::Reserved)
+            .filter(|(_, line)| selected(line.reservation))
             .map(|(sku, _)| sku.clone())
             .collect();
-        for sku in held {
+        for sku in chosen {
             if let Some(line) = self.lines.get_mut(&sku) {
-                line.reservation = LineReservation::ReleaseRequested;
+                if line.reservation == LineReservation::Reserved {
+                    line.reservation = LineReservation::ReleaseRequested;
+                }
             }
             self.release(out, &sku);
         }
-        self.order(out, "cancel", OrderCommand::CancelOrder { reason });
+    }
+
+    /// Releases the hold on the card instead of capturing it.
+    fn void(&mut self, out: &mut Outbox) {
+        let Some(payment_id) = self.payment_id else {
+            return;
+        };
+        self.payment = PaymentProgress::VoidRequested;
+        out.payment("void", payment_id, PaymentCommand::VoidPayment);
     }
 
     /// Compensation is over once no reservation is held or pending and no payment is

@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use super::*;
 use crate::money::Money;
-use crate::order::{CancellationReason, NewOrderLine, Order, OrderCommand, OrderStatus};
+use crate::order::{
+    CancellationReason, NewOrderLine, Order, OrderCommand, OrderError, OrderStatus,
+};
 use crate::payment::{
     AuthorizationId, AuthorizationOutcome, AuthorizationRequest, CardBrand, CardLast4, CardSummary,
     DeclineReason, GatewayError, Payment, PaymentCommand, PaymentGateway, PaymentServices,
@@ -84,6 +86,38 @@ fn authorized() -> CheckoutEvent {
     }
 }
 
+fn captured() -> CheckoutEvent {
+    CheckoutEvent::PaymentCaptured {
+        order_id: order_id(1),
+        payment_id: pid(),
+        amount: eur(2500),
+    }
+}
+
+fn voided() -> CheckoutEvent {
+    CheckoutEvent::PaymentVoided {
+        order_id: order_id(1),
+        payment_id: pid(),
+    }
+}
+
+fn confirmed() -> CheckoutEvent {
+    CheckoutEvent::OrderConfirmed {
+        order_id: order_id(1),
+    }
+}
+
+fn cancelled(reason: CancellationReason) -> CheckoutEvent {
+    CheckoutEvent::OrderCancelled {
+        order_id: order_id(1),
+        reason,
+    }
+}
+
+fn cancelled_by_customer() -> CheckoutEvent {
+    cancelled(CancellationReason::CustomerRequest)
+}
+
 fn deadline() -> CheckoutEvent {
     CheckoutEvent::PaymentDeadlinePassed {
         order_id: order_id(1),
@@ -100,6 +134,99 @@ fn run(events: Vec<CheckoutEvent>) -> (CheckoutProcess, Vec<TargetedCommand>) {
         last = decision.commands.into_iter().map(|c| c.command).collect();
     }
     (process, last)
+}
+
+/// Given/when/then for the process: `given` feeds a history, `when` handles one more event
+/// (checking it is deterministic and that its redelivery is a no-op), `then_*` check the
+/// outcome.
+struct Given {
+    process: CheckoutProcess,
+    next: u128,
+}
+
+fn given(history: Vec<CheckoutEvent>) -> Given {
+    let mut process = CheckoutProcess::default();
+    let mut next = 0;
+    for event in history {
+        process = process
+            .handle(&input(next, event), &CheckoutPolicy::default())
+            .process;
+        next += 1;
+    }
+    Given { process, next }
+}
+
+struct Then {
+    process: CheckoutProcess,
+    commands: Vec<CheckoutCommand>,
+}
+
+impl Given {
+    fn when(self, event: CheckoutEvent) -> Then {
+        let policy = CheckoutPolicy::default();
+        let input = input(self.next, event);
+        let decision = self.process.handle(&input, &policy);
+        assert_eq!(
+            decision,
+            self.process.handle(&input, &policy),
+            "deterministic"
+        );
+        let ids: std::collections::BTreeSet<Uuid> =
+            decision.commands.iter().map(|c| c.command_id).collect();
+        assert_eq!(
+            ids.len(),
+            decision.commands.len(),
+            "command ids are distinct"
+        );
+        let again = decision.process.handle(&input, &policy);
+        assert!(again.commands.is_empty(), "redelivery sends nothing");
+        assert_eq!(
+            again.process, decision.process,
+            "redelivery changes nothing"
+        );
+        Then {
+            process: decision.process,
+            commands: decision.commands,
+        }
+    }
+}
+
+impl Then {
+    fn then_commands(self, expected: Vec<TargetedCommand>) -> Self {
+        let commands: Vec<TargetedCommand> =
+            self.commands.iter().map(|c| c.command.clone()).collect();
+        assert_eq!(commands, expected);
+        self
+    }
+
+    fn then_phase(self, phase: CheckoutPhase) -> Self {
+        assert_eq!(self.process.phase(), phase);
+        self
+    }
+
+    fn then_payment(self, payment: PaymentProgress) -> Self {
+        assert_eq!(self.process.payment(), payment);
+        self
+    }
+
+    fn then_line(self, s: &str, state: LineReservation) -> Self {
+        assert_eq!(self.process.lines()[&sku(s)], state, "line {s}");
+        self
+    }
+}
+
+fn capture() -> TargetedCommand {
+    TargetedCommand::Payment {
+        payment_id: pid(),
+        command: PaymentCommand::CapturePayment,
+    }
+}
+
+fn void() -> TargetedCommand {
+    TargetedCommand::Payment {
+        payment_id: pid(),
+        command: PaymentCommand::VoidPayment,
+    }
 }
 
 fn to_order(command: OrderCommand) -> TargetedCommand {
@@ -186,46 +313,58 @@ fn all_lines_reserved_authorizes_payment() {
 }
 
 #[test]
-fn authorized_confirms_and_captures_then_records_capture() {
-    let history = vec![
+fn authorized_confirms_without_capturing() {
+    given(vec![placed_event(), reserved("MUG"), reserved("PLATE")])
+        .when(authorized())
+        .then_commands(vec![
+            to_order(OrderCommand::RecordPaymentAuthorized {
+                payment_id: pid(),
+                amount: eur(2500),
+            }),
+            to_order(OrderCommand::ConfirmOrder),
+        ])
+        .then_phase(CheckoutPhase::Confirming)
+        .then_payment(PaymentProgress::Authorized);
+}
+
+#[test]
+fn confirmed_order_captures_then_records_capture() {
+    let then = given(vec![
         placed_event(),
         reserved("MUG"),
         reserved("PLATE"),
         authorized(),
-    ];
-    let (process, commands) = run(history.clone());
-    assert_eq!(
-        commands,
-        vec![
-            to_order(OrderCommand::RecordPaymentAuthorized {
-                payment_id: pid(),
-                amount: eur(2500)
-            }),
-            to_order(OrderCommand::ConfirmOrder),
-            TargetedCommand::Payment {
-                payment_id: pid(),
-                command: PaymentCommand::CapturePayment
-            },
-        ]
-    );
-    assert_eq!(process.phase(), CheckoutPhase::Capturing);
-    assert_eq!(process.deadline(), None);
-    let mut history = history;
-    history.push(CheckoutEvent::PaymentCaptured {
-        order_id: order_id(1),
+    ])
+    .when(confirmed())
+    .then_commands(vec![capture()])
+    .then_phase(CheckoutPhase::Capturing);
+    assert_eq!(then.process.deadline(), None);
+    let then = given(vec![
+        placed_event(),
+        reserved("MUG"),
+        reserved("PLATE"),
+        authorized(),
+        confirmed(),
+    ])
+    .when(captured())
+    .then_commands(vec![to_order(OrderCommand::RecordPaymentCaptured {
         payment_id: pid(),
         amount: eur(2500),
-    });
-    let (process, commands) = run(history);
-    assert_eq!(
-        commands,
-        vec![to_order(OrderCommand::RecordPaymentCaptured {
-            payment_id: pid(),
-            amount: eur(2500)
-        })]
-    );
-    assert_eq!(process.phase(), CheckoutPhase::Completed);
-    assert!(process.is_finished());
+    })])
+    .then_phase(CheckoutPhase::Completed);
+    assert!(then.process.is_finished());
+    // Cancelling the confirmed, captured order later is fulfilment's (refund) job.
+    given(vec![
+        placed_event(),
+        reserved("MUG"),
+        reserved("PLATE"),
+        authorized(),
+        confirmed(),
+        captured(),
+    ])
+    .when(cancelled_by_customer())
+    .then_commands(vec![])
+    .then_phase(CheckoutPhase::Completed);
 }
 
 #[test]
@@ -354,7 +493,180 @@ fn deadline_after_authorization_is_ignored() {
         deadline(),
     ]);
     assert!(commands.is_empty());
-    assert_eq!(process.phase(), CheckoutPhase::Capturing);
+    assert_eq!(process.phase(), CheckoutPhase::Confirming);
+}
+
+// ---- cancelled by someone else (customer or merchant) ----
+
+#[test]
+fn outside_cancel_while_reserving_releases_held_and_pending_lines() {
+    given(vec![placed_event(), reserved("MUG")])
+        .when(cancelled_by_customer())
+        // MUG is held; PLATE is still pending: its release queues behind its reservation
+        // (or is a no-op in Stock). No CancelOrder of our own: the order is cancelled.
+        .then_commands(vec![release("MUG"), release("PLATE")])
+        .then_phase(CheckoutPhase::Compensating)
+        .then_line("MUG", LineReservation::ReleaseRequested)
+        .then_line("PLATE", LineReservation::Requested)
+        .then_payment(PaymentProgress::NotRequested);
+    let then = given(vec![placed_event(), reserved("MUG")])
+        .when(cancelled(CancellationReason::MerchantRequest));
+    assert_eq!(
+        then.process.cancel_reason(),
+        Some(&CancellationReason::MerchantRequest)
+    );
+}
+
+#[test]
+fn outside_cancel_before_any_outcome_releases_every_line() {
+    given(vec![placed_event()])
+        .when(cancelled_by_customer())
+        .then_commands(vec![release("MUG"), release("PLATE")])
+        .then_phase(CheckoutPhase::Compensating);
+}
+
+#[test]
+fn reservation_landing_after_an_outside_cancel_is_released_not_recorded() {
+    given(vec![
+        placed_event(),
+        reserved("MUG"),
+        cancelled_by_customer(),
+    ])
+    .when(reserved("PLATE"))
+    .then_commands(vec![release("PLATE")])
+    .then_line("PLATE", LineReservation::ReleaseRequested)
+    .then_phase(CheckoutPhase::Compensating);
+    // A rejection after the cancellation settles its line without recording anything.
+    given(vec![
+        placed_event(),
+        reserved("MUG"),
+        cancelled_by_customer(),
+        released("MUG"),
+    ])
+    .when(rejected("PLATE"))
+    .then_commands(vec![])
+    .then_phase(CheckoutPhase::Cancelled);
+}
+
+#[test]
+fn outside_cancel_finishes_once_every_line_is_released() {
+    given(vec![
+        placed_event(),
+        reserved("MUG"),
+        cancelled_by_customer(),
+        reserved("PLATE"),
+        released("MUG"),
+    ])
+    .when(released("PLATE"))
+    .then_commands(vec![])
+    .then_phase(CheckoutPhase::Cancelled);
+}
+
+#[test]
+fn outside_cancel_while_authorizing_voids_the_late_authorization() {
+    let history = vec![placed_event(), reserved("MUG"), reserved("PLATE")];
+    given(history.clone())
+        .when(cancelled_by_customer())
+        .then_commands(vec![release("MUG"), release("PLATE")])
+        .then_phase(CheckoutPhase::Compensating)
+        .then_payment(PaymentProgress::Requested);
+    // The authorization requested before the cancellation lands: void it, never capture.
+    let mut history = history;
+    history.push(cancelled_by_customer());
+    given(history.clone())
+        .when(authorized())
+        .then_commands(vec![void()])
+        .then_payment(PaymentProgress::VoidRequested);
+    history.extend([authorized(), released("MUG"), released("PLATE")]);
+    given(history)
+        .when(voided())
+        .then_commands(vec![])
+        .then_phase(CheckoutPhase::Cancelled)
+        .then_payment(PaymentProgress::Voided);
+}
+
+#[test]
+fn outside_cancel_while_authorizing_then_decline_settles() {
+    given(vec![
+        placed_event(),
+        reserved("MUG"),
+        reserved("PLATE"),
+        cancelled_by_customer(),
+        released("MUG"),
+        released("PLATE"),
+    ])
+    .when(CheckoutEvent::PaymentDeclined {
+        order_id: order_id(1),
+        payment_id: pid(),
+        reason: DeclineReason::CardDeclined,
+    })
+    // Nothing to record on a cancelled order.
+    .then_commands(vec![])
+    .then_phase(CheckoutPhase::Cancelled);
+}
+
+#[test]
+fn outside_cancel_winning_the_race_against_confirmation_voids_instead_of_capturing() {
+    // ConfirmOrder was sent (and is refused by the cancelled order): void the
+    // authorization and release everything.
+    given(vec![
+        placed_event(),
+        reserved("MUG"),
+        reserved("PLATE"),
+        authorized(),
+    ])
+    .when(cancelled_by_customer())
+    .then_commands(vec![release("MUG"), release("PLATE"), void()])
+    .then_phase(CheckoutPhase::Compensating)
+    .then_payment(PaymentProgress::VoidRequested);
+    given(vec![
+        placed_event(),
+        reserved("MUG"),
+        reserved("PLATE"),
+        authorized(),
+        cancelled_by_customer(),
+        released("MUG"),
+        voided(),
+    ])
+    .when(released("PLATE"))
+    .then_phase(CheckoutPhase::Cancelled);
+}
+
+#[test]
+fn outside_cancel_overtaking_our_own_cancel_keeps_the_recorded_reason() {
+    // The deadline made the checkout send CancelOrder(reservation_expired), but the
+    // customer's cancellation landed first: nothing new to send, and the reason is the one
+    // the order recorded.
+    let then = given(vec![placed_event(), reserved("MUG"), deadline()])
+        .when(cancelled_by_customer())
+        .then_commands(vec![])
+        .then_phase(CheckoutPhase::Compensating);
+    assert_eq!(
+        then.process.cancel_reason(),
+        Some(&CancellationReason::CustomerRequest)
+    );
+}
+
+#[test]
+fn order_events_map_with_the_aggregate_id() {
+    use crate::order::OrderEvent;
+    assert_eq!(
+        CheckoutEvent::from_order_event(order_id(1), &OrderEvent::OrderConfirmed),
+        Some(confirmed())
+    );
+    assert_eq!(
+        CheckoutEvent::from_order_event(
+            order_id(1),
+            &OrderEvent::OrderCancelled {
+                reason: CancellationReason::CustomerRequest
+            }
+        ),
+        Some(cancelled_by_customer())
+    );
+    assert_eq!(
+        CheckoutEvent::from_order_event(order_id(1), &OrderEvent::OrderDelivered),
+        None
+    );
 }
 
 #[test]
@@ -460,6 +772,54 @@ struct World {
     event_queues: BTreeMap<String, VecDeque<CheckoutInput>>,
     delivered: Vec<CheckoutInput>,
     deadline_fired: bool,
+    /// Outside cancellations attempted so far, with the order status and checkout phase
+    /// they met and whether the order accepted them.
+    cancels: Vec<CancelAttempt>,
+}
+
+#[derive(Debug, Clone)]
+struct CancelAttempt {
+    status: OrderStatus,
+    phase: CheckoutPhase,
+    accepted: bool,
+}
+
+impl World {
+    fn cancelled_from_outside(&self) -> bool {
+        self.cancels.iter().any(|c| c.accepted)
+    }
+
+    /// A customer or the merchant cancels the order, outside the checkout.
+    fn cancel_from_outside(&mut self, reason: CancellationReason) -> Result<(), TestCaseError> {
+        let status = self.order.status();
+        let phase = self.process.phase();
+        let result = execute(&mut self.order, OrderCommand::CancelOrder { reason }, &());
+        match &result {
+            Ok(_) => {}
+            // Lost the race against our own cancellation, or the checkout is capturing.
+            Err(OrderError::AlreadyCancelled) => {
+                prop_assert_eq!(status, OrderStatus::Cancelled)
+            }
+            Err(OrderError::CapturePending) => prop_assert_eq!(status, OrderStatus::Confirmed),
+            Err(other) => prop_assert!(false, "outside cancel refused: {:?}", other),
+        }
+        let n = self.cancels.len() as u128;
+        self.cancels.push(CancelAttempt {
+            status,
+            phase,
+            accepted: result.is_ok(),
+        });
+        let queue = self.event_queues.entry("order".to_owned()).or_default();
+        for (i, event) in result.unwrap_or_default().iter().enumerate() {
+            if let Some(event) = CheckoutEvent::from_order_event(order_id(1), event) {
+                queue.push_back(CheckoutInput {
+                    event_id: Uuid::from_u128(0xCA00_0000 + (n << 8) + i as u128),
+                    event,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl World {
@@ -514,15 +874,32 @@ impl World {
                         .collect(),
                 )
             }
-            TargetedCommand::Order { command: c, .. } => {
+            TargetedCommand::Order {
+                order_id,
+                command: c,
+            } => {
                 let events = execute(&mut self.order, c.clone(), &());
-                prop_assert!(events.is_ok(), "order refused {:?}: {:?}", c, events);
+                if let Err(error) = &events {
+                    // Only an outside cancellation may turn down what the checkout sent
+                    // before it saw that cancellation; the runtime drops such a command.
+                    let overtaken = self.cancelled_from_outside()
+                        && self.order.status() == OrderStatus::Cancelled
+                        && matches!(
+                            error,
+                            OrderError::AlreadyCancelled
+                                | OrderError::InvalidTransition {
+                                    status: OrderStatus::Cancelled,
+                                    ..
+                                }
+                        );
+                    prop_assert!(overtaken, "order refused {:?}: {:?}", c, error);
+                }
                 let events = events.unwrap_or_default();
                 (
                     "order".to_owned(),
                     events
                         .iter()
-                        .filter_map(CheckoutEvent::from_order_event)
+                        .filter_map(|e| CheckoutEvent::from_order_event(order_id, e))
                         .collect(),
                 )
             }
@@ -559,6 +936,8 @@ struct Scenario {
     on_hand: Vec<(u32, u32)>,
     approve: bool,
     deadline_at: Option<usize>,
+    /// Steps from which an outside cancellation (customer, merchant) is due, in order.
+    cancel_at: Vec<usize>,
     choices: Vec<(usize, bool)>,
 }
 
@@ -570,16 +949,23 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 prop::collection::vec((0..=4u32, 0..=2u32), n),
                 any::<bool>(),
                 prop::option::of(0..40usize),
+                prop::collection::vec(0..40usize, 0..=2),
                 prop::collection::vec((any::<usize>(), prop::bool::weighted(0.1)), 200),
             )
         })
-        .prop_map(|(lines, on_hand, approve, deadline_at, choices)| Scenario {
-            lines,
-            on_hand,
-            approve,
-            deadline_at,
-            choices,
-        })
+        .prop_map(
+            |(lines, on_hand, approve, deadline_at, mut cancel_at, choices)| {
+                cancel_at.sort_unstable();
+                Scenario {
+                    lines,
+                    on_hand,
+                    approve,
+                    deadline_at,
+                    cancel_at,
+                    choices,
+                }
+            },
+        )
 }
 
 fn simulate(scenario: &Scenario) -> Result<World, TestCaseError> {
@@ -598,6 +984,7 @@ fn simulate(scenario: &Scenario) -> Result<World, TestCaseError> {
         event_queues: BTreeMap::new(),
         delivered: Vec::new(),
         deadline_fired: false,
+        cancels: Vec::new(),
     };
     // Stock on hand, split over two warehouses so allocation spans them.
     for (sku, (a, b)) in skus.iter().zip(&scenario.on_hand) {
@@ -638,7 +1025,7 @@ fn simulate(scenario: &Scenario) -> Result<World, TestCaseError> {
     .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let first = placed
         .iter()
-        .find_map(CheckoutEvent::from_order_event)
+        .find_map(|e| CheckoutEvent::from_order_event(order_id(1), e))
         .ok_or_else(|| TestCaseError::fail("no OrderPlaced"))?;
     world.deliver(CheckoutInput {
         event_id: event_id(0),
@@ -665,6 +1052,16 @@ fn simulate(scenario: &Scenario) -> Result<World, TestCaseError> {
             && world.process.deadline().is_some();
         if deadline_due {
             options.push((2, String::new()));
+        }
+        // An outside cancellation, at any point while the checkout runs (once it has
+        // finished, cancelling and refunding is fulfilment's job).
+        let cancel_due = scenario
+            .cancel_at
+            .get(world.cancels.len())
+            .is_some_and(|at| step >= *at)
+            && !world.process.is_finished();
+        if cancel_due {
+            options.push((3, String::new()));
         }
         if options.is_empty() {
             break;
@@ -695,12 +1092,20 @@ fn simulate(scenario: &Scenario) -> Result<World, TestCaseError> {
                     world.deliver(input)?;
                 }
             }
-            _ => {
+            2 => {
                 world.deadline_fired = true;
                 world.deliver(CheckoutInput {
                     event_id: event_id(999),
                     event: deadline(),
                 })?;
+            }
+            _ => {
+                let reason = if world.cancels.is_empty() {
+                    CancellationReason::CustomerRequest
+                } else {
+                    CancellationReason::MerchantRequest
+                };
+                world.cancel_from_outside(reason)?;
             }
         }
     }
@@ -710,28 +1115,39 @@ fn simulate(scenario: &Scenario) -> Result<World, TestCaseError> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// Whatever the stock levels, the payment outcome, the deadline and the interleaving
-    /// (including redelivered events), the checkout ends either with the order confirmed,
-    /// all stock reserved and the payment captured, or with the order cancelled, every
-    /// reservation released and nothing captured; and every command it sent was accepted.
+    /// Whatever the stock levels, the payment outcome, the deadline, outside cancellations
+    /// (customer, merchant) at any point of the checkout, and the interleaving (including
+    /// redelivered events), the checkout ends either with the order confirmed, all stock
+    /// reserved and the payment captured, or with the order cancelled, every reservation
+    /// released and nothing captured; every stock and payment command it sent was accepted,
+    /// and an order command was refused only because an outside cancellation overtook it.
     #[test]
     fn every_interleaving_ends_completed_or_cleanly_cancelled(scenario in scenario()) {
         let world = simulate(&scenario)?;
         let order_id = order_id(1);
         match world.process.phase() {
             CheckoutPhase::Completed => {
+                prop_assert!(!world.cancelled_from_outside());
                 prop_assert_eq!(world.order.status(), OrderStatus::Confirmed);
                 prop_assert_eq!(world.order.captured(), world.order.total());
+                prop_assert!(world.order.refunded().is_none());
                 prop_assert_eq!(world.payment.status(), PaymentStatus::Captured);
+                prop_assert_eq!(world.payment.captured(), world.order.total());
+                prop_assert_eq!(world.order.lines().len(), world.stocks.len());
                 for (progress, (sku, stock)) in world.order.lines().iter().zip(&world.stocks) {
                     prop_assert_eq!(&progress.line.sku, sku);
+                    prop_assert!(progress.reserved);
+                    // Held, and held once: nothing was released behind the checkout's back.
                     let reservation = stock.reservation(&order_id);
                     prop_assert_eq!(reservation.map(|r| r.quantity), Some(progress.line.quantity));
+                    let reserved: u64 = stock.levels().iter().map(|l| l.reserved).sum();
+                    prop_assert_eq!(reserved, u64::from(progress.line.quantity.get()));
                 }
             }
             CheckoutPhase::Cancelled => {
                 prop_assert_eq!(world.order.status(), OrderStatus::Cancelled);
                 prop_assert!(world.order.captured().is_none());
+                prop_assert!(world.payment.captured().is_none());
                 prop_assert!(matches!(
                     world.payment.status(),
                     PaymentStatus::Absent | PaymentStatus::Declined | PaymentStatus::Voided
@@ -740,12 +1156,29 @@ proptest! {
                     prop_assert!(stock.reservation(&order_id).is_none());
                     prop_assert_eq!(stock.levels().iter().map(|l| l.reserved).sum::<u64>(), 0);
                 }
+                if let Some(n) = world.cancels.iter().position(|c| c.accepted) {
+                    let reason = if n == 0 {
+                        CancellationReason::CustomerRequest
+                    } else {
+                        CancellationReason::MerchantRequest
+                    };
+                    prop_assert_eq!(world.process.cancel_reason(), Some(&reason));
+                }
             }
             other => prop_assert!(false, "checkout ended in {:?}", other),
         }
-        // Enough stock, an approving gateway and no deadline always complete.
+        // A cancellation is refused only if the order is already cancelled or its capture
+        // is under way.
+        for attempt in world.cancels.iter().filter(|c| !c.accepted) {
+            prop_assert!(
+                matches!(attempt.status, OrderStatus::Cancelled | OrderStatus::Confirmed),
+                "{:?}", attempt
+            );
+        }
+        // Enough stock, an approving gateway, no deadline and nobody cancelling always
+        // complete.
         let enough = scenario.lines.iter().zip(&scenario.on_hand).all(|(n, (a, b))| n <= &(a + b));
-        if enough && scenario.approve && scenario.deadline_at.is_none() {
+        if enough && scenario.approve && scenario.deadline_at.is_none() && scenario.cancel_at.is_empty() {
             prop_assert_eq!(world.process.phase(), CheckoutPhase::Completed);
         }
     }
@@ -767,6 +1200,7 @@ fn simulation_reaches_both_outcomes() {
         on_hand: vec![(1, 1), (1, 0)],
         approve: true,
         deadline_at: None,
+        cancel_at: vec![],
         choices: (0..200).map(|i| (i * 7 + 3, i % 5 == 0)).collect(),
     };
     let world = simulate(&base).unwrap();
@@ -799,5 +1233,53 @@ fn simulation_reaches_both_outcomes() {
     assert_eq!(
         world.process.cancel_reason(),
         Some(&CancellationReason::ReservationExpired)
+    );
+}
+
+#[test]
+fn simulation_cancels_from_outside_in_every_phase() {
+    // Sweep the point of an outside cancellation over a whole checkout: it lands while
+    // reserving, authorizing, confirming and capturing, is refused only while the capture
+    // is pending, and every run ends clean (checked by the same simulation as the property).
+    let base = Scenario {
+        lines: vec![2, 1],
+        on_hand: vec![(1, 1), (1, 0)],
+        approve: true,
+        deadline_at: None,
+        cancel_at: vec![],
+        choices: (0..200).map(|i| (i * 7 + 3, i % 5 == 0)).collect(),
+    };
+    let mut accepted_in = std::collections::BTreeSet::new();
+    let mut refused_in = std::collections::BTreeSet::new();
+    for at in 0..40 {
+        let world = simulate(&Scenario {
+            cancel_at: vec![at],
+            ..base.clone()
+        })
+        .unwrap();
+        let Some(attempt) = world.cancels.first() else {
+            // The checkout had finished before this point.
+            continue;
+        };
+        if attempt.accepted {
+            accepted_in.insert(format!("{:?}", attempt.phase));
+            assert_eq!(world.process.phase(), CheckoutPhase::Cancelled);
+            assert_eq!(world.order.status(), OrderStatus::Cancelled);
+            assert!(world.order.captured().is_none());
+            assert!(world
+                .stocks
+                .values()
+                .all(|s| s.reservation(&order_id(1)).is_none()));
+        } else {
+            refused_in.insert(format!("{:?}", attempt.status));
+            assert_eq!(world.process.phase(), CheckoutPhase::Completed);
+        }
+    }
+    for phase in ["Reserving", "Authorizing", "Confirming"] {
+        assert!(accepted_in.contains(phase), "accepted in {accepted_in:?}");
+    }
+    assert!(
+        refused_in.contains("Confirmed"),
+        "refused in {refused_in:?}"
     );
 }

@@ -17,7 +17,9 @@ use crate::values::{CustomerId, OrderId, PaymentId, Sku};
 ///   └─(line rejected)─> stock_rejected  └─(declined)─> payment_declined      v
 ///                                                         confirmed ─(ship)─> partially_shipped ─> shipped
 ///                                                                                                  │ (deliver)
-///                  cancelled <─(cancel, from any status before shipment)         delivered ─(refund)─> partially_refunded ─> refunded
+///                  cancelled <─(cancel before shipment*)                         delivered ─(refund)─> partially_refunded ─> refunded
+///
+/// * a confirmed order only once its payment capture is recorded
 /// ```
 ///
 /// Refunds are also accepted in `confirmed`, `partially_shipped`, `shipped` and (once
@@ -303,8 +305,9 @@ impl Order {
                 OrderEvent::OrderPaymentDeclined { payment_id, reason }
             }
             OrderCommand::RecordPaymentCaptured { payment_id, amount } => {
-                // A cancellation can overtake a capture already sent for the authorized
-                // payment; the capture must still be recorded so the money can be refunded.
+                // A checkout of an earlier version sent the capture together with the
+                // confirmation, so a cancellation could overtake it; the capture must still
+                // be recorded so the money can be refunded.
                 let cancelled_after_authorization =
                     self.status == S::Cancelled && self.authorized.is_some();
                 if !cancelled_after_authorization {
@@ -342,6 +345,13 @@ impl Order {
                 }
                 if self.status.is_shipped() {
                     return Err(OrderError::CancelAfterShipment);
+                }
+                // Between confirmation and the recorded capture the checkout is moving the
+                // money; refusing here means a cancellation either lands before the
+                // confirmation (the checkout voids) or after the capture (refund path), so
+                // the checkout never has to refund.
+                if self.status == S::Confirmed && self.captured.is_none() {
+                    return Err(OrderError::CapturePending);
                 }
                 OrderEvent::OrderCancelled { reason }
             }

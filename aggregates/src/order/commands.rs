@@ -107,7 +107,8 @@ pub enum OrderCommand {
     },
     /// Confirms an order whose stock is reserved and payment authorized.
     ConfirmOrder,
-    /// Cancels an order that has not shipped.
+    /// Cancels an order that has not shipped (a confirmed one only once its capture is
+    /// recorded).
     CancelOrder {
         /// Why.
         reason: CancellationReason,

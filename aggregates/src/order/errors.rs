@@ -40,6 +40,10 @@ pub enum OrderError {
     /// `CancelOrder` on a cancelled order.
     #[error("order is already cancelled")]
     AlreadyCancelled,
+    /// `CancelOrder` on a confirmed order whose capture is not recorded yet: the checkout is
+    /// taking the money; cancel (and refund) once it is recorded.
+    #[error("order cannot be cancelled while its payment capture is pending")]
+    CapturePending,
     /// `CancelOrder` once any unit has shipped.
     #[error("an order cannot be cancelled once shipped")]
     CancelAfterShipment,
@@ -89,6 +93,7 @@ impl OrderError {
             OrderError::AmountOverflow => "amount_overflow",
             OrderError::InvalidTransition { .. } => "invalid_transition",
             OrderError::AlreadyCancelled => "order_already_cancelled",
+            OrderError::CapturePending => "payment_capture_pending",
             OrderError::CancelAfterShipment => "order_already_shipped",
             OrderError::UnknownLine(_) => "unknown_line",
             OrderError::EmptyShipment => "empty_shipment",

@@ -442,7 +442,7 @@ fn cancel_before_shipment() {
         vec![placed(), rejected()],
         all_reserved(),
         authorized(),
-        confirmed(),
+        [confirmed(), vec![captured()]].concat(),
     ] {
         fixture()
             .given(history)
@@ -453,6 +453,30 @@ fn cancel_before_shipment() {
                 reason: reason.clone(),
             }]);
     }
+}
+
+#[test]
+fn cancel_of_a_confirmed_order_waits_for_the_recorded_capture() {
+    // Confirmed, capture not recorded: the checkout is taking the money right now.
+    for reason in [
+        CancellationReason::CustomerRequest,
+        CancellationReason::MerchantRequest,
+    ] {
+        fixture()
+            .given(confirmed())
+            .when(OrderCommand::CancelOrder { reason })
+            .then_expect_error(OrderError::CapturePending);
+    }
+    assert_eq!(OrderError::CapturePending.code(), "payment_capture_pending");
+    // Once the capture is recorded the cancellation goes through (and the refund path opens).
+    let mut history = confirmed();
+    history.push(captured());
+    fixture()
+        .given(history)
+        .when(OrderCommand::CancelOrder {
+            reason: CancellationReason::CustomerRequest,
+        })
+        .then_expect_events(vec![cancelled_by_customer()]);
 }
 
 #[test]
@@ -732,8 +756,9 @@ fn refund_after_cancellation_of_a_captured_order() {
 
 #[test]
 fn capture_overtaken_by_cancellation_is_still_recorded() {
-    // The checkout sends ConfirmOrder and CapturePayment together; a cancellation can land
-    // before the capture is recorded (after confirmation, or even before it).
+    // A checkout of an earlier version sent ConfirmOrder and CapturePayment together, so
+    // histories exist where a cancellation landed before the capture was recorded (after
+    // confirmation, or even before it); the late capture is still recorded.
     for mut history in [confirmed(), authorized()] {
         history.push(cancelled_by_customer());
         fixture()
@@ -997,6 +1022,12 @@ proptest! {
         for op in &ops {
             let before = order.clone();
             let result = execute(&mut order, command(op), &());
+            if matches!(op, Op::Cancel)
+                && before.status() == OrderStatus::Confirmed
+                && before.captured().is_none()
+            {
+                prop_assert_eq!(&result, &Err(OrderError::CapturePending));
+            }
             if let Op::Refund(amount) = op {
                 prop_assert_eq!(
                     result.is_ok(),
