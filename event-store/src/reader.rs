@@ -76,7 +76,10 @@ pub struct LogReader {
     pool: PgPool,
 }
 
-const SELECT_COLUMNS: &str = "event_id, tx_id::text AS tx_id, global_position, aggregate_type, \
+// The text form of `tx_id` must not be called `tx_id`: PostgreSQL resolves `ORDER BY tx_id` to an
+// output column of that name first, and would sort the log as text ("10" < "9") without the index.
+const SELECT_COLUMNS: &str =
+    "event_id, tx_id::text AS tx_id_text, global_position, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
 impl LogReader {
@@ -100,7 +103,7 @@ impl LogReader {
                AND ($4::text IS NULL OR aggregate_id = $4) \
                AND ($5::timestamptz IS NULL OR recorded_at >= $5) \
                AND ($6::timestamptz IS NULL OR recorded_at < $6) \
-             ORDER BY tx_id, global_position \
+             ORDER BY events.tx_id, events.global_position \
              LIMIT $7"
         );
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
@@ -120,9 +123,9 @@ impl LogReader {
     /// The position of the last event that is readable now (`None` for an empty log).
     pub async fn head(&self) -> Result<Option<Position>, StoreError> {
         let row: Option<(String, i64)> = sqlx::query_as(
-            "SELECT tx_id::text, global_position FROM events \
+            "SELECT tx_id::text AS tx_id_text, global_position FROM events \
              WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY tx_id DESC, global_position DESC LIMIT 1",
+             ORDER BY events.tx_id DESC, events.global_position DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -182,7 +185,7 @@ fn parse_position(tx_id: &str, global_position: i64) -> Result<Position, StoreEr
 
 fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let global_position: i64 = row.try_get("global_position")?;
-    let tx_id: String = row.try_get("tx_id")?;
+    let tx_id: String = row.try_get("tx_id_text")?;
     let metadata: serde_json::Value = row.try_get("metadata")?;
     let metadata: HashMap<String, String> = match metadata {
         serde_json::Value::Object(map) => map

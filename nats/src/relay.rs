@@ -194,6 +194,7 @@ impl Relay {
                 last_metrics = Instant::now();
             }
 
+            let read_started = Instant::now();
             let batch = reader
                 .read(
                     checkpoint.position,
@@ -201,6 +202,7 @@ impl Relay {
                     self.config.batch_size,
                 )
                 .await?;
+            let read_time = read_started.elapsed();
             if batch.is_empty() {
                 let wait = if reader.has_held_back(checkpoint.position).await? {
                     self.config.held_back_poll
@@ -215,8 +217,10 @@ impl Relay {
                 continue;
             }
 
+            let publish_started = Instant::now();
             match self.publish_batch(&batch, tail).await {
                 Ok(new_tail) => {
+                    let publish_time = publish_started.elapsed();
                     tail = new_tail;
                     let last = batch.last().map(|e| (e.position, e.event_id));
                     if let Some((position, event_id)) = last {
@@ -226,6 +230,13 @@ impl Relay {
                         };
                         checkpoints.save(&self.config.name, checkpoint).await?;
                     }
+                    tracing::debug!(
+                        events = batch.len(),
+                        read_ms = read_time.as_secs_f64() * 1e3,
+                        publish_ms = publish_time.as_secs_f64() * 1e3,
+                        total_ms = read_started.elapsed().as_secs_f64() * 1e3,
+                        "batch relayed"
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, error_debug = ?e, "publish failed; re-syncing with the stream");

@@ -298,3 +298,32 @@ async fn filters_narrow_the_log_without_changing_its_order() {
 
     assert_eq!(reader.head().await.unwrap(), Some(rest[3].position));
 }
+
+#[tokio::test]
+async fn transaction_ids_order_as_numbers_not_as_text() {
+    let db = TestDatabase::new().await;
+    // Plant events as if written by transactions 9, 10 and 100 (long finished, so readable):
+    // as text they would sort 10, 100, 9.
+    for (tx, id) in [("100", "c"), ("9", "a"), ("10", "b")] {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, tx_id) \
+             VALUES ('Raw', $1, 1, 'Happened', '1.0', '{}', $2::text::xid8)",
+        )
+        .bind(id)
+        .bind(tx)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let reader = LogReader::new(db.pool.clone());
+
+    let all = read_eventually(&reader, Position::START).await;
+    let order: Vec<u64> = all.iter().map(|e| e.position.tx_id()).collect();
+    assert_eq!(order, vec![9, 10, 100]);
+    let after_nine = reader
+        .read(all[0].position, &LogFilter::default(), 1)
+        .await
+        .unwrap();
+    assert_eq!(after_nine[0].position.tx_id(), 10);
+    assert_eq!(reader.head().await.unwrap().map(|p| p.tx_id()), Some(100));
+}
