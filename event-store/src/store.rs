@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventUpcaster, PersistedEventStore};
-use cqrs_es::{Aggregate, AggregateError, EventStore as _};
+use cqrs_es::{Aggregate, AggregateError, DomainEvent, EventStore as _};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
@@ -99,20 +99,27 @@ pub struct Committed {
 
 /// Loads aggregates (from the latest snapshot plus later events), runs commands, and appends
 /// the resulting events in one transaction.
+///
+/// Loading goes through postgres-es (snapshot, then later events, with upcasters). Appending is
+/// one statement of Mercato's own: every new event and, when one is due, the snapshot, written
+/// atomically in a single round trip that also returns the log position (see
+/// `docs/adr/0001-event-store.md`).
 pub struct AggregateStore<A: Aggregate> {
     inner: PersistedEventStore<PostgresEventRepository, A>,
     services: A::Services,
     pool: PgPool,
+    snapshot_every: Option<NonZeroUsize>,
 }
 
 impl<A> AggregateStore<A>
 where
-    A: Aggregate + Clone + Send + Sync,
+    A: Aggregate + Send + Sync,
 {
     /// A store for aggregate type `A` with the snapshot interval `policy` gives it.
     pub fn new(pool: PgPool, services: A::Services, policy: &SnapshotPolicy) -> Self {
         let repo = PostgresEventRepository::new(pool.clone());
-        let inner = match policy.every(A::TYPE) {
+        let snapshot_every = policy.every(A::TYPE);
+        let inner = match snapshot_every {
             Some(n) => PersistedEventStore::new_snapshot_store(repo, n.get()),
             None => PersistedEventStore::new_event_store(repo),
         };
@@ -120,6 +127,7 @@ where
             inner,
             services,
             pool,
+            snapshot_every,
         }
     }
 
@@ -172,12 +180,11 @@ where
             }
         }
 
-        // cqrs-es 0.5's EventSink applies events to the aggregate it is handed, and the snapshot
-        // store applies them again when it writes a snapshot. Deciding on a copy keeps the
-        // context pristine so a snapshot holds each event exactly once.
-        let mut working = ctx.aggregate.clone();
+        // The sink applies each event to the aggregate it is given, so after `handle` the
+        // aggregate is the state the new events lead to: exactly what a snapshot must hold.
+        let mut aggregate = ctx.aggregate;
         let sink = EventSink::default();
-        working
+        aggregate
             .handle(command, &self.services, &sink)
             .await
             .map_err(EventStoreError::Domain)?;
@@ -190,44 +197,130 @@ where
                 position: None,
             });
         }
-        let appended = events.len();
-        let committed = self
-            .inner
-            .commit(events, ctx, metadata.to_map())
+        let new_version = version + events.len() as u64;
+        let snapshot = match self.snapshot_every {
+            Some(every) if snapshot_due(version, new_version, every) => {
+                let state = serde_json::to_value(&aggregate)
+                    .map_err(|e| EventStoreError::Unexpected(Box::new(e)))?;
+                Some((state, new_version / every.get() as u64))
+            }
+            _ => None,
+        };
+        self.append_at(aggregate_id, version, &events, metadata, snapshot)
             .await
-            .map_err(|e| map_aggregate_error::<A>(e, aggregate_id, version))?;
-        let last_sequence = committed.last().map_or(version, |e| e.sequence as u64);
-        metrics::counter!("mercato_events_appended_total", "aggregate_type" => A::TYPE)
-            .increment(appended as u64);
-
-        let position = self.position_of(aggregate_id, last_sequence).await?;
-        Ok(Committed {
-            aggregate_id: aggregate_id.to_owned(),
-            version: last_sequence,
-            events_appended: appended,
-            position: Some(position),
-        })
     }
 
-    async fn position_of(
+    /// Appends `events` after `expected_version` without running a command (imports, tools,
+    /// benchmarks). A concurrent append at the same version makes this a conflict.
+    pub async fn append(
         &self,
         aggregate_id: &str,
-        sequence: u64,
-    ) -> Result<Position, EventStoreError<A::Error>> {
-        let (tx_id, global_position): (String, i64) = sqlx::query_as(
-            "SELECT tx_id::text, global_position FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        expected_version: u64,
+        events: &[A::Event],
+        metadata: &EventMetadata,
+    ) -> Result<Committed, EventStoreError<A::Error>> {
+        self.append_at(aggregate_id, expected_version, events, metadata, None)
+            .await
+    }
+
+    /// One statement: insert the events (the primary key on `(aggregate_type, aggregate_id,
+    /// sequence)` is the optimistic-concurrency check), upsert the snapshot if one is given,
+    /// and return the last event's position.
+    async fn append_at(
+        &self,
+        aggregate_id: &str,
+        version: u64,
+        events: &[A::Event],
+        metadata: &EventMetadata,
+        snapshot: Option<(serde_json::Value, u64)>,
+    ) -> Result<Committed, EventStoreError<A::Error>> {
+        if events.is_empty() {
+            return Ok(Committed {
+                aggregate_id: aggregate_id.to_owned(),
+                version,
+                events_appended: 0,
+                position: None,
+            });
+        }
+        let mut sequences = Vec::with_capacity(events.len());
+        let mut types = Vec::with_capacity(events.len());
+        let mut versions = Vec::with_capacity(events.len());
+        let mut payloads = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            sequences.push((version + 1 + i as u64) as i64);
+            types.push(event.event_type());
+            versions.push(event.event_version());
+            payloads.push(
+                serde_json::to_value(event)
+                    .map_err(|e| EventStoreError::Unexpected(Box::new(e)))?,
+            );
+        }
+        let new_version = version + events.len() as u64;
+        let metadata = serde_json::to_value(metadata.to_map())
+            .map_err(|e| EventStoreError::Unexpected(Box::new(e)))?;
+        let (snapshot_payload, snapshot_number) = match snapshot {
+            Some((payload, n)) => (Some(payload), n as i64),
+            None => (None, 0),
+        };
+        let row: Result<(String, i64), sqlx::Error> = sqlx::query_as(
+            "WITH new_events AS ( \
+               INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+               SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $3 \
+               FROM UNNEST($4::bigint[], $5::text[], $6::text[], $7::jsonb[]) \
+                 AS e(sequence, event_type, event_version, payload) \
+               RETURNING sequence, tx_id, global_position), \
+             snapshot AS ( \
+               INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload) \
+               SELECT $1, $2, $8, $9, $10 WHERE $10::jsonb IS NOT NULL \
+               ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
+                 SET last_sequence = EXCLUDED.last_sequence, current_snapshot = EXCLUDED.current_snapshot, \
+                     payload = EXCLUDED.payload, taken_at = now() \
+                 WHERE snapshots.last_sequence < EXCLUDED.last_sequence) \
+             SELECT tx_id::text AS tx_id_text, global_position FROM new_events \
+             ORDER BY sequence DESC LIMIT 1",
         )
         .bind(A::TYPE)
         .bind(aggregate_id)
-        .bind(sequence as i64)
+        .bind(&metadata)
+        .bind(&sequences)
+        .bind(&types)
+        .bind(&versions)
+        .bind(&payloads)
+        .bind(new_version as i64)
+        .bind(snapshot_number)
+        .bind(snapshot_payload)
         .fetch_one(&self.pool)
-        .await?;
+        .await;
+        let (tx_id, global_position) = match row {
+            Ok(r) => r,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                return Err(EventStoreError::Conflict {
+                    aggregate_type: A::TYPE,
+                    aggregate_id: aggregate_id.to_owned(),
+                    expected_version: version,
+                    actual_version: None,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        metrics::counter!("mercato_events_appended_total", "aggregate_type" => A::TYPE)
+            .increment(events.len() as u64);
         let tx_id = tx_id
             .parse()
             .map_err(|e| EventStoreError::Corrupt(Box::new(e)))?;
-        Ok(Position::new(tx_id, global_position))
+        Ok(Committed {
+            aggregate_id: aggregate_id.to_owned(),
+            version: new_version,
+            events_appended: events.len(),
+            position: Some(Position::new(tx_id, global_position)),
+        })
     }
+}
+
+/// Whether appending from `from` to `to` crosses a multiple of the snapshot interval.
+fn snapshot_due(from: u64, to: u64, every: NonZeroUsize) -> bool {
+    let every = every.get() as u64;
+    to / every > from / every
 }
 
 fn map_aggregate_error<A: Aggregate>(
@@ -261,6 +354,16 @@ mod tests {
         assert_eq!(p.every("Cart"), None);
         let d = SnapshotPolicy::default();
         assert_eq!(d.every("Cart"), NonZeroUsize::new(100));
+    }
+
+    #[test]
+    fn a_snapshot_is_due_when_an_append_crosses_a_multiple_of_the_interval() {
+        let three = NonZeroUsize::new(3).unwrap();
+        assert!(!snapshot_due(0, 2, three));
+        assert!(snapshot_due(2, 3, three));
+        assert!(snapshot_due(2, 7, three));
+        assert!(!snapshot_due(3, 5, three));
+        assert!(snapshot_due(5, 6, three));
     }
 
     #[test]

@@ -240,3 +240,28 @@ async fn many_concurrent_writers_on_distinct_aggregates_all_commit() {
         assert_eq!(store.load(&id).await.unwrap().0.value, 10);
     }
 }
+
+#[tokio::test]
+async fn append_writes_all_events_atomically_or_none_on_a_version_clash() {
+    use mercato_event_store::testing::counter::CounterEvent;
+    let db = TestDatabase::new().await;
+    let store = store(&db, &SnapshotPolicy::never());
+    let meta = EventMetadata::for_actor("import");
+    let batch = [
+        CounterEvent::Added { by: 1, total: 1 },
+        CounterEvent::Added { by: 2, total: 3 },
+    ];
+
+    let first = store.append("c1", 0, &batch, &meta).await.unwrap();
+    let clash = store.append("c1", 1, &batch, &meta).await.unwrap_err();
+
+    assert_eq!((first.version, first.events_appended), (2, 2));
+    // Version 1 is taken: the first of the two rows clashes, so neither is written.
+    assert!(clash.is_conflict(), "{clash:?}");
+    let (counter, version) = store.load("c1").await.unwrap();
+    assert_eq!((counter.value, version), (3, 2));
+    let events = crate::wait_readable(&LogReader::new(db.pool.clone()), 2).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(Some(events[1].position), first.position);
+    assert_eq!(events[0].metadata, meta);
+}
