@@ -1,1 +1,57 @@
-fn main() {}
+//! `mercato-bench`: Mercato's benchmarks, each beside a baseline measured in the same run.
+#![forbid(unsafe_code)]
+
+mod append;
+mod report;
+mod setup;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmarks of Mercato. Each scenario prints a Markdown table with its baselines and ratios.
+#[derive(Debug, Parser)]
+#[command(name = "mercato-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// PostgreSQL server (a scratch database is created on it and dropped afterwards).
+    #[arg(
+        long,
+        env = "MERCATO_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        global = true
+    )]
+    database_url: String,
+    /// NATS server (scratch streams are created and deleted).
+    #[arg(
+        long,
+        env = "MERCATO_BENCH_NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    nats_url: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Event-store append throughput and relay throughput and latency.
+    Append(append::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Logs (RUST_LOG, default warn) go to stderr; results go to stdout.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let env = setup::BenchEnv::new(&cli.database_url, &cli.nats_url).await?;
+    let result = match cli.scenario {
+        Scenario::Append(args) => append::run(&env, &args).await,
+    };
+    env.teardown().await;
+    result
+}

@@ -22,7 +22,7 @@ pub use database::DatabaseConfig;
 pub use error::{EventStoreError, StoreError};
 pub use metadata::EventMetadata;
 pub use position::{Position, PositionParseError};
-pub use reader::{LogFilter, LogHealth, LogReader, RecordedEvent};
+pub use reader::{EncodedEvent, LogFilter, LogHealth, LogReader, RecordedEvent};
 pub use store::{AggregateStore, Committed, SnapshotPolicy};
 
 /// The PostgreSQL channel on which inserts into `events` are announced.

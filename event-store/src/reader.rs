@@ -43,6 +43,35 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// An event as the relay publishes it: the fields its headers need, and the message body
+/// (the JSON form of [`RecordedEvent`]) built by PostgreSQL, so the payload is never parsed
+/// on the way through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedEvent {
+    /// Unique id of the event.
+    pub event_id: Uuid,
+    /// Where the event stands in the global log.
+    pub position: Position,
+    /// The aggregate type.
+    pub aggregate_type: String,
+    /// The aggregate instance.
+    pub aggregate_id: String,
+    /// The stable event type.
+    pub event_type: String,
+    /// The event's schema version.
+    pub event_version: String,
+    /// The correlation id, as stored.
+    pub correlation_id: Option<String>,
+    /// The causation id, as stored.
+    pub causation_id: Option<String>,
+    /// W3C trace context, as stored.
+    pub traceparent: Option<String>,
+    /// When the event was written.
+    pub recorded_at: DateTime<Utc>,
+    /// The JSON of the whole [`RecordedEvent`].
+    pub body: String,
+}
+
 /// Which events to read. Every field narrows the result; the order never changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogFilter {
@@ -118,6 +147,56 @@ impl LogReader {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode_row).collect()
+    }
+
+    /// Like [`LogReader::read`] with no filter, but returns each event ready to publish.
+    pub async fn read_encoded(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<EncodedEvent>, StoreError> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT event_id, tx_id::text AS tx_id_text, global_position, aggregate_type, aggregate_id, \
+               event_type, event_version, recorded_at, \
+               metadata ->> 'correlation_id' AS correlation_id, \
+               metadata ->> 'causation_id' AS causation_id, \
+               metadata ->> 'traceparent' AS traceparent, \
+               json_build_object( \
+                 'event_id', event_id, 'position', tx_id::text || '.' || global_position, \
+                 'aggregate_type', aggregate_type, 'aggregate_id', aggregate_id, \
+                 'sequence', sequence, 'event_type', event_type, 'event_version', event_version, \
+                 'payload', payload, 'metadata', metadata, 'recorded_at', recorded_at)::text AS body \
+             FROM events \
+             WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+               AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY events.tx_id, events.global_position \
+             LIMIT $3",
+        )
+        .bind(after.tx_id().to_string())
+        .bind(after.global_position())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let global_position: i64 = row.try_get("global_position")?;
+                let tx_id: String = row.try_get("tx_id_text")?;
+                Ok(EncodedEvent {
+                    event_id: row.try_get("event_id")?,
+                    position: parse_position(&tx_id, global_position)?,
+                    aggregate_type: row.try_get("aggregate_type")?,
+                    aggregate_id: row.try_get("aggregate_id")?,
+                    event_type: row.try_get("event_type")?,
+                    event_version: row.try_get("event_version")?,
+                    correlation_id: row.try_get("correlation_id")?,
+                    causation_id: row.try_get("causation_id")?,
+                    traceparent: row.try_get("traceparent")?,
+                    recorded_at: row.try_get("recorded_at")?,
+                    body: row.try_get("body")?,
+                })
+            })
+            .collect()
     }
 
     /// The position of the last event that is readable now (`None` for an empty log).

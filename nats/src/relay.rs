@@ -23,7 +23,7 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::HeaderMap;
 use mercato_event_store::checkpoint::Checkpoint;
 use mercato_event_store::{
-    CheckpointStore, DatabaseConfig, LogFilter, LogReader, Position, RecordedEvent, EVENTS_CHANNEL,
+    CheckpointStore, DatabaseConfig, EncodedEvent, LogReader, Position, EVENTS_CHANNEL,
 };
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -52,6 +52,10 @@ pub struct RelayConfig {
     pub retry_delay: Duration,
     /// How often lag metrics are refreshed.
     pub metrics_interval: Duration,
+    /// Longest time between checkpoint writes while events flow (also written when idle
+    /// and on shutdown). Restarts resume from the stream's tail, so this bounds only how
+    /// stale the checkpoint row looks, never what is published.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for RelayConfig {
@@ -65,6 +69,7 @@ impl Default for RelayConfig {
             standby_poll: Duration::from_secs(1),
             retry_delay: Duration::from_millis(500),
             metrics_interval: Duration::from_secs(2),
+            checkpoint_interval: Duration::from_millis(250),
         }
     }
 }
@@ -157,6 +162,9 @@ impl Relay {
     }
 
     /// Publishes while the lock connection stays healthy. Returns `Ok` on shutdown.
+    ///
+    /// Up to `max_in_flight` publishes stay unacknowledged across batches, so reading the next
+    /// batch overlaps waiting for the previous one's acks.
     async fn lead(
         &self,
         lock_conn: &mut PgConnection,
@@ -172,14 +180,18 @@ impl Relay {
             .await
             .map_err(mercato_event_store::StoreError::from)?;
 
-        let mut checkpoint = checkpoints.load(&self.config.name).await?;
-        let mut tail = self.stream_tail().await?;
-        checkpoint = self.reconcile(checkpoint, tail, &checkpoints).await?;
+        let mut state = self.resync(&checkpoints, None).await?;
+        let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(self.config.max_in_flight);
         let mut last_lock_check = Instant::now();
         let mut last_metrics = Instant::now() - self.config.metrics_interval;
+        let mut prefetched: Option<Vec<EncodedEvent>> = None;
 
         loop {
             if shutdown.is_cancelled() {
+                // Finish what is in flight so the checkpoint is as fresh as it can be.
+                if drain(&mut in_flight, &mut state).await.is_ok() {
+                    self.save(&checkpoints, &mut state).await?;
+                }
                 return Ok(());
             }
             if last_lock_check.elapsed() >= self.config.standby_poll {
@@ -190,105 +202,168 @@ impl Relay {
                 last_lock_check = Instant::now();
             }
             if last_metrics.elapsed() >= self.config.metrics_interval {
-                self.report_lag(&reader, checkpoint.position).await;
+                self.report_lag(&reader, state.acked.position).await;
                 last_metrics = Instant::now();
             }
 
             let read_started = Instant::now();
-            let batch = reader
-                .read(
-                    checkpoint.position,
-                    &LogFilter::default(),
-                    self.config.batch_size,
-                )
-                .await?;
+            let batch = match prefetched.take() {
+                Some(batch) => batch,
+                None => {
+                    reader
+                        .read_encoded(state.cursor, self.config.batch_size)
+                        .await?
+                }
+            };
             let read_time = read_started.elapsed();
-            if batch.is_empty() {
-                let wait = if reader.has_held_back(checkpoint.position).await? {
+
+            let Some(last) = batch.last().map(|e| e.position) else {
+                // Idle: settle every ack (and, now and then, the checkpoint) before waiting.
+                if let Err(e) = drain(&mut in_flight, &mut state).await {
+                    state = self
+                        .recover(e, &checkpoints, &mut in_flight, shutdown)
+                        .await?;
+                    continue;
+                }
+                if state.last_saved.elapsed() >= self.config.checkpoint_interval {
+                    self.save(&checkpoints, &mut state).await?;
+                }
+                let wait = if reader.has_held_back(state.cursor).await? {
                     self.config.held_back_poll
                 } else {
                     self.config.idle_poll
                 };
+                // A notification of a commit since the last read is still queued here, so an
+                // empty (possibly prefetched) batch never makes the relay sleep past new events.
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => {}
                     _ = listener.recv() => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
                 continue;
-            }
+            };
 
+            // Read the next batch while this one is published: its start is already known.
             let publish_started = Instant::now();
-            match self.publish_batch(&batch, tail).await {
-                Ok(new_tail) => {
-                    let publish_time = publish_started.elapsed();
-                    tail = new_tail;
-                    let last = batch.last().map(|e| (e.position, e.event_id));
-                    if let Some((position, event_id)) = last {
-                        checkpoint = Checkpoint {
-                            position,
-                            last_event_id: Some(event_id),
-                        };
-                        checkpoints.save(&self.config.name, checkpoint).await?;
-                    }
-                    tracing::debug!(
-                        events = batch.len(),
-                        read_ms = read_time.as_secs_f64() * 1e3,
-                        publish_ms = publish_time.as_secs_f64() * 1e3,
-                        total_ms = read_started.elapsed().as_secs_f64() * 1e3,
-                        "batch relayed"
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, error_debug = ?e, "publish failed; re-syncing with the stream");
-                    metrics::counter!("mercato_relay_publish_errors_total").increment(1);
-                    sleep_or_cancel(self.config.retry_delay, shutdown).await;
-                    tail = self.stream_tail().await?;
-                    checkpoint = self.reconcile(checkpoint, tail, &checkpoints).await?;
-                }
+            let (published, next) = tokio::join!(
+                self.publish(&batch, &mut in_flight, &mut state),
+                reader.read_encoded(last, self.config.batch_size)
+            );
+            if let Err(e) = published {
+                state = self
+                    .recover(e, &checkpoints, &mut in_flight, shutdown)
+                    .await?;
+                continue;
             }
+            prefetched = Some(next?);
+            if state.last_saved.elapsed() >= self.config.checkpoint_interval {
+                self.save(&checkpoints, &mut state).await?;
+            }
+            tracing::debug!(
+                events = batch.len(),
+                in_flight = in_flight.len(),
+                read_ms = read_time.as_secs_f64() * 1e3,
+                publish_ms = publish_started.elapsed().as_secs_f64() * 1e3,
+                "batch sent"
+            );
         }
     }
 
-    /// Publishes `batch` in order with at most `max_in_flight` unacknowledged publishes.
-    async fn publish_batch(
+    /// Sends `batch` in order, keeping at most `max_in_flight` publishes unacknowledged.
+    async fn publish(
         &self,
-        batch: &[RecordedEvent],
-        mut tail: StreamTail,
-    ) -> Result<StreamTail, NatsError> {
-        let mut in_flight: VecDeque<(PublishAckFuture, Instant, &RecordedEvent)> =
-            VecDeque::with_capacity(self.config.max_in_flight);
-        // Publish k of this batch can only land right after publish k-1.
-        for (expected, event) in (tail.last_sequence..).zip(batch) {
-            if in_flight.len() >= self.config.max_in_flight {
+        batch: &[EncodedEvent],
+        in_flight: &mut VecDeque<InFlight>,
+        state: &mut LeaderState,
+    ) -> Result<(), NatsError> {
+        for event in batch {
+            while in_flight.len() >= self.config.max_in_flight {
                 if let Some(oldest) = in_flight.pop_front() {
-                    tail = await_ack(oldest, tail).await?;
+                    settle(oldest, state).await?;
                 }
             }
             let subject = self
                 .nats
                 .event_subject(&event.aggregate_type, &event.aggregate_id);
-            let payload = serde_json::to_vec(event).map_err(|e| NatsError::js("encode", e))?;
+            let payload = bytes::Bytes::from(event.body.clone().into_bytes());
             let mut headers = event_headers(event);
+            // This publish can only land right after the previous one.
             headers.insert(
                 async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
-                expected.to_string().as_str(),
+                state.next_expected.to_string().as_str(),
             );
             let ack = self
                 .js
                 .send_publish(
                     subject,
-                    PublishMessage::build()
-                        .payload(payload.into())
-                        .headers(headers),
+                    PublishMessage::build().payload(payload).headers(headers),
                 )
                 .await
                 .map_err(|e| NatsError::js("publish", e))?;
-            in_flight.push_back((ack, Instant::now(), event));
+            state.next_expected += 1;
+            state.cursor = event.position;
+            in_flight.push_back(InFlight {
+                ack,
+                sent: Instant::now(),
+                recorded_at: event.recorded_at,
+                position: event.position,
+                event_id: event.event_id,
+            });
         }
-        while let Some(next) = in_flight.pop_front() {
-            tail = await_ack(next, tail).await?;
+        Ok(())
+    }
+
+    /// Writes the acknowledged position if it moved.
+    async fn save(
+        &self,
+        checkpoints: &CheckpointStore,
+        state: &mut LeaderState,
+    ) -> Result<(), NatsError> {
+        if state.acked != state.saved {
+            checkpoints.save(&self.config.name, state.acked).await?;
+            state.saved = state.acked;
         }
-        Ok(tail)
+        state.last_saved = Instant::now();
+        Ok(())
+    }
+
+    /// After a publish error: forget what is in flight, back off, and continue after whatever
+    /// the stream really holds.
+    async fn recover(
+        &self,
+        error: NatsError,
+        checkpoints: &CheckpointStore,
+        in_flight: &mut VecDeque<InFlight>,
+        shutdown: &CancellationToken,
+    ) -> Result<LeaderState, NatsError> {
+        tracing::warn!(error = %error, error_debug = ?error, "publish failed; re-syncing with the stream");
+        metrics::counter!("mercato_relay_publish_errors_total").increment(1);
+        in_flight.clear();
+        sleep_or_cancel(self.config.retry_delay, shutdown).await;
+        let saved = checkpoints.load(&self.config.name).await?;
+        self.resync(checkpoints, Some(saved)).await
+    }
+
+    /// Where to continue: after the stream's last message (the record of what was published),
+    /// or after the checkpoint when the stream has no message to tell.
+    async fn resync(
+        &self,
+        checkpoints: &CheckpointStore,
+        saved: Option<Checkpoint>,
+    ) -> Result<LeaderState, NatsError> {
+        let saved = match saved {
+            Some(c) => c,
+            None => checkpoints.load(&self.config.name).await?,
+        };
+        let tail = self.stream_tail().await?;
+        let checkpoint = self.reconcile(saved, tail, checkpoints).await?;
+        Ok(LeaderState {
+            cursor: checkpoint.position,
+            acked: checkpoint,
+            saved: checkpoint,
+            next_expected: tail.last_sequence,
+            last_saved: Instant::now(),
+        })
     }
 
     /// Reads the stream's last message: its sequence and the log position it carries.
@@ -379,14 +454,35 @@ impl Relay {
     }
 }
 
-async fn await_ack(
-    (ack, sent, event): (PublishAckFuture, Instant, &RecordedEvent),
-    tail: StreamTail,
-) -> Result<StreamTail, NatsError> {
-    let ack = ack.await.map_err(|e| NatsError::js("publish ack", e))?;
+/// A publish awaiting its ack.
+struct InFlight {
+    ack: PublishAckFuture,
+    sent: Instant,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+    position: Position,
+    event_id: uuid::Uuid,
+}
+
+/// The leader's view of its progress.
+#[derive(Debug, Clone, Copy)]
+struct LeaderState {
+    /// The last event sent (reads continue after it).
+    cursor: Position,
+    /// The last event acknowledged by JetStream.
+    acked: Checkpoint,
+    /// The last checkpoint written.
+    saved: Checkpoint,
+    /// The stream sequence the next publish expects to follow.
+    next_expected: u64,
+    last_saved: Instant,
+}
+
+/// Awaits one ack and records it.
+async fn settle(f: InFlight, state: &mut LeaderState) -> Result<(), NatsError> {
+    let ack = f.ack.await.map_err(|e| NatsError::js("publish ack", e))?;
     metrics::histogram!("mercato_relay_publish_latency_seconds")
-        .record(sent.elapsed().as_secs_f64());
-    let since_commit = (chrono::Utc::now() - event.recorded_at)
+        .record(f.sent.elapsed().as_secs_f64());
+    let since_commit = (chrono::Utc::now() - f.recorded_at)
         .to_std()
         .unwrap_or_default();
     metrics::histogram!("mercato_relay_commit_to_ack_seconds").record(since_commit.as_secs_f64());
@@ -395,18 +491,29 @@ async fn await_ack(
         // Only possible if something else wrote the same message id; the sequence did not move.
         return Err(NatsError::Inconsistent {
             stream: ack.stream,
-            reason: format!("event {} was already in the stream", event.event_id),
+            reason: format!("event {} was already in the stream", f.event_id),
         });
     }
-    debug_assert_eq!(ack.sequence, tail.last_sequence + 1);
-    Ok(StreamTail {
-        last_sequence: ack.sequence,
-        last_position: Some(event.position),
-    })
+    state.acked = Checkpoint {
+        position: f.position,
+        last_event_id: Some(f.event_id),
+    };
+    Ok(())
+}
+
+/// Awaits every outstanding ack, oldest first.
+async fn drain(
+    in_flight: &mut VecDeque<InFlight>,
+    state: &mut LeaderState,
+) -> Result<(), NatsError> {
+    while let Some(f) = in_flight.pop_front() {
+        settle(f, state).await?;
+    }
+    Ok(())
 }
 
 /// The headers of a published event.
-fn event_headers(event: &RecordedEvent) -> HeaderMap {
+fn event_headers(event: &EncodedEvent) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         async_nats::header::NATS_MESSAGE_ID,
@@ -417,13 +524,13 @@ fn event_headers(event: &RecordedEvent) -> HeaderMap {
     h.insert(headers::POSITION, event.position.to_string().as_str());
     h.insert(headers::AGGREGATE_TYPE, event.aggregate_type.as_str());
     h.insert(headers::AGGREGATE_ID, event.aggregate_id.as_str());
-    if let Some(id) = event.metadata.correlation_id {
-        h.insert(headers::CORRELATION_ID, id.to_string().as_str());
+    if let Some(id) = &event.correlation_id {
+        h.insert(headers::CORRELATION_ID, id.as_str());
     }
-    if let Some(id) = event.metadata.causation_id {
-        h.insert(headers::CAUSATION_ID, id.to_string().as_str());
+    if let Some(id) = &event.causation_id {
+        h.insert(headers::CAUSATION_ID, id.as_str());
     }
-    if let Some(tp) = &event.metadata.traceparent {
+    if let Some(tp) = &event.traceparent {
         h.insert(headers::TRACEPARENT, tp.as_str());
     }
     h

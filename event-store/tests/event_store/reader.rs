@@ -327,3 +327,52 @@ async fn transaction_ids_order_as_numbers_not_as_text() {
     assert_eq!(after_nine[0].position.tx_id(), 10);
     assert_eq!(reader.head().await.unwrap().map(|p| p.tx_id()), Some(100));
 }
+
+#[tokio::test]
+async fn encoded_events_decode_to_exactly_the_recorded_events() {
+    let db = TestDatabase::new().await;
+    let store = AggregateStore::<Counter>::new(
+        db.pool.clone(),
+        CounterServices::default(),
+        &SnapshotPolicy::never(),
+    );
+    let full = EventMetadata {
+        correlation_id: Some(Uuid::new_v4()),
+        causation_id: Some(Uuid::new_v4()),
+        actor: Some("customer:7".into()),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+    };
+    store
+        .execute("x.1", CounterCommand::Add(3), &full, None)
+        .await
+        .unwrap();
+    store
+        .execute(
+            "x.1",
+            CounterCommand::Add(-1),
+            &EventMetadata::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    append_raw(&mut conn, "raw").await;
+    let reader = LogReader::new(db.pool.clone());
+    let recorded = crate::wait_readable(&reader, 3).await;
+
+    let encoded = reader.read_encoded(Position::START, 100).await.unwrap();
+
+    let decoded: Vec<RecordedEvent> = encoded
+        .iter()
+        .map(|e| serde_json::from_str(&e.body).unwrap())
+        .collect();
+    assert_eq!(decoded, recorded);
+    assert_eq!(
+        encoded[0].correlation_id,
+        full.correlation_id.map(|u| u.to_string())
+    );
+    assert_eq!(encoded[0].traceparent, full.traceparent);
+    assert_eq!(encoded[2].correlation_id, None);
+    let later = reader.read_encoded(encoded[0].position, 100).await.unwrap();
+    assert_eq!(later.len(), 2);
+}

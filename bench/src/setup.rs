@@ -1,0 +1,85 @@
+//! Scratch database and streams for one benchmark run.
+
+use anyhow::Context;
+use async_nats::jetstream;
+use mercato_event_store::DatabaseConfig;
+use mercato_nats::NatsConfig;
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+/// A scratch database and a NATS connection; everything made is removed by `teardown`.
+pub struct BenchEnv {
+    server_url: String,
+    pub database: DatabaseConfig,
+    pub pool: PgPool,
+    db_name: String,
+    pub nats_url: String,
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    streams: std::sync::Mutex<Vec<String>>,
+}
+
+impl BenchEnv {
+    pub async fn new(server_url: &str, nats_url: &str) -> anyhow::Result<Self> {
+        let db_name = format!("mercato_bench_{}", Uuid::new_v4().simple());
+        let base = server_url.rsplit_once('/').map_or(server_url, |(b, _)| b);
+        let database = DatabaseConfig {
+            max_connections: 48,
+            ..DatabaseConfig::new(format!("{base}/{db_name}"))
+        };
+        let pool = mercato_event_store::database::prepare(&database)
+            .await
+            .context("cannot create the scratch database")?;
+        let client = async_nats::connect(nats_url)
+            .await
+            .context("cannot connect to nats")?;
+        let js = jetstream::new(client.clone());
+        Ok(Self {
+            server_url: server_url.to_owned(),
+            database,
+            pool,
+            db_name,
+            nats_url: nats_url.to_owned(),
+            client,
+            js,
+            streams: Default::default(),
+        })
+    }
+
+    /// A fresh events stream (and its dead-letter stream) with a prefix of its own.
+    pub async fn fresh_stream(&self) -> anyhow::Result<NatsConfig> {
+        let id = Uuid::new_v4().simple().to_string();
+        let config = NatsConfig {
+            url: self.nats_url.clone(),
+            stream: format!("BENCH_{id}"),
+            subject_prefix: format!("b{id}"),
+            ..NatsConfig::default()
+        };
+        mercato_nats::ensure_topology(&self.js, &config).await?;
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams.push(config.stream.clone());
+        streams.push(config.dlq_stream());
+        Ok(config)
+    }
+
+    pub async fn stream_count(&self, stream: &str) -> anyhow::Result<u64> {
+        let mut s = self.js.get_stream(stream).await?;
+        Ok(s.info().await?.state.messages)
+    }
+
+    pub async fn teardown(self) {
+        self.pool.close().await;
+        let streams = self.streams.lock().map(|s| s.clone()).unwrap_or_default();
+        for s in streams {
+            let _ = self.js.delete_stream(&s).await;
+        }
+        if let Ok(mut admin) = PgConnection::connect(&self.server_url).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.db_name
+            ))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
