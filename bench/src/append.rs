@@ -19,6 +19,8 @@ use mercato_nats::{Relay, RelayConfig};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use hdrhistogram::Histogram;
+
 use crate::report::{histogram, percentiles, ratio, record};
 use crate::setup::BenchEnv;
 
@@ -52,19 +54,12 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
     .await?;
 
     println!("## append: event-store append throughput (events/s)\n");
-    println!("| writers | plain INSERT (baseline) | AggregateStore::append | ratio | append, NOTIFY trigger off (diagnostic) | ratio | execute: load + decide + append | ratio |");
+    println!("| writers | plain INSERT (baseline) | AggregateStore::append | ratio | append, MERCATO_EVENTS_NOTIFY=off | ratio | execute: load + decide + append | ratio |");
     println!("|---|---|---|---|---|---|---|---|");
     for &w in &args.writers {
         let plain = plain_inserts(env, w, secs).await?;
-        let append = append_events(env, w, secs).await?;
-        sqlx::query("ALTER TABLE events DISABLE TRIGGER events_notify")
-            .execute(&env.pool)
-            .await?;
-        let no_notify = append_events(env, w, secs).await;
-        sqlx::query("ALTER TABLE events ENABLE TRIGGER events_notify")
-            .execute(&env.pool)
-            .await?;
-        let no_notify = no_notify?;
+        let append = append_events(&env.pool, w, secs).await?;
+        let no_notify = append_events(&env.quiet_pool, w, secs).await?;
         let execute = execute_commands(env, w, secs).await?;
         println!(
             "| {w} | {plain:.0} | {append:.0} | {} | {no_notify:.0} | {} | {execute:.0} | {} |",
@@ -158,8 +153,12 @@ async fn plain_inserts(env: &BenchEnv, writers: usize, secs: Duration) -> anyhow
 
 /// The event store's append: each writer appends one event at a time to its own aggregate
 /// with its expected version (the optimistic-concurrency check) and gets the position back.
-async fn append_events(env: &BenchEnv, writers: usize, secs: Duration) -> anyhow::Result<f64> {
-    let store = counter_store(env, &SnapshotPolicy::never());
+async fn append_events(pool: &sqlx::PgPool, writers: usize, secs: Duration) -> anyhow::Result<f64> {
+    let store = Arc::new(AggregateStore::<Counter>::new(
+        pool.clone(),
+        CounterServices::default(),
+        &SnapshotPolicy::never(),
+    ));
     let meta = EventMetadata::for_actor("bench");
     steps_per_second(writers, secs, |id| {
         let (store, meta) = (store.clone(), meta.clone());
@@ -305,20 +304,67 @@ async fn ack_result(
     Ok(ack.await?)
 }
 
-/// Appends at a steady rate (8 writers, one event per append) with the relay running: the time
-/// from the event's insert, and from the commit returned to the writer, to its arrival on a
-/// subscriber of the stream's subjects. Baseline: publish-to-ack of raw JetStream publishes at
-/// the same rate.
+/// Latency at a steady rate: raw JetStream publish -> ack (baseline), then the relay with
+/// notifying writers, then with writers that do not notify and a relay polling every 10 ms.
 async fn latency(env: &BenchEnv, rate: u64, duration: Duration) -> anyhow::Result<()> {
+    let raw = raw_publish_latency(env, rate, duration).await?;
+    let (b50, b99, bmax) = percentiles(&raw);
+    println!("| path | events | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| raw JetStream publish -> ack (baseline) | {} | {b50:.2} | {b99:.2} | {bmax:.2} |",
+        raw.len()
+    );
+    for (label, quiet) in [
+        ("NOTIFY", false),
+        ("MERCATO_EVENTS_NOTIFY=off, 10 ms poll", true),
+    ] {
+        let m = relay_latency(env, rate, duration, quiet).await?;
+        let (r50, r99, rmax) = percentiles(&m.from_insert);
+        let (c50, c99, cmax) = percentiles(&m.from_commit);
+        println!(
+            "| relay, {label}: insert -> on the stream ({:.0} events/s achieved) | {} | {r50:.2} | {r99:.2} | {rmax:.2} |",
+            m.achieved,
+            m.from_insert.len()
+        );
+        println!(
+            "| relay, {label}: commit returned to the writer -> on the stream | {} | {c50:.2} | {c99:.2} | {cmax:.2} |",
+            m.from_commit.len()
+        );
+    }
+    Ok(())
+}
+
+struct RelayLatency {
+    from_insert: Histogram<u64>,
+    from_commit: Histogram<u64>,
+    achieved: f64,
+}
+
+/// Appends at a steady rate (8 writers, one event per append) with the relay running: the time
+/// from each event's insert, and from the commit returned to its writer, to its arrival on a
+/// subscriber of the stream's subjects.
+async fn relay_latency(
+    env: &BenchEnv,
+    rate: u64,
+    duration: Duration,
+    quiet: bool,
+) -> anyhow::Result<RelayLatency> {
     const WRITERS: u64 = 8;
     let stream = env.fresh_stream().await?;
+    let name = format!("bench-latency-{}", Uuid::new_v4().simple());
     let relay = Relay::new(
         env.pool.clone(),
         env.database.clone(),
         env.js.clone(),
         stream.clone(),
         RelayConfig {
-            name: "bench-latency".into(),
+            name: name.clone(),
+            idle_poll: if quiet {
+                Duration::from_millis(10)
+            } else {
+                RelayConfig::default().idle_poll
+            },
             ..RelayConfig::default()
         },
     );
@@ -329,7 +375,7 @@ async fn latency(env: &BenchEnv, rate: u64, duration: Duration) -> anyhow::Resul
         .unwrap_or(Position::START);
     mercato_event_store::CheckpointStore::new(env.pool.clone())
         .reset(
-            "bench-latency",
+            &name,
             mercato_event_store::checkpoint::Checkpoint {
                 position: head,
                 last_event_id: None,
@@ -360,7 +406,12 @@ async fn latency(env: &BenchEnv, rate: u64, duration: Duration) -> anyhow::Resul
     let commits: Arc<Mutex<HashMap<Position, Instant>>> = Arc::default();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let store = counter_store(env, &SnapshotPolicy::default());
+    let pool = if quiet { &env.quiet_pool } else { &env.pool };
+    let store = Arc::new(AggregateStore::<Counter>::new(
+        pool.clone(),
+        CounterServices::default(),
+        &SnapshotPolicy::never(),
+    ));
     let sent = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut writers = Vec::new();
@@ -399,19 +450,33 @@ async fn latency(env: &BenchEnv, rate: u64, duration: Duration) -> anyhow::Resul
     shutdown.cancel();
     relay_task.await??;
     receiver.abort();
-    let relay_h = lock(&received).clone();
+    let from_insert = lock(&received).clone();
     // Commit returned to the writer -> on the stream (0 where the stream was first).
-    let mut commit_h = histogram();
+    let mut from_commit = histogram();
     {
         let arrivals = lock(&arrivals);
         for (p, committed) in lock(&commits).iter() {
             if let Some(arrived) = arrivals.get(p) {
-                record(&mut commit_h, arrived.saturating_duration_since(*committed));
+                record(
+                    &mut from_commit,
+                    arrived.saturating_duration_since(*committed),
+                );
             }
         }
     }
+    Ok(RelayLatency {
+        from_insert,
+        from_commit,
+        achieved,
+    })
+}
 
-    // Baseline: raw publishes at the same rate, publish -> ack (each ack awaited on its own).
+/// Raw publishes at a steady rate, publish -> ack (each ack awaited on its own).
+async fn raw_publish_latency(
+    env: &BenchEnv,
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<Histogram<u64>> {
     let raw_stream = env.fresh_stream().await?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     let start = Instant::now();
@@ -431,33 +496,11 @@ async fn latency(env: &BenchEnv, rate: u64, duration: Duration) -> anyhow::Resul
             ack_result(ack).await.map(|_| sent.elapsed())
         }));
     }
-    let mut raw_h = histogram();
+    let mut raw = histogram();
     for ack in acks {
-        record(&mut raw_h, ack.await??);
+        record(&mut raw, ack.await??);
     }
-
-    let (b50, b99, bmax) = percentiles(&raw_h);
-    let (r50, r99, rmax) = percentiles(&relay_h);
-    println!("| path | events | p50 ms | p99 ms | max ms |");
-    println!("|---|---|---|---|---|");
-    println!(
-        "| raw JetStream publish -> ack (baseline) | {} | {b50:.2} | {b99:.2} | {bmax:.2} |",
-        raw_h.len()
-    );
-    println!(
-        "| relay: insert -> on the stream (achieved {achieved:.0} events/s) | {} | {r50:.2} | {r99:.2} | {rmax:.2} |",
-        relay_h.len()
-    );
-    let (c50, c99, cmax) = percentiles(&commit_h);
-    println!(
-        "| relay: commit returned to the writer -> on the stream | {} | {c50:.2} | {c99:.2} | {cmax:.2} |",
-        commit_h.len()
-    );
-    println!(
-        "\np99 relay (insert -> stream) / baseline: {}",
-        ratio(r99, b99)
-    );
-    Ok(())
+    Ok(raw)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -12,6 +12,8 @@ pub struct BenchEnv {
     server_url: String,
     pub database: DatabaseConfig,
     pub pool: PgPool,
+    /// The same database, on connections that do not NOTIFY on append.
+    pub quiet_pool: PgPool,
     db_name: String,
     pub nats_url: String,
     pub client: async_nats::Client,
@@ -30,6 +32,11 @@ impl BenchEnv {
         let pool = mercato_event_store::database::prepare(&database)
             .await
             .context("cannot create the scratch database")?;
+        let quiet_pool = mercato_event_store::database::connect(&DatabaseConfig {
+            notify: false,
+            ..database.clone()
+        })
+        .await?;
         let client = async_nats::connect(nats_url)
             .await
             .context("cannot connect to nats")?;
@@ -38,6 +45,7 @@ impl BenchEnv {
             server_url: server_url.to_owned(),
             database,
             pool,
+            quiet_pool,
             db_name,
             nats_url: nats_url.to_owned(),
             client,
@@ -69,6 +77,7 @@ impl BenchEnv {
 
     pub async fn teardown(self) {
         self.pool.close().await;
+        self.quiet_pool.close().await;
         let streams = self.streams.lock().map(|s| s.clone()).unwrap_or_default();
         for s in streams {
             let _ = self.js.delete_stream(&s).await;

@@ -74,6 +74,14 @@ pub struct Settings {
         global = true
     )]
     pub admin_addr: SocketAddr,
+    /// Announce appends with NOTIFY so the relay wakes at once. Off for write-heavy
+    /// deployments: PostgreSQL serialises notifying commits (see docs/benchmarks.md); then
+    /// set a short MERCATO_RELAY_IDLE_POLL_MS.
+    #[arg(long, env = "MERCATO_EVENTS_NOTIFY", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub events_notify: bool,
+    /// How often the relay looks for new events when no notification wakes it.
+    #[arg(long, env = "MERCATO_RELAY_IDLE_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub relay_idle_poll_ms: u64,
     /// Name of the relay's checkpoint and leadership lock.
     #[arg(
         long,
@@ -111,6 +119,7 @@ impl Settings {
         DatabaseConfig {
             url: self.database_url.clone(),
             max_connections: self.database_max_connections,
+            notify: self.events_notify,
         }
     }
 
@@ -130,6 +139,7 @@ impl Settings {
         RelayConfig {
             name: self.relay_name.clone(),
             max_in_flight: self.relay_max_in_flight.max(1),
+            idle_poll: Duration::from_millis(self.relay_idle_poll_ms),
             ..RelayConfig::default()
         }
     }

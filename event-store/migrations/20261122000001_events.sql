@@ -40,6 +40,9 @@ CREATE TABLE snapshots
 
 -- Wakes log tailers (the relay) as soon as a transaction that appended events commits.
 -- One notification per statement; identical payloads within a transaction are folded by PostgreSQL.
+-- PostgreSQL serialises the commits of notifying transactions, which halves write throughput
+-- under many concurrent writers: a writer whose session sets `mercato.notify = off` skips it
+-- (MERCATO_EVENTS_NOTIFY=off) and the relay finds its events by polling (docs/adr/0003).
 CREATE FUNCTION mercato_notify_events() RETURNS trigger
     LANGUAGE plpgsql AS
 $$
@@ -52,6 +55,7 @@ $$;
 CREATE TRIGGER events_notify
     AFTER INSERT ON events
     FOR EACH STATEMENT
+    WHEN (coalesce(current_setting('mercato.notify', true), '') <> 'off')
 EXECUTE FUNCTION mercato_notify_events();
 
 -- Where each log tailer (relay, projection) has got to. Moves only after its work is durable.

@@ -19,6 +19,8 @@ pub struct DatabaseConfig {
     pub url: SecretString,
     /// Upper bound of the connection pool.
     pub max_connections: u32,
+    /// Whether appends announce themselves with NOTIFY (off: the relay must poll).
+    pub notify: bool,
 }
 
 impl DatabaseConfig {
@@ -27,14 +29,20 @@ impl DatabaseConfig {
         Self {
             url: SecretString::from(url.into()),
             max_connections: 16,
+            notify: true,
         }
     }
 
     /// Parsed connection options.
     pub fn options(&self) -> Result<PgConnectOptions, StoreError> {
-        PgConnectOptions::from_str(self.url.expose_secret())
+        let options = PgConnectOptions::from_str(self.url.expose_secret())
             .map(|o| o.log_statements(tracing::log::LevelFilter::Trace))
-            .map_err(|_| StoreError::Config("database url cannot be parsed".into()))
+            .map_err(|_| StoreError::Config("database url cannot be parsed".into()))?;
+        Ok(if self.notify {
+            options
+        } else {
+            options.options([("mercato.notify", "off")])
+        })
     }
 
     /// The database name the URL points at.

@@ -265,3 +265,40 @@ async fn append_writes_all_events_atomically_or_none_on_a_version_clash() {
     assert_eq!(Some(events[1].position), first.position);
     assert_eq!(events[0].metadata, meta);
 }
+
+#[tokio::test]
+async fn appends_notify_listeners_unless_the_session_turned_notify_off() {
+    use mercato_event_store::{DatabaseConfig, EVENTS_CHANNEL};
+    use sqlx::postgres::PgListener;
+    use std::time::Duration;
+
+    let db = TestDatabase::new().await;
+    let mut listener = PgListener::connect_with(&db.pool).await.unwrap();
+    listener.listen(EVENTS_CHANNEL).await.unwrap();
+    let quiet_pool = mercato_event_store::database::connect(&DatabaseConfig {
+        notify: false,
+        ..db.config.clone()
+    })
+    .await
+    .unwrap();
+    let quiet = AggregateStore::<Counter>::new(
+        quiet_pool,
+        CounterServices::default(),
+        &SnapshotPolicy::never(),
+    );
+    let loud = store(&db, &SnapshotPolicy::never());
+    let meta = EventMetadata::default();
+
+    quiet
+        .execute("q", CounterCommand::Add(1), &meta, None)
+        .await
+        .unwrap();
+    let silent = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
+    loud.execute("l", CounterCommand::Add(1), &meta, None)
+        .await
+        .unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+
+    assert!(silent.is_err(), "a notify=off session notified");
+    assert!(woken.is_ok(), "an append did not notify");
+}

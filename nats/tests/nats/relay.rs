@@ -227,3 +227,33 @@ async fn a_postgresql_crash_and_restart_loses_and_duplicates_nothing() {
     assert!(stream.len() >= 40);
     assert_stream_is_log(&nats.stream_events().await, &log(&db).await);
 }
+
+#[tokio::test]
+async fn writers_that_do_not_notify_are_still_relayed_by_polling() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    let quiet_pool = mercato_event_store::database::connect(&mercato_event_store::DatabaseConfig {
+        notify: false,
+        ..db.config.clone()
+    })
+    .await
+    .unwrap();
+    let quiet = mercato_event_store::AggregateStore::new(
+        quiet_pool,
+        mercato_event_store::testing::counter::CounterServices::default(),
+        &mercato_event_store::SnapshotPolicy::never(),
+    );
+    let relay = RunningRelay::start(
+        &db,
+        &nats,
+        mercato_nats::RelayConfig {
+            idle_poll: Duration::from_millis(20),
+            ..fast_relay()
+        },
+    );
+    append_to(&quiet, "q", 30).await;
+
+    let stream = nats.wait_for_events(30).await;
+    relay.stop().await;
+    assert_stream_is_log(&stream, &log(&db).await);
+}
