@@ -3,17 +3,20 @@
 //! A durable pull consumer per worker name. Messages are handed to the [`Handler`] in batches
 //! and acknowledged only after it returns `Ok` (after it committed). When a batch fails, its
 //! messages are retried one by one to isolate the bad one: a message that fails is negatively
-//! acknowledged with a delay, together with the later messages of the same aggregate in the
-//! batch (so one aggregate's events are never applied out of order), and after `max_deliver`
-//! failed deliveries it is published with its error to the dead-letter stream and acknowledged,
-//! so one bad event never blocks the rest.
+//! acknowledged with a delay, and until it succeeds (or is dead-lettered) every later message
+//! of the same aggregate is negatively acknowledged too, in this batch and the following ones,
+//! so one aggregate's events are not applied out of order while this worker runs. After
+//! `max_deliver` failed deliveries a message is published with its error to the dead-letter
+//! stream and acknowledged, so one bad event never blocks the rest. (The blocks live in the
+//! worker and expire after `ack_wait`; across a restart, or with several replicas on one
+//! durable consumer, handlers still check each aggregate's sequence themselves.)
 //!
 //! The server-side `max_deliver` of the consumer is left unlimited on purpose: when the server
 //! reaches that limit it silently stops delivering, which would skip the message without
 //! dead-lettering it. The limit is enforced here instead.
 
-use std::collections::HashSet;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::PublishMessage;
@@ -92,6 +95,10 @@ pub struct Worker {
     consumer: jetstream::consumer::Consumer<pull::Config>,
     config: ConsumerConfig,
     dlq_subject: String,
+    /// Aggregates whose event (at this stream sequence) failed and awaits redelivery, with
+    /// when it failed; their later events wait. Entries expire after `ack_wait`: with several
+    /// replicas on one durable consumer, the failing event may be redelivered elsewhere.
+    blocked: HashMap<(String, String), (u64, Instant)>,
 }
 
 impl Worker {
@@ -132,12 +139,13 @@ impl Worker {
             consumer,
             dlq_subject: nats.dlq_subject(&config.durable_name),
             config,
+            blocked: HashMap::new(),
         })
     }
 
     /// Pulls and handles until `shutdown`; then finishes and acknowledges the batch in hand.
     pub async fn run<H: Handler>(
-        self,
+        mut self,
         handler: &H,
         shutdown: CancellationToken,
     ) -> Result<(), NatsError> {
@@ -189,50 +197,64 @@ impl Worker {
         Ok(messages)
     }
 
-    async fn process<H: Handler>(&self, handler: &H, messages: Vec<Message>) {
-        let worker = &self.config.durable_name;
-        let mut good: Vec<(Message, Delivery)> = Vec::with_capacity(messages.len());
+    async fn process<H: Handler>(&mut self, handler: &H, messages: Vec<Message>) {
+        let worker = self.config.durable_name.clone();
+        let block_ttl = self.config.ack_wait.max(self.config.retry_delay * 4);
+        self.blocked
+            .retain(|_, (_, since)| since.elapsed() < block_ttl);
+
+        let mut ready: Vec<(Message, Delivery)> = Vec::with_capacity(messages.len());
         for message in messages {
             match decode(&message) {
-                Ok(d) => good.push((message, d)),
+                // An earlier event of this aggregate is still failing: keep the aggregate's order.
+                Ok(d) if self.waits_for_earlier(&d) => {
+                    ack(&message, AckKind::Nak(Some(self.config.retry_delay))).await;
+                }
+                Ok(d) => ready.push((message, d)),
                 // Undecodable now means undecodable forever: no point retrying.
                 Err(reason) => self.dead_letter(&message, &reason, 0).await,
             }
         }
-        if good.is_empty() {
+        if ready.is_empty() {
             return;
         }
-        let deliveries: Vec<Delivery> = good.iter().map(|(_, d)| d.clone()).collect();
-        match handler.handle(&deliveries).await {
-            Ok(()) => {
-                for (m, _) in &good {
-                    ack(m, AckKind::Ack).await;
+        if ready.len() > 1 {
+            let deliveries: Vec<Delivery> = ready.iter().map(|(_, d)| d.clone()).collect();
+            match handler.handle(&deliveries).await {
+                Ok(()) => {
+                    for (m, d) in &ready {
+                        ack(m, AckKind::Ack).await;
+                        self.unblock(d);
+                    }
+                    metrics::counter!("mercato_worker_handled_total", "worker" => worker.clone())
+                        .increment(ready.len() as u64);
+                    return;
                 }
-                metrics::counter!("mercato_worker_handled_total", "worker" => worker.clone())
-                    .increment(good.len() as u64);
-                return;
+                Err(e) => {
+                    tracing::info!(worker = %worker, error = %e, "batch failed; retrying its messages one by one");
+                }
             }
-            Err(e) if good.len() > 1 => {
-                tracing::info!(worker = %worker, error = %e, "batch failed; retrying its messages one by one");
-            }
-            Err(_) => {}
         }
 
-        // Isolate the failing message(s).
-        let mut blocked: HashSet<(String, String)> = HashSet::new();
-        for (message, delivery) in good {
-            let key = (
-                delivery.event.aggregate_type.clone(),
-                delivery.event.aggregate_id.clone(),
-            );
-            if blocked.contains(&key) {
-                // An earlier event of this aggregate failed: keep the aggregate's order.
-                ack(&message, AckKind::Nak(Some(self.config.retry_delay))).await;
+        // One by one, to isolate the failing message(s).
+        let mut last_progress = Instant::now();
+        for i in 0..ready.len() {
+            if last_progress.elapsed() >= self.config.ack_wait / 3 {
+                // Still working: keep the server from redelivering what is waiting its turn.
+                for (m, _) in &ready[i..] {
+                    ack(m, AckKind::Progress).await;
+                }
+                last_progress = Instant::now();
+            }
+            let (message, delivery) = &ready[i];
+            if self.waits_for_earlier(delivery) {
+                ack(message, AckKind::Nak(Some(self.config.retry_delay))).await;
                 continue;
             }
-            match handler.handle(std::slice::from_ref(&delivery)).await {
+            match handler.handle(std::slice::from_ref(delivery)).await {
                 Ok(()) => {
-                    ack(&message, AckKind::Ack).await;
+                    ack(message, AckKind::Ack).await;
+                    self.unblock(delivery);
                     metrics::counter!("mercato_worker_handled_total", "worker" => worker.clone())
                         .increment(1);
                 }
@@ -240,16 +262,36 @@ impl Worker {
                     metrics::counter!("mercato_worker_failures_total", "worker" => worker.clone())
                         .increment(1);
                     if delivery.delivered >= self.config.max_deliver {
-                        self.dead_letter(&message, &e.to_string(), delivery.delivered)
+                        self.dead_letter(message, &e.to_string(), delivery.delivered)
                             .await;
+                        self.unblock(delivery);
                     } else {
                         tracing::warn!(worker = %worker, event_id = %delivery.event.event_id,
                             delivered = delivery.delivered, error = %e, "handler failed; will retry");
-                        blocked.insert(key);
-                        ack(&message, AckKind::Nak(Some(self.config.retry_delay))).await;
+                        self.blocked
+                            .entry(aggregate_key(delivery))
+                            .or_insert((delivery.stream_sequence, Instant::now()));
+                        ack(message, AckKind::Nak(Some(self.config.retry_delay))).await;
                     }
                 }
             }
+        }
+    }
+
+    /// Whether an earlier event of this delivery's aggregate failed and has not been handled yet.
+    fn waits_for_earlier(&self, delivery: &Delivery) -> bool {
+        matches!(
+            self.blocked.get(&aggregate_key(delivery)),
+            Some((blocker, _)) if delivery.stream_sequence > *blocker
+        )
+    }
+
+    /// Lifts the block this delivery held, if it was the blocking one.
+    fn unblock(&mut self, delivery: &Delivery) {
+        let key = aggregate_key(delivery);
+        if matches!(self.blocked.get(&key), Some((blocker, _)) if *blocker == delivery.stream_sequence)
+        {
+            self.blocked.remove(&key);
         }
     }
 
@@ -315,6 +357,13 @@ impl Worker {
             }
         }
     }
+}
+
+fn aggregate_key(delivery: &Delivery) -> (String, String) {
+    (
+        delivery.event.aggregate_type.clone(),
+        delivery.event.aggregate_id.clone(),
+    )
 }
 
 fn decode(message: &Message) -> Result<Delivery, String> {

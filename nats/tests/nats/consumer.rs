@@ -11,11 +11,12 @@ use uuid::Uuid;
 
 use mercato_nats::testing::*;
 
-/// Records what it applied; fails for chosen events a chosen number of times.
+/// Records what it applied; fails a chosen event on its first N deliveries (in a batch and
+/// alone alike), like a handler whose dependency is down for a while.
 #[derive(Default)]
 struct Recorder {
     applied: Mutex<Vec<Uuid>>,
-    failures_left: Mutex<HashMap<Uuid, u32>>,
+    fail_deliveries: Mutex<HashMap<Uuid, i64>>,
     calls: Mutex<u32>,
     delay: Option<Duration>,
 }
@@ -28,13 +29,13 @@ impl Handler for Recorder {
             tokio::time::sleep(d).await;
         }
         {
-            let mut failures = self.failures_left.lock().unwrap();
+            let failures = self.fail_deliveries.lock().unwrap();
             for d in batch {
-                if let Some(left) = failures.get_mut(&d.event.event_id) {
-                    if *left > 0 {
-                        *left -= 1;
-                        return Err(format!("cannot apply {}", d.event.event_id).into());
-                    }
+                if failures
+                    .get(&d.event.event_id)
+                    .is_some_and(|n| d.delivered <= *n)
+                {
+                    return Err(format!("cannot apply {}", d.event.event_id).into());
                 }
             }
         }
@@ -83,10 +84,10 @@ async fn a_failing_event_is_redelivered_and_a_poison_event_is_dead_lettered_with
     let poison = events[10].event_id;
     let handler = Arc::new(Recorder::default());
     handler
-        .failures_left
+        .fail_deliveries
         .lock()
         .unwrap()
-        .extend([(transient, 1), (poison, u32::MAX)]);
+        .extend([(transient, 1), (poison, i64::MAX)]);
     let worker = Worker::bind(
         nats.client.clone(),
         nats.js.clone(),
@@ -118,7 +119,10 @@ async fn a_failing_event_is_redelivered_and_a_poison_event_is_dead_lettered_with
     shutdown.cancel();
     task.await.unwrap();
 
-    let applied: HashSet<Uuid> = handler.applied.lock().unwrap().iter().copied().collect();
+    let applied_in_order = handler.applied.lock().unwrap().clone();
+    // The transient event failed on its first delivery and was applied on a later one.
+    assert!(applied_in_order.contains(&transient));
+    let applied: HashSet<Uuid> = applied_in_order.iter().copied().collect();
     let expected: HashSet<Uuid> = events
         .iter()
         .map(|e| e.event_id)
@@ -150,8 +154,8 @@ async fn a_failing_event_is_redelivered_and_a_poison_event_is_dead_lettered_with
     assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "{info:?}");
 }
 
-#[tokio::test]
-async fn later_events_of_a_failing_aggregate_wait_for_it() {
+/// c0's first event fails on its first delivery; c0's later event must not be applied before it.
+async fn assert_aggregate_order_survives_a_failure(batch_size: usize, name: &str) {
     let db = TestDatabase::new().await;
     let nats = TestNats::new().await;
     append(&counters(&db), 10).await; // aggregates c0..c4, two events each
@@ -165,15 +169,18 @@ async fn later_events_of_a_failing_aggregate_wait_for_it() {
         .unwrap()
         .event_id;
     let handler = Arc::new(Recorder::default());
-    handler.failures_left.lock().unwrap().insert(first_of_c0, 1);
-    let worker = Worker::bind(
-        nats.client.clone(),
-        nats.js.clone(),
-        &nats.config,
-        quick("ordered"),
-    )
-    .await
-    .unwrap();
+    handler
+        .fail_deliveries
+        .lock()
+        .unwrap()
+        .insert(first_of_c0, 1);
+    let config = ConsumerConfig {
+        batch_size,
+        ..quick(name)
+    };
+    let worker = Worker::bind(nats.client.clone(), nats.js.clone(), &nats.config, config)
+        .await
+        .unwrap();
     run_until(worker, handler.clone(), |h| {
         h.applied.lock().unwrap().len() >= 10
     })
@@ -187,6 +194,18 @@ async fn later_events_of_a_failing_aggregate_wait_for_it() {
         .map(|e| e.sequence)
         .collect();
     assert_eq!(c0, vec![1, 2], "c0's events were applied out of order");
+    assert_eq!(applied.len(), 10, "an event was lost or applied twice");
+}
+
+#[tokio::test]
+async fn later_events_of_a_failing_aggregate_in_the_same_batch_wait_for_it() {
+    assert_aggregate_order_survives_a_failure(256, "ordered-batch").await;
+}
+
+#[tokio::test]
+async fn later_events_of_a_failing_aggregate_in_later_batches_wait_for_it() {
+    // One message per pull: c0's second event arrives in a later batch than its failed first.
+    assert_aggregate_order_survives_a_failure(1, "ordered-across-batches").await;
 }
 
 #[tokio::test]
