@@ -44,6 +44,22 @@ pub enum EventStoreError<E: StdError> {
         /// The version found, where it is known.
         actual_version: Option<u64>,
     },
+    /// The aggregate id is empty, too long, or contains control characters.
+    #[error("invalid aggregate id: {reason}")]
+    InvalidAggregateId {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An event is larger than the store accepts (the message broker could not carry it).
+    #[error("event {event_type} is {bytes} bytes; the limit is {limit}")]
+    EventTooLarge {
+        /// The event's type.
+        event_type: String,
+        /// Its serialized size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// PostgreSQL could not be reached.
     #[error("event store unavailable")]
     Unavailable(#[source] BoxError),

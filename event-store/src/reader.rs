@@ -223,8 +223,11 @@ impl LogReader {
                (SELECT count(*) FROM behind) AS events_behind, \
                (SELECT coalesce(extract(epoch FROM now() - min(recorded_at)), 0)::float8 FROM behind) AS seconds_behind, \
                (SELECT count(*) FROM behind, horizon WHERE behind.tx_id >= horizon.xmin) AS held_back, \
-               (SELECT coalesce(extract(epoch FROM max(now() - xact_start)), 0)::float8 \
-                  FROM pg_stat_activity WHERE backend_xid IS NOT NULL) AS oldest_open",
+               greatest( \
+                 (SELECT coalesce(extract(epoch FROM max(now() - xact_start)), 0)::float8 \
+                    FROM pg_stat_activity WHERE backend_xid IS NOT NULL), \
+                 (SELECT coalesce(extract(epoch FROM max(now() - prepared)), 0)::float8 \
+                    FROM pg_prepared_xacts)) AS oldest_open",
         )
         .bind(checkpoint.tx_id().to_string())
         .bind(checkpoint.global_position())

@@ -242,6 +242,7 @@ where
                 position: None,
             });
         }
+        validate_aggregate_id(aggregate_id)?;
         let mut sequences = Vec::with_capacity(events.len());
         let mut types = Vec::with_capacity(events.len());
         let mut versions = Vec::with_capacity(events.len());
@@ -250,10 +251,17 @@ where
             sequences.push((version + 1 + i as u64) as i64);
             types.push(event.event_type());
             versions.push(event.event_version());
-            payloads.push(
-                serde_json::to_value(event)
-                    .map_err(|e| EventStoreError::Unexpected(Box::new(e)))?,
-            );
+            let payload = serde_json::to_value(event)
+                .map_err(|e| EventStoreError::Unexpected(Box::new(e)))?;
+            let bytes = payload.to_string().len();
+            if bytes > MAX_EVENT_BYTES {
+                return Err(EventStoreError::EventTooLarge {
+                    event_type: event.event_type(),
+                    bytes,
+                    limit: MAX_EVENT_BYTES,
+                });
+            }
+            payloads.push(payload);
         }
         let new_version = version + events.len() as u64;
         let metadata = serde_json::to_value(metadata.to_map())
@@ -262,16 +270,20 @@ where
             Some((payload, n)) => (Some(payload), n as i64),
             None => (None, 0),
         };
-        let row: Result<(String, i64), sqlx::Error> = sqlx::query_as(
-            "WITH new_events AS ( \
+        let row: Result<Option<(String, i64)>, sqlx::Error> = sqlx::query_as(
+            "WITH current AS ( \
+               SELECT coalesce(max(sequence), 0) AS version FROM events \
+               WHERE aggregate_type = $1 AND aggregate_id = $2), \
+             new_events AS ( \
                INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
                SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $3 \
                FROM UNNEST($4::bigint[], $5::text[], $6::text[], $7::jsonb[]) \
-                 AS e(sequence, event_type, event_version, payload) \
+                 AS e(sequence, event_type, event_version, payload), current \
+               WHERE current.version = $11 \
                RETURNING sequence, tx_id, global_position), \
              snapshot AS ( \
                INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload) \
-               SELECT $1, $2, $8, $9, $10 WHERE $10::jsonb IS NOT NULL \
+               SELECT $1, $2, $8, $9, $10 WHERE $10::jsonb IS NOT NULL AND EXISTS (SELECT 1 FROM new_events) \
                ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
                  SET last_sequence = EXCLUDED.last_sequence, current_snapshot = EXCLUDED.current_snapshot, \
                      payload = EXCLUDED.payload, taken_at = now() \
@@ -289,10 +301,21 @@ where
         .bind(new_version as i64)
         .bind(snapshot_number)
         .bind(snapshot_payload)
-        .fetch_one(&self.pool)
+        .bind(version as i64)
+        .fetch_optional(&self.pool)
         .await;
         let (tx_id, global_position) = match row {
-            Ok(r) => r,
+            Ok(Some(r)) => r,
+            // The aggregate is not at `version`: someone appended first (or, for `append`, the
+            // caller's version is ahead, which would leave a gap in the sequence).
+            Ok(None) => {
+                return Err(EventStoreError::Conflict {
+                    aggregate_type: A::TYPE,
+                    aggregate_id: aggregate_id.to_owned(),
+                    expected_version: version,
+                    actual_version: None,
+                });
+            }
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
                 return Err(EventStoreError::Conflict {
                     aggregate_type: A::TYPE,
@@ -315,6 +338,25 @@ where
             position: Some(Position::new(tx_id, global_position)),
         })
     }
+}
+
+/// The largest serialized event payload accepted (NATS' default `max_payload` is 1 MiB, and
+/// the published message adds an envelope).
+pub const MAX_EVENT_BYTES: usize = 512 * 1024;
+
+/// Aggregate ids end up in subjects, headers and URLs: non-empty, at most 256 bytes, no
+/// control characters.
+fn validate_aggregate_id<E: std::error::Error>(id: &str) -> Result<(), EventStoreError<E>> {
+    let reason = if id.is_empty() {
+        "it is empty"
+    } else if id.len() > 256 {
+        "it is longer than 256 bytes"
+    } else if id.chars().any(char::is_control) {
+        "it contains control characters"
+    } else {
+        return Ok(());
+    };
+    Err(EventStoreError::InvalidAggregateId { reason })
 }
 
 /// Whether appending from `from` to `to` crosses a multiple of the snapshot interval.

@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::HeaderMap;
 use mercato_event_store::checkpoint::Checkpoint;
@@ -74,6 +74,9 @@ impl Default for RelayConfig {
     }
 }
 
+/// How long the leader waits for its lock connection to answer before it steps down.
+const LOCK_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Publishes the event log to JetStream; see the module documentation.
 pub struct Relay {
     pool: PgPool,
@@ -87,7 +90,8 @@ pub struct Relay {
 #[derive(Debug, Clone, Copy)]
 struct StreamTail {
     last_sequence: u64,
-    last_position: Option<Position>,
+    /// The last message's position and event id.
+    last: Option<(Position, uuid::Uuid)>,
 }
 
 impl Relay {
@@ -134,6 +138,12 @@ impl Relay {
             let _ = lock_conn.close().await;
             match result {
                 Ok(()) => tracing::info!(relay = %self.config.name, "relay stepped down"),
+                // The stream holds what this relay did not write, or an event can never be
+                // published: retrying cannot help and might publish out of order. Stop loudly.
+                Err(e @ NatsError::Inconsistent { .. }) => {
+                    tracing::error!(relay = %self.config.name, error = %e, "relay stopped: an operator must look");
+                    return Err(e);
+                }
                 Err(e) => {
                     tracing::warn!(relay = %self.config.name, error = %e, error_debug = ?e, "relay lost leadership or failed; retrying");
                     sleep_or_cancel(self.config.retry_delay, &shutdown).await;
@@ -144,7 +154,13 @@ impl Relay {
     }
 
     async fn try_lead(&self, key: i64) -> Result<Option<PgConnection>, NatsError> {
-        let opts = self.database.options()?;
+        // Server-side keepalives: if this host vanishes, PostgreSQL ends the session (and frees
+        // the lock for a standby) within about 25 s instead of the kernel's two hours.
+        let opts = self.database.options()?.options([
+            ("tcp_keepalives_idle", "10"),
+            ("tcp_keepalives_interval", "5"),
+            ("tcp_keepalives_count", "3"),
+        ]);
         let mut conn = PgConnection::connect_with(&opts)
             .await
             .map_err(mercato_event_store::StoreError::from)?;
@@ -183,7 +199,7 @@ impl Relay {
         let mut state = self.resync(&checkpoints, None).await?;
         let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(self.config.max_in_flight);
         let mut last_lock_check = Instant::now();
-        let mut last_metrics = Instant::now() - self.config.metrics_interval;
+        let mut last_metrics: Option<Instant> = None;
         let mut prefetched: Option<Vec<EncodedEvent>> = None;
 
         loop {
@@ -195,15 +211,27 @@ impl Relay {
                 return Ok(());
             }
             if last_lock_check.elapsed() >= self.config.standby_poll {
-                sqlx::query("SELECT 1")
-                    .execute(&mut *lock_conn)
-                    .await
-                    .map_err(mercato_event_store::StoreError::from)?;
+                // A leader that cannot prove it still holds its session steps down.
+                let check = tokio::time::timeout(
+                    LOCK_CHECK_TIMEOUT,
+                    sqlx::query("SELECT 1").execute(&mut *lock_conn),
+                )
+                .await;
+                match check {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(mercato_event_store::StoreError::from(e).into()),
+                    Err(_) => {
+                        return Err(NatsError::js(
+                            "leadership check",
+                            "the lock connection did not answer in time",
+                        ))
+                    }
+                }
                 last_lock_check = Instant::now();
             }
-            if last_metrics.elapsed() >= self.config.metrics_interval {
+            if last_metrics.is_none_or(|t| t.elapsed() >= self.config.metrics_interval) {
                 self.report_lag(&reader, state.acked.position).await;
-                last_metrics = Instant::now();
+                last_metrics = Some(Instant::now());
             }
 
             let read_started = Instant::now();
@@ -299,7 +327,16 @@ impl Relay {
                     PublishMessage::build().payload(payload).headers(headers),
                 )
                 .await
-                .map_err(|e| NatsError::js("publish", e))?;
+                .map_err(|e| match e.kind() {
+                    PublishErrorKind::MaxPayloadExceeded => NatsError::Inconsistent {
+                        stream: self.nats.stream.clone(),
+                        reason: format!(
+                            "event {} is larger than the server's max_payload",
+                            event.event_id
+                        ),
+                    },
+                    _ => NatsError::js("publish", e),
+                })?;
             state.next_expected += 1;
             state.cursor = event.position;
             in_flight.push_back(InFlight {
@@ -382,7 +419,7 @@ impl Relay {
         if state.messages == 0 || state.last_sequence == 0 {
             return Ok(StreamTail {
                 last_sequence: state.last_sequence,
-                last_position: None,
+                last: None,
             });
         }
         let last = stream
@@ -399,9 +436,15 @@ impl Relay {
                     headers::POSITION
                 ),
             })?;
+        let event_id = headers::get(&last.headers, async_nats::header::NATS_MESSAGE_ID.as_ref())
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .ok_or_else(|| NatsError::Inconsistent {
+                stream: self.nats.stream.clone(),
+                reason: format!("message {} has no event id", state.last_sequence),
+            })?;
         Ok(StreamTail {
             last_sequence: state.last_sequence,
-            last_position: Some(position),
+            last: Some((position, event_id)),
         })
     }
 
@@ -412,9 +455,31 @@ impl Relay {
         tail: StreamTail,
         checkpoints: &CheckpointStore,
     ) -> Result<Checkpoint, NatsError> {
-        let Some(published) = tail.last_position else {
+        let Some((published, event_id)) = tail.last else {
             return Ok(checkpoint);
         };
+        // Trust the stream's end only if it is an event of this log: a stream shared with
+        // another database, or a database restored to an earlier point, would otherwise make
+        // the relay skip events for good.
+        let known: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1 \
+               AND tx_id = $2::text::xid8 AND global_position = $3)",
+        )
+        .bind(event_id)
+        .bind(published.tx_id().to_string())
+        .bind(published.global_position())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(mercato_event_store::StoreError::from)?;
+        if !known {
+            return Err(NatsError::Inconsistent {
+                stream: self.nats.stream.clone(),
+                reason: format!(
+                    "its last message (event {event_id} at {published}) is not in this database's log: \
+                     another deployment publishes to it, or the database was restored to an earlier point"
+                ),
+            });
+        }
         if published == checkpoint.position {
             return Ok(checkpoint);
         }
@@ -512,6 +577,16 @@ async fn drain(
     Ok(())
 }
 
+/// A header value: CR and LF (which NATS headers cannot carry) percent-encoded. The message
+/// body holds the exact values.
+fn header_safe(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains(['\r', '\n']) {
+        value.replace('\r', "%0D").replace('\n', "%0A").into()
+    } else {
+        value.into()
+    }
+}
+
 /// The headers of a published event.
 fn event_headers(event: &EncodedEvent) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -519,19 +594,31 @@ fn event_headers(event: &EncodedEvent) -> HeaderMap {
         async_nats::header::NATS_MESSAGE_ID,
         event.event_id.to_string().as_str(),
     );
-    h.insert(headers::EVENT_TYPE, event.event_type.as_str());
-    h.insert(headers::EVENT_VERSION, event.event_version.as_str());
+    h.insert(
+        headers::EVENT_TYPE,
+        header_safe(event.event_type.as_str()).as_ref(),
+    );
+    h.insert(
+        headers::EVENT_VERSION,
+        header_safe(event.event_version.as_str()).as_ref(),
+    );
     h.insert(headers::POSITION, event.position.to_string().as_str());
-    h.insert(headers::AGGREGATE_TYPE, event.aggregate_type.as_str());
-    h.insert(headers::AGGREGATE_ID, event.aggregate_id.as_str());
+    h.insert(
+        headers::AGGREGATE_TYPE,
+        header_safe(event.aggregate_type.as_str()).as_ref(),
+    );
+    h.insert(
+        headers::AGGREGATE_ID,
+        header_safe(event.aggregate_id.as_str()).as_ref(),
+    );
     if let Some(id) = &event.correlation_id {
-        h.insert(headers::CORRELATION_ID, id.as_str());
+        h.insert(headers::CORRELATION_ID, header_safe(id.as_str()).as_ref());
     }
     if let Some(id) = &event.causation_id {
-        h.insert(headers::CAUSATION_ID, id.as_str());
+        h.insert(headers::CAUSATION_ID, header_safe(id.as_str()).as_ref());
     }
     if let Some(tp) = &event.traceparent {
-        h.insert(headers::TRACEPARENT, tp.as_str());
+        h.insert(headers::TRACEPARENT, header_safe(tp.as_str()).as_ref());
     }
     h
 }

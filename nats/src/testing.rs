@@ -38,11 +38,21 @@ impl TestNats {
 
     /// On the server at `url`.
     pub async fn on(url: &str) -> Self {
+        Self::create(url, NatsConfig::default().duplicate_window).await
+    }
+
+    /// On the shared test server, with a short duplicate window.
+    pub async fn with_duplicate_window(window: Duration) -> Self {
+        Self::create(&nats_url(), window).await
+    }
+
+    async fn create(url: &str, duplicate_window: Duration) -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let config = NatsConfig {
             url: url.to_owned(),
             stream: format!("TEST_{id}"),
             subject_prefix: format!("t{id}"),
+            duplicate_window,
             ..NatsConfig::default()
         };
         let (client, js) = connect(&config, "mercato-test").await.unwrap();

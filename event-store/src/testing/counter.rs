@@ -23,6 +23,8 @@ pub enum CounterCommand {
     Add(i64),
     /// Decides nothing (an idempotent repeat).
     Nothing,
+    /// Records a note (an event of any size).
+    Note(String),
 }
 
 /// Events of [`Counter`].
@@ -35,11 +37,19 @@ pub enum CounterEvent {
         /// The sum after it.
         total: i64,
     },
+    /// A note was recorded.
+    Noted {
+        /// Its text.
+        text: String,
+    },
 }
 
 impl DomainEvent for CounterEvent {
     fn event_type(&self) -> String {
-        "Added".into()
+        match self {
+            CounterEvent::Added { .. } => "Added".into(),
+            CounterEvent::Noted { .. } => "Noted".into(),
+        }
     }
     fn event_version(&self) -> String {
         "1.0".into()
@@ -77,6 +87,10 @@ impl Aggregate for Counter {
     ) -> Result<(), Self::Error> {
         let by = match command {
             CounterCommand::Nothing => return Ok(()),
+            CounterCommand::Note(text) => {
+                sink.write(CounterEvent::Noted { text }, self).await;
+                return Ok(());
+            }
             CounterCommand::Add(0) => return Err(CounterError::Zero),
             CounterCommand::Add(by) => by,
         };
@@ -94,6 +108,7 @@ impl Aggregate for Counter {
                 self.value += by;
                 self.applied += 1;
             }
+            CounterEvent::Noted { .. } => self.applied += 1,
         }
     }
 }

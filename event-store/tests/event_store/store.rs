@@ -302,3 +302,62 @@ async fn appends_notify_listeners_unless_the_session_turned_notify_off() {
     assert!(silent.is_err(), "a notify=off session notified");
     assert!(woken.is_ok(), "an append did not notify");
 }
+
+#[tokio::test]
+async fn an_append_ahead_of_the_aggregate_is_a_conflict_not_a_gap() {
+    use mercato_event_store::testing::counter::CounterEvent;
+    let db = TestDatabase::new().await;
+    let store = store(&db, &SnapshotPolicy::never());
+    let meta = EventMetadata::default();
+    store
+        .execute("c1", CounterCommand::Add(1), &meta, None)
+        .await
+        .unwrap();
+
+    let ahead = [CounterEvent::Added { by: 1, total: 9 }];
+    let err = store.append("c1", 5, &ahead, &meta).await.unwrap_err();
+
+    assert!(err.is_conflict(), "{err:?}");
+    let sequences: Vec<i64> = sqlx::query_scalar("SELECT sequence FROM events ORDER BY sequence")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(sequences, vec![1]);
+}
+
+#[tokio::test]
+async fn ids_that_cannot_travel_and_events_too_large_to_publish_are_refused() {
+    let db = TestDatabase::new().await;
+    let store = store(&db, &SnapshotPolicy::never());
+    let meta = EventMetadata::default();
+
+    for bad in ["", "line\nbreak", "tab\there", &"x".repeat(257)] {
+        let err = store
+            .execute(bad, CounterCommand::Add(1), &meta, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, EventStoreError::InvalidAggregateId { .. }),
+            "{bad:?}: {err:?}"
+        );
+    }
+    let huge = "n".repeat(mercato_event_store::MAX_EVENT_BYTES + 1);
+    let err = store
+        .execute("c1", CounterCommand::Note(huge), &meta, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EventStoreError::EventTooLarge { .. }),
+        "{err:?}"
+    );
+    store
+        .execute("c1", CounterCommand::Note("fits".into()), &meta, None)
+        .await
+        .unwrap();
+
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}

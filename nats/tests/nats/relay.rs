@@ -257,3 +257,142 @@ async fn writers_that_do_not_notify_are_still_relayed_by_polling() {
     relay.stop().await;
     assert_stream_is_log(&stream, &log(&db).await);
 }
+
+#[tokio::test]
+async fn relays_with_separate_locks_are_fenced_by_the_stream_sequence() {
+    // Two leaders at once (as after a split brain): each publish is conditional on the stream's
+    // last sequence, so the stream still holds every event once, in log order.
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    let named = |name: &str| mercato_nats::RelayConfig {
+        name: name.into(),
+        retry_delay: Duration::from_millis(20),
+        ..fast_relay()
+    };
+    let a = RunningRelay::start(&db, &nats, named("relay-a"));
+    let b = RunningRelay::start(&db, &nats, named("relay-b"));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = counters(&db);
+            tokio::spawn(async move { append_to(&store, &format!("w{w}-"), 50).await })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let stream = nats.wait_for_events(200).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.stop().await;
+    b.stop().await;
+
+    assert_eq!(stream.len(), 200);
+    assert_stream_is_log(&nats.stream_events().await, &log(&db).await);
+}
+
+#[tokio::test]
+async fn a_backlog_larger_than_a_batch_and_the_ack_window_is_relayed_in_order() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload) \
+         SELECT 'Bulk', 'b' || (g / 10), (g % 10) + 1, 'Loaded', '1.0', jsonb_build_object('n', g) \
+         FROM generate_series(0, 1499) g",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    append(&counters(&db), 20).await;
+
+    let stream = nats.wait_for_events(1520).await;
+    relay.stop().await;
+    assert_stream_is_log(&stream, &log(&db).await);
+}
+
+#[tokio::test]
+async fn a_relay_back_after_the_duplicate_window_still_publishes_nothing_twice() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::with_duplicate_window(Duration::from_secs(1)).await;
+    let store = counters(&db);
+    append(&store, 25).await;
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    nats.wait_for_events(25).await;
+    relay.handle.abort();
+    let _ = relay.handle.await;
+    CheckpointStore::new(db.pool.clone())
+        .reset("relay", Checkpoint::START)
+        .await
+        .unwrap();
+    // JetStream no longer remembers the message ids: only the stream's tail prevents duplicates.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    append(&store, 15).await;
+
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    nats.wait_for_events(40).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    relay.stop().await;
+    assert_stream_is_log(&nats.stream_events().await, &log(&db).await);
+}
+
+#[tokio::test]
+async fn an_aggregate_id_with_a_line_break_is_published_not_fatal() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    // Written around the store's validation, as an import tool might.
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ('Raw', E'a\\r\\nb', 1, 'Happened', '1.0', '{}', jsonb_build_object('traceparent', E'x\\ny'))",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    append(&counters(&db), 3).await;
+
+    let stream = nats.wait_for_events(4).await;
+    relay.stop().await;
+    assert_stream_is_log(&stream, &log(&db).await);
+    assert_eq!(stream[0].aggregate_id, "a\r\nb");
+    let first = &nats.messages(&nats.config.stream).await[0];
+    assert_eq!(
+        headers::get(&first.headers, headers::AGGREGATE_ID),
+        Some("a%0D%0Ab")
+    );
+}
+
+#[tokio::test]
+async fn a_stream_whose_end_is_not_in_this_log_stops_the_relay() {
+    let nats = TestNats::new().await;
+    let first = TestDatabase::new().await;
+    append(&counters(&first), 5).await;
+    let relay = RunningRelay::start(&first, &nats, fast_relay());
+    nats.wait_for_events(5).await;
+    relay.stop().await;
+
+    // Another database (another deployment, or a restore to an earlier point) on the same stream.
+    let other = TestDatabase::new().await;
+    append(&counters(&other), 5).await;
+    let relay = mercato_nats::Relay::new(
+        other.pool.clone(),
+        other.config.clone(),
+        nats.js.clone(),
+        nats.config.clone(),
+        fast_relay(),
+    );
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        relay.run(tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("the relay must stop by itself");
+
+    assert!(
+        matches!(result, Err(mercato_nats::NatsError::Inconsistent { .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        nats.stream_count(&nats.config.stream).await,
+        5,
+        "it published into a foreign stream"
+    );
+}
