@@ -225,7 +225,9 @@ where
 
     /// One statement: insert the events (the primary key on `(aggregate_type, aggregate_id,
     /// sequence)` is the optimistic-concurrency check), upsert the snapshot if one is given,
-    /// and return the last event's position.
+    /// and return the last event's position. Sequences are contiguous, so "the aggregate is at
+    /// `version`" is: the row at `version` exists (a primary-key lookup) and the row at
+    /// `version + 1` does not (the insert's own key check). No gap can be written.
     async fn append_at(
         &self,
         aggregate_id: &str,
@@ -271,15 +273,13 @@ where
             None => (None, 0),
         };
         let row: Result<Option<(String, i64)>, sqlx::Error> = sqlx::query_as(
-            "WITH current AS ( \
-               SELECT coalesce(max(sequence), 0) AS version FROM events \
-               WHERE aggregate_type = $1 AND aggregate_id = $2), \
-             new_events AS ( \
+            "WITH new_events AS ( \
                INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
                SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $3 \
                FROM UNNEST($4::bigint[], $5::text[], $6::text[], $7::jsonb[]) \
-                 AS e(sequence, event_type, event_version, payload), current \
-               WHERE current.version = $11 \
+                 AS e(sequence, event_type, event_version, payload) \
+               WHERE $11 = 0 OR EXISTS (SELECT 1 FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $11) \
                RETURNING sequence, tx_id, global_position), \
              snapshot AS ( \
                INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload) \
