@@ -7,11 +7,14 @@
 //! - Each publish carries `Nats-Expected-Last-Sequence`, so the stream can only ever grow by
 //!   the next event in log order: a lost publish fails every later one in the window instead
 //!   of leaving a gap, and a deposed leader that still publishes is refused.
-//! - On taking over, and after any publish error, the relay re-reads the stream's last message
-//!   and continues after its `Mercato-Position`: events published before a crash but not yet
-//!   checkpointed are never sent twice, however long the relay was down. `Nats-Msg-Id` (the
-//!   event id) adds JetStream's duplicate window as a second guard.
-//! - The checkpoint row moves only after the acks.
+//! - On taking over, and after any publish error, the relay re-reads the stream's last message,
+//!   checks that its event is in this database's log, and continues after its
+//!   `Mercato-Position`: events published before a crash but not yet checkpointed are never
+//!   sent twice, however long the relay was down. `Nats-Msg-Id` (the event id) adds
+//!   JetStream's duplicate window as a second guard. A stream that does not match the log, or
+//!   an event that cannot be published, stops the relay (`NatsError::Inconsistent`).
+//! - Publishes stay in flight across batches and the next batch is read while the current one
+//!   is published; the checkpoint row moves only to acknowledged positions.
 //!
 //! See `docs/adr/0003-outbox-relay.md`.
 
