@@ -201,6 +201,19 @@ pub async fn append_to(store: &AggregateStore<Counter>, prefix: &str, n: usize) 
     }
 }
 
+/// `writers` concurrent writers, each appending `each` events to aggregates of its own.
+pub async fn append_concurrently(db: &TestDatabase, writers: usize, each: usize) {
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let store = counters(db);
+            tokio::spawn(async move { append_to(&store, &format!("w{w}-"), each).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer task");
+    }
+}
+
 /// All events in log order, straight from PostgreSQL.
 pub async fn log(db: &TestDatabase) -> Vec<RecordedEvent> {
     mercato_event_store::LogReader::new(db.pool.clone())

@@ -114,15 +114,7 @@ async fn two_relays_never_interleave_or_duplicate_while_both_run() {
     let store = counters(&db);
     let a = RunningRelay::start(&db, &nats, fast_relay());
     let b = RunningRelay::start(&db, &nats, fast_relay());
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let store = counters(&db);
-            tokio::spawn(async move { append_to(&store, &format!("w{w}-"), 25).await })
-        })
-        .collect();
-    for w in writers {
-        w.await.unwrap();
-    }
+    append_concurrently(&db, 4, 25).await;
     append(&store, 5).await;
     let stream = nats.wait_for_events(105).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -271,15 +263,7 @@ async fn relays_with_separate_locks_are_fenced_by_the_stream_sequence() {
     };
     let a = RunningRelay::start(&db, &nats, named("relay-a"));
     let b = RunningRelay::start(&db, &nats, named("relay-b"));
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let store = counters(&db);
-            tokio::spawn(async move { append_to(&store, &format!("w{w}-"), 50).await })
-        })
-        .collect();
-    for w in writers {
-        w.await.unwrap();
-    }
+    append_concurrently(&db, 4, 50).await;
     let stream = nats.wait_for_events(200).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     a.stop().await;
