@@ -38,25 +38,38 @@ impl TestNats {
 
     /// On the server at `url`.
     pub async fn on(url: &str) -> Self {
-        Self::create(url, NatsConfig::default().duplicate_window).await
+        Self::create(url, NatsConfig::default().duplicate_window, 1).await
     }
 
     /// On the shared test server, with a short duplicate window.
     pub async fn with_duplicate_window(window: Duration) -> Self {
-        Self::create(&nats_url(), window).await
+        Self::create(&nats_url(), window, 1).await
     }
 
-    async fn create(url: &str, duplicate_window: Duration) -> Self {
+    /// On a cluster at `url`, with streams of `replicas` replicas.
+    pub async fn replicated(url: &str, replicas: usize) -> Self {
+        Self::create(url, NatsConfig::default().duplicate_window, replicas).await
+    }
+
+    async fn create(url: &str, duplicate_window: Duration, replicas: usize) -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let config = NatsConfig {
             url: url.to_owned(),
             stream: format!("TEST_{id}"),
             subject_prefix: format!("t{id}"),
             duplicate_window,
-            ..NatsConfig::default()
+            replicas,
         };
         let (client, js) = connect(&config, "mercato-test").await.unwrap();
-        ensure_topology(&js, &config).await.unwrap();
+        // A fresh cluster needs a few seconds to elect its JetStream meta leader.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while let Err(e) = ensure_topology(&js, &config).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cannot create the test streams: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         Self { config, client, js }
     }
 
@@ -71,8 +84,8 @@ impl TestNats {
 
     /// Every raw message of `stream`, in order.
     pub async fn messages(&self, stream: &str) -> Vec<jetstream::message::StreamMessage> {
-        let mut s = self.js.get_stream(stream).await.unwrap();
-        let state = s.info().await.unwrap().state.clone();
+        let state = self.stream_state(stream).await;
+        let s = self.js.get_stream(stream).await.unwrap();
         let mut out = Vec::new();
         for seq in state.first_sequence.max(1)..=state.last_sequence {
             if let Ok(m) = s.get_raw_message(seq).await {
@@ -94,16 +107,51 @@ impl TestNats {
         }
     }
 
-    /// How many messages `stream` holds.
+    /// How many messages `stream` holds. JetStream API calls fail for a moment while a
+    /// cluster elects a new stream leader, so they are retried for up to 30 s.
     pub async fn stream_count(&self, stream: &str) -> u64 {
-        let mut s = self.js.get_stream(stream).await.unwrap();
-        s.info().await.unwrap().state.messages
+        self.stream_state(stream).await.messages
+    }
+
+    async fn stream_state(&self, stream: &str) -> async_nats::jetstream::stream::State {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let info = async {
+                let mut s = self
+                    .js
+                    .get_stream(stream)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                s.info()
+                    .await
+                    .map(|i| i.state.clone())
+                    .map_err(|e| e.to_string())
+            };
+            match info.await {
+                Ok(state) => return state,
+                Err(e) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "stream {stream}: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
     }
 }
 
 impl Drop for TestNats {
     fn drop(&mut self) {
-        let url = self.config.url.clone();
+        // The first server of a cluster list is enough to delete the streams.
+        let url = self
+            .config
+            .url
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         let streams = [self.config.stream.clone(), self.config.dlq_stream()];
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -246,23 +294,24 @@ pub struct PrivateNats {
     pub url: String,
     port: u16,
     dir: PathBuf,
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
 impl PrivateNats {
     /// Starts a JetStream server with a fresh store on a free port.
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        Self::start_with(free_ports(1)[0], Vec::new())
+    }
+
+    fn start_with(port: u16, extra_args: Vec<String>) -> Self {
         let dir = std::env::temp_dir().join(format!("mercato-nats-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut me = Self {
             url: format!("nats://127.0.0.1:{port}"),
             port,
             dir,
+            extra_args,
             child: None,
         };
         me.spawn();
@@ -281,6 +330,7 @@ impl PrivateNats {
                 "-sd",
             ])
             .arg(&self.dir)
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -309,6 +359,59 @@ impl PrivateNats {
         self.kill();
         self.spawn();
     }
+}
+
+/// A three-node JetStream cluster of the test's own (replicated streams, node failures).
+pub struct PrivateNatsCluster {
+    /// The client URLs of every node, comma-separated (what `NatsConfig::url` takes).
+    pub url: String,
+    /// The nodes.
+    pub nodes: Vec<PrivateNats>,
+}
+
+impl PrivateNatsCluster {
+    /// Starts three routed JetStream servers on free ports.
+    pub fn start() -> Self {
+        let ports = free_ports(6);
+        let (clients, routes) = ports.split_at(3);
+        let name = format!("mercato-test-{}", Uuid::new_v4().simple());
+        let nodes: Vec<PrivateNats> = (0..3)
+            .map(|i| {
+                let others: Vec<String> = (0..3)
+                    .filter(|j| *j != i)
+                    .map(|j| format!("nats://127.0.0.1:{}", routes[j]))
+                    .collect();
+                let args = vec![
+                    "--server_name".to_owned(),
+                    format!("n{i}"),
+                    "--cluster_name".to_owned(),
+                    name.clone(),
+                    "--cluster".to_owned(),
+                    format!("nats://127.0.0.1:{}", routes[i]),
+                    "--routes".to_owned(),
+                    others.join(","),
+                ];
+                PrivateNats::start_with(clients[i], args)
+            })
+            .collect();
+        let url = nodes
+            .iter()
+            .map(|n| n.url.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        Self { url, nodes }
+    }
+}
+
+/// `n` distinct free ports (all bound at once, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect()
 }
 
 impl Drop for PrivateNats {

@@ -17,11 +17,19 @@ pub async fn connect(
         .event_callback(|event| async move {
             tracing::info!(%event, "nats connection event");
         })
-        .connect(config.url.as_str())
+        .connect(server_urls(&config.url))
         .await
         .map_err(|e| NatsError::Connect(Box::new(e)))?;
     let js = jetstream::new(client.clone());
     Ok((client, js))
+}
+
+/// The servers of a `nats://a:4222,nats://b:4222` list (async-nats takes one URL per string).
+fn server_urls(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 /// Creates (or brings up to date) the events stream and the dead-letter stream.
@@ -56,4 +64,21 @@ pub async fn ensure_topology(
         tracing::debug!(stream = %name, "stream ready");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_urls;
+
+    #[test]
+    fn a_cluster_url_is_split_into_its_servers() {
+        assert_eq!(
+            server_urls("nats://a:4222, nats://b:4223,,nats://c:4224"),
+            vec!["nats://a:4222", "nats://b:4223", "nats://c:4224"]
+        );
+        assert_eq!(
+            server_urls("nats://127.0.0.1:4222"),
+            vec!["nats://127.0.0.1:4222"]
+        );
+    }
 }

@@ -380,3 +380,29 @@ async fn a_stream_whose_end_is_not_in_this_log_stops_the_relay() {
         "it published into a foreign stream"
     );
 }
+
+#[tokio::test]
+async fn a_replicated_stream_loses_and_duplicates_nothing_when_a_node_is_killed() {
+    let mut cluster = PrivateNatsCluster::start();
+    let nats = TestNats::replicated(&cluster.url, 3).await;
+    let db = TestDatabase::new().await;
+    let store = counters(&db);
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    append_to(&store, "a", 30).await;
+    nats.wait_for_events(30).await;
+
+    // Kill one node (maybe the stream's leader): the other two keep a quorum.
+    cluster.nodes[0].kill();
+    append_to(&store, "b", 30).await;
+    nats.wait_for_events(60).await;
+    cluster.nodes[0].restart();
+    append_to(&store, "c", 10).await;
+
+    let stream = nats.wait_for_events(70).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.stop().await;
+    assert_eq!(stream.len(), 70);
+    assert_stream_is_log(&nats.stream_events().await, &log(&db).await);
+    let mut s = nats.js.get_stream(&nats.config.stream).await.unwrap();
+    assert_eq!(s.info().await.unwrap().config.num_replicas, 3);
+}
