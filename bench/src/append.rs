@@ -154,11 +154,7 @@ async fn plain_inserts(env: &BenchEnv, writers: usize, secs: Duration) -> anyhow
 /// The event store's append: each writer appends one event at a time to its own aggregate
 /// with its expected version (the optimistic-concurrency check) and gets the position back.
 async fn append_events(pool: &sqlx::PgPool, writers: usize, secs: Duration) -> anyhow::Result<f64> {
-    let store = Arc::new(AggregateStore::<Counter>::new(
-        pool.clone(),
-        CounterServices::default(),
-        &SnapshotPolicy::never(),
-    ));
+    let store = counter_store(pool, &SnapshotPolicy::never());
     let meta = EventMetadata::for_actor("bench");
     steps_per_second(writers, secs, |id| {
         let (store, meta) = (store.clone(), meta.clone());
@@ -183,7 +179,7 @@ async fn append_events(pool: &sqlx::PgPool, writers: usize, secs: Duration) -> a
 
 /// The command path: load (snapshot + later events), decide, append, one aggregate per writer.
 async fn execute_commands(env: &BenchEnv, writers: usize, secs: Duration) -> anyhow::Result<f64> {
-    let store = counter_store(env, &SnapshotPolicy::default());
+    let store = counter_store(&env.pool, &SnapshotPolicy::default());
     let meta = EventMetadata::for_actor("bench");
     steps_per_second(writers, secs, |id| {
         let (store, meta) = (store.clone(), meta.clone());
@@ -202,9 +198,9 @@ async fn execute_commands(env: &BenchEnv, writers: usize, secs: Duration) -> any
     .await
 }
 
-fn counter_store(env: &BenchEnv, policy: &SnapshotPolicy) -> Arc<AggregateStore<Counter>> {
+fn counter_store(pool: &sqlx::PgPool, policy: &SnapshotPolicy) -> Arc<AggregateStore<Counter>> {
     Arc::new(AggregateStore::new(
-        env.pool.clone(),
+        pool.clone(),
         CounterServices::default(),
         policy,
     ))
@@ -407,11 +403,7 @@ async fn relay_latency(
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let pool = if quiet { &env.quiet_pool } else { &env.pool };
-    let store = Arc::new(AggregateStore::<Counter>::new(
-        pool.clone(),
-        CounterServices::default(),
-        &SnapshotPolicy::never(),
-    ));
+    let store = counter_store(pool, &SnapshotPolicy::never());
     let sent = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut writers = Vec::new();

@@ -199,7 +199,7 @@ impl Relay {
             .await
             .map_err(mercato_event_store::StoreError::from)?;
 
-        let mut state = self.resync(&checkpoints, None).await?;
+        let mut state = self.resync(&checkpoints).await?;
         let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(self.config.max_in_flight);
         let mut last_lock_check = Instant::now();
         let mut last_metrics: Option<Instant> = None;
@@ -276,8 +276,9 @@ impl Relay {
 
             // Read the next batch while this one is published: its start is already known.
             let publish_started = Instant::now();
+            let events = batch.len();
             let (published, next) = tokio::join!(
-                self.publish(&batch, &mut in_flight, &mut state),
+                self.publish(batch, &mut in_flight, &mut state),
                 reader.read_encoded(last, self.config.batch_size)
             );
             if let Err(e) = published {
@@ -291,7 +292,7 @@ impl Relay {
                 self.save(&checkpoints, &mut state).await?;
             }
             tracing::debug!(
-                events = batch.len(),
+                events,
                 in_flight = in_flight.len(),
                 read_ms = read_time.as_secs_f64() * 1e3,
                 publish_ms = publish_started.elapsed().as_secs_f64() * 1e3,
@@ -303,7 +304,7 @@ impl Relay {
     /// Sends `batch` in order, keeping at most `max_in_flight` publishes unacknowledged.
     async fn publish(
         &self,
-        batch: &[EncodedEvent],
+        batch: Vec<EncodedEvent>,
         in_flight: &mut VecDeque<InFlight>,
         state: &mut LeaderState,
     ) -> Result<(), NatsError> {
@@ -316,8 +317,8 @@ impl Relay {
             let subject = self
                 .nats
                 .event_subject(&event.aggregate_type, &event.aggregate_id);
-            let payload = bytes::Bytes::from(event.body.clone().into_bytes());
-            let mut headers = event_headers(event);
+            let mut headers = event_headers(&event);
+            let payload = bytes::Bytes::from(event.body.into_bytes());
             // This publish can only land right after the previous one.
             headers.insert(
                 async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
@@ -380,21 +381,13 @@ impl Relay {
         metrics::counter!("mercato_relay_publish_errors_total").increment(1);
         in_flight.clear();
         sleep_or_cancel(self.config.retry_delay, shutdown).await;
-        let saved = checkpoints.load(&self.config.name).await?;
-        self.resync(checkpoints, Some(saved)).await
+        self.resync(checkpoints).await
     }
 
     /// Where to continue: after the stream's last message (the record of what was published),
     /// or after the checkpoint when the stream has no message to tell.
-    async fn resync(
-        &self,
-        checkpoints: &CheckpointStore,
-        saved: Option<Checkpoint>,
-    ) -> Result<LeaderState, NatsError> {
-        let saved = match saved {
-            Some(c) => c,
-            None => checkpoints.load(&self.config.name).await?,
-        };
+    async fn resync(&self, checkpoints: &CheckpointStore) -> Result<LeaderState, NatsError> {
+        let saved = checkpoints.load(&self.config.name).await?;
         let tail = self.stream_tail().await?;
         let checkpoint = self.reconcile(saved, tail, checkpoints).await?;
         Ok(LeaderState {

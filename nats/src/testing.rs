@@ -143,15 +143,10 @@ impl TestNats {
 
 impl Drop for TestNats {
     fn drop(&mut self) {
-        // The first server of a cluster list is enough to delete the streams.
-        let url = self
-            .config
-            .url
-            .split(',')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
+        let urls: Vec<String> = crate::topology::server_urls(&self.config.url)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let streams = [self.config.stream.clone(), self.config.dlq_stream()];
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -163,7 +158,7 @@ impl Drop for TestNats {
             rt.block_on(async move {
                 let connect = async_nats::ConnectOptions::new()
                     .connection_timeout(Duration::from_secs(2))
-                    .connect(url.as_str());
+                    .connect(urls);
                 if let Ok(Ok(client)) = tokio::time::timeout(Duration::from_secs(3), connect).await
                 {
                     let js = jetstream::new(client);

@@ -25,7 +25,7 @@ pub async fn connect(
 }
 
 /// The servers of a `nats://a:4222,nats://b:4222` list (async-nats takes one URL per string).
-fn server_urls(url: &str) -> Vec<&str> {
+pub(crate) fn server_urls(url: &str) -> Vec<&str> {
     url.split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
