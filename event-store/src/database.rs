@@ -10,7 +10,14 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use crate::error::StoreError;
 
 /// The embedded migrations (`event-store/migrations`).
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+///
+/// Other crates keep their own migrations (`command-api/migrations`, `projections/migrations`)
+/// in the same `_sqlx_migrations` table, each in its own version range, so every migrator
+/// ignores versions it does not know.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!()
+};
 
 /// How to reach Mercato's database.
 #[derive(Debug, Clone)]

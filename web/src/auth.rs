@@ -1,0 +1,283 @@
+//! JWT (HS256) bearer authentication and the two roles.
+
+use std::time::Duration;
+
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::problem::Problem;
+
+/// Who may do what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A registered shopper: their own carts, orders and profile.
+    Customer,
+    /// The back office: everything.
+    Admin,
+}
+
+/// The claims of a Mercato access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Customer id for customers; the admin's email for the admin.
+    pub sub: String,
+    /// The role.
+    pub role: Role,
+    /// Issued at (Unix seconds).
+    pub iat: i64,
+    /// Expires at (Unix seconds).
+    pub exp: i64,
+    /// Always `mercato`.
+    pub iss: String,
+}
+
+const ISSUER: &str = "mercato";
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// Expired.
+    #[error("the access token has expired")]
+    Expired,
+    /// Bad signature, bad shape, wrong algorithm or issuer.
+    #[error("the access token is invalid")]
+    Invalid,
+    /// Signing failed (never expected with HS256).
+    #[error("cannot sign the access token: {0}")]
+    Signing(String),
+}
+
+/// A freshly issued token.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The compact JWT.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+/// Signing and verification keys from the configured secret.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKeys")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtKeys {
+    /// Keys for HS256 with `secret`; issued tokens live `ttl`.
+    pub fn new(secret: &SecretString, ttl: Duration) -> Self {
+        let bytes = secret.expose_secret().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 5;
+        Self {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            validation,
+            ttl,
+        }
+    }
+
+    /// Issues a token for `subject` with `role`.
+    pub fn issue(&self, subject: &str, role: Role) -> Result<IssuedToken, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = Claims {
+            sub: subject.to_owned(),
+            role,
+            iat: now,
+            exp: now.saturating_add(ttl),
+            iss: ISSUER.to_owned(),
+        };
+        self.sign(&claims).map(|access_token| IssuedToken {
+            access_token,
+            expires_in: self.ttl.as_secs(),
+        })
+    }
+
+    /// Signs arbitrary claims (tests use it for expired tokens).
+    pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .map_err(|e| AuthError::Signing(e.to_string()))
+    }
+
+    /// Verifies signature, algorithm, issuer and expiry.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            })
+    }
+}
+
+/// The authenticated caller. As an extractor it answers 401 (problem+json, with a
+/// `WWW-Authenticate: Bearer` challenge) without a valid bearer token; `Option<Caller>`
+/// allows anonymous requests but still refuses a bad token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's subject.
+    pub subject: String,
+    /// The token's role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Whether the caller is the back office.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// The customer id, for a customer.
+    pub fn customer_id(&self) -> Option<Uuid> {
+        match self.role {
+            Role::Customer => Uuid::parse_str(&self.subject).ok(),
+            Role::Admin => None,
+        }
+    }
+
+    /// 403 unless the caller is the admin.
+    pub fn require_admin(&self) -> Result<(), Problem> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Problem::forbidden("this action needs the admin role"))
+        }
+    }
+
+    /// 403 unless the caller is the admin or the customer `owner`.
+    pub fn require_owner_or_admin(&self, owner: Uuid) -> Result<(), Problem> {
+        if self.is_admin() || self.customer_id() == Some(owner) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden("this resource belongs to someone else"))
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<Option<&str>, Problem> {
+    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| Problem::unauthorized("the Authorization header is not valid text"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(Problem::unauthorized(
+            "the Authorization header must be `Bearer <token>`",
+        )),
+    }
+}
+
+fn caller_from(keys: &JwtKeys, token: &str) -> Result<Caller, Problem> {
+    let claims = keys
+        .verify(token)
+        .map_err(|e| Problem::unauthorized(e.to_string()))?;
+    if claims.role == Role::Customer && Uuid::parse_str(&claims.sub).is_err() {
+        return Err(Problem::unauthorized(AuthError::Invalid.to_string()));
+    }
+    Ok(Caller {
+        subject: claims.sub,
+        role: claims.role,
+    })
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    JwtKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let keys = JwtKeys::from_ref(state);
+        match bearer(parts)? {
+            Some(token) => caller_from(&keys, token),
+            None => Err(Problem::unauthorized(
+                "send `Authorization: Bearer <token>`",
+            )),
+        }
+    }
+}
+
+impl<S> OptionalFromRequestParts<S> for Caller
+where
+    JwtKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let keys = JwtKeys::from_ref(state);
+        match bearer(parts)? {
+            Some(token) => caller_from(&keys, token).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str) -> JwtKeys {
+        JwtKeys::new(&SecretString::from(secret), Duration::from_secs(60))
+    }
+
+    #[test]
+    fn an_issued_token_verifies_with_the_same_secret_only() {
+        let token = keys("s3cret-s3cret-s3cret-s3cret-0001")
+            .issue("a@b", Role::Admin)
+            .unwrap();
+        let claims = keys("s3cret-s3cret-s3cret-s3cret-0001")
+            .verify(&token.access_token)
+            .unwrap();
+        assert_eq!(claims.role, Role::Admin);
+        assert_eq!(
+            keys("another-secret-another-secret-01").verify(&token.access_token),
+            Err(AuthError::Invalid)
+        );
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let k = keys("s3cret-s3cret-s3cret-s3cret-0001");
+        let now = chrono::Utc::now().timestamp();
+        let token = k
+            .sign(&Claims {
+                sub: Uuid::nil().to_string(),
+                role: Role::Customer,
+                iat: now - 120,
+                exp: now - 60,
+                iss: ISSUER.into(),
+            })
+            .unwrap();
+        assert_eq!(k.verify(&token), Err(AuthError::Expired));
+    }
+}

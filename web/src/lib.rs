@@ -1,0 +1,39 @@
+//! HTTP pieces shared by Mercato's command and query APIs: RFC 9457 problems, JWT bearer
+//! authentication, extractors whose rejections are problems, the common middleware stack,
+//! OpenAPI docs and health routes.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod docs;
+pub mod extract;
+pub mod health;
+pub mod layers;
+pub mod problem;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::{Caller, JwtKeys, Role};
+pub use extract::{Json, Path, Query};
+pub use problem::{FieldError, Problem};
+
+/// Response header with the consistency token of a write (the position of its last event).
+pub const MERCATO_POSITION: &str = "mercato-position";
+/// Request header asking the query API to wait until its read models reach a position.
+pub const MERCATO_MIN_POSITION: &str = "mercato-min-position";
+/// Request header carrying an anonymous cart's secret.
+pub const MERCATO_CART_TOKEN: &str = "mercato-cart-token";
+/// Request header making a POST safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, finishing in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
