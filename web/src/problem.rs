@@ -46,7 +46,10 @@ impl FieldError {
 /// extension members, and return it from a handler.
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct Problem {
+pub struct Problem(Box<Inner>);
+
+#[derive(Debug, Clone)]
+struct Inner {
     status: StatusCode,
     code: Cow<'static, str>,
     title: Cow<'static, str>,
@@ -83,7 +86,7 @@ impl Problem {
         code: impl Into<Cow<'static, str>>,
         title: impl Into<Cow<'static, str>>,
     ) -> Self {
-        Self {
+        Self(Box::new(Inner {
             status,
             code: code.into(),
             title: title.into(),
@@ -91,48 +94,48 @@ impl Problem {
             errors: Vec::new(),
             extensions: serde_json::Map::new(),
             headers: Vec::new(),
-        }
+        }))
     }
 
     /// Adds the explanation of this occurrence.
     pub fn detail(mut self, detail: impl Display) -> Self {
-        self.detail = Some(detail.to_string());
+        self.0.detail = Some(detail.to_string());
         self
     }
 
     /// Adds rejected fields.
     pub fn field_errors(mut self, errors: impl IntoIterator<Item = FieldError>) -> Self {
-        self.errors.extend(errors);
+        self.0.errors.extend(errors);
         self
     }
 
     /// Adds an extension member (`current_version`, `retry_after`, ...).
     pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
         if let Ok(value) = serde_json::to_value(value) {
-            self.extensions.insert(key.to_owned(), value);
+            self.0.extensions.insert(key.to_owned(), value);
         }
         self
     }
 
     /// Adds a response header.
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
+        self.0.headers.push((name, value));
         self
     }
 
     /// The status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The stable code.
     pub fn code(&self) -> &str {
-        &self.code
+        &self.0.code
     }
 
     /// The field errors.
     pub fn errors(&self) -> &[FieldError] {
-        &self.errors
+        &self.0.errors
     }
 
     /// 400 with a code and explanation.
@@ -213,24 +216,25 @@ impl Problem {
 
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
+        let this = &self.0;
         let mut body = serde_json::Map::new();
         body.insert(
             "type".into(),
-            format!("urn:mercato:problem:{}", self.code).into(),
+            format!("urn:mercato:problem:{}", this.code).into(),
         );
-        body.insert("title".into(), self.title.as_ref().into());
-        body.insert("status".into(), self.status.as_u16().into());
-        if let Some(detail) = &self.detail {
+        body.insert("title".into(), this.title.as_ref().into());
+        body.insert("status".into(), this.status.as_u16().into());
+        if let Some(detail) = &this.detail {
             body.insert("detail".into(), detail.as_str().into());
         }
-        body.insert("code".into(), self.code.as_ref().into());
-        if !self.errors.is_empty() {
+        body.insert("code".into(), this.code.as_ref().into());
+        if !this.errors.is_empty() {
             body.insert(
                 "errors".into(),
-                serde_json::to_value(&self.errors).unwrap_or_default(),
+                serde_json::to_value(&this.errors).unwrap_or_default(),
             );
         }
-        for (k, v) in &self.extensions {
+        for (k, v) in &this.extensions {
             body.entry(k.clone()).or_insert_with(|| v.clone());
         }
         serde_json::Value::Object(body)
@@ -239,8 +243,8 @@ impl Problem {
 
 impl Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status.as_u16(), self.code)?;
-        if let Some(d) = &self.detail {
+        write!(f, "{} {}", self.0.status.as_u16(), self.0.code)?;
+        if let Some(d) = &self.0.detail {
             write!(f, ": {d}")?;
         }
         Ok(())
@@ -250,10 +254,10 @@ impl Display for Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        let mut response = (self.status, body).into_response();
+        let mut response = (self.0.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        for (name, value) in self.headers {
+        for (name, value) in self.0.headers {
             headers.insert(name, value);
         }
         response
