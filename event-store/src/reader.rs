@@ -83,6 +83,10 @@ pub struct LogFilter {
     pub recorded_from: Option<DateTime<Utc>>,
     /// Only events recorded before this time.
     pub recorded_to: Option<DateTime<Utc>>,
+    /// Only these event types (empty: every type).
+    pub event_types: Vec<String>,
+    /// Only events at or before this position.
+    pub until: Option<Position>,
 }
 
 /// What a tailer needs to know about the log beyond its checkpoint.
@@ -132,6 +136,8 @@ impl LogReader {
                AND ($4::text IS NULL OR aggregate_id = $4) \
                AND ($5::timestamptz IS NULL OR recorded_at >= $5) \
                AND ($6::timestamptz IS NULL OR recorded_at < $6) \
+               AND ($8::text[] IS NULL OR event_type = ANY($8)) \
+               AND ($9::text IS NULL OR (tx_id, global_position) <= ($9::text::xid8, $10)) \
              ORDER BY events.tx_id, events.global_position \
              LIMIT $7"
         );
@@ -144,6 +150,9 @@ impl LogReader {
             .bind(filter.recorded_from)
             .bind(filter.recorded_to)
             .bind(limit)
+            .bind((!filter.event_types.is_empty()).then_some(&filter.event_types))
+            .bind(filter.until.map(|p| p.tx_id().to_string()))
+            .bind(filter.until.map(|p| p.global_position()))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode_row).collect()

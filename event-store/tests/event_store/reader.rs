@@ -297,6 +297,31 @@ async fn filters_narrow_the_log_without_changing_its_order() {
     );
 
     assert_eq!(reader.head().await.unwrap(), Some(rest[3].position));
+
+    let raw_type = xs.last().unwrap().event_type.clone();
+    let by_event_type = LogFilter {
+        event_types: vec![raw_type.clone()],
+        ..LogFilter::default()
+    };
+    let raw = reader
+        .read(Position::START, &by_event_type, 100)
+        .await
+        .unwrap();
+    assert!(!raw.is_empty() && raw.iter().all(|e| e.event_type == raw_type));
+    assert!(raw.len() < 6, "the type filter must narrow the log");
+
+    let until_second = LogFilter {
+        until: Some(limited[1].position),
+        ..LogFilter::default()
+    };
+    assert_eq!(
+        reader
+            .read(Position::START, &until_second, 100)
+            .await
+            .unwrap(),
+        limited,
+        "`until` is inclusive and keeps the log order"
+    );
 }
 
 #[tokio::test]
