@@ -115,6 +115,33 @@ const SELECT_COLUMNS: &str =
     "event_id, tx_id::text AS tx_id_text, global_position, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
+// Binds $1..$9 (see `bind_filter`): the position, the horizon and every `LogFilter` field.
+const FILTERED: &str = "(tx_id, global_position) > ($1::text::xid8, $2) \
+     AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+     AND ($3::text IS NULL OR aggregate_type = $3) \
+     AND ($4::text IS NULL OR aggregate_id = $4) \
+     AND ($5::timestamptz IS NULL OR recorded_at >= $5) \
+     AND ($6::timestamptz IS NULL OR recorded_at < $6) \
+     AND ($7::text[] IS NULL OR event_type = ANY($7)) \
+     AND ($8::text IS NULL OR (tx_id, global_position) <= ($8::text::xid8, $9))";
+
+fn bind_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    after: Position,
+    filter: &'q LogFilter,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(after.tx_id().to_string())
+        .bind(after.global_position())
+        .bind(filter.aggregate_type.as_deref())
+        .bind(filter.aggregate_id.as_deref())
+        .bind(filter.recorded_from)
+        .bind(filter.recorded_to)
+        .bind((!filter.event_types.is_empty()).then_some(&filter.event_types))
+        .bind(filter.until.map(|p| p.tx_id().to_string()))
+        .bind(filter.until.map(|p| p.global_position()))
+}
+
 impl LogReader {
     /// A reader over the `events` table of `pool`'s database.
     pub fn new(pool: PgPool) -> Self {
@@ -129,33 +156,25 @@ impl LogReader {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(
-            "SELECT {SELECT_COLUMNS} FROM events \
-             WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-               AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-               AND ($3::text IS NULL OR aggregate_type = $3) \
-               AND ($4::text IS NULL OR aggregate_id = $4) \
-               AND ($5::timestamptz IS NULL OR recorded_at >= $5) \
-               AND ($6::timestamptz IS NULL OR recorded_at < $6) \
-               AND ($8::text[] IS NULL OR event_type = ANY($8)) \
-               AND ($9::text IS NULL OR (tx_id, global_position) <= ($9::text::xid8, $10)) \
-             ORDER BY events.tx_id, events.global_position \
-             LIMIT $7"
+            "SELECT {SELECT_COLUMNS} FROM events WHERE {FILTERED} \
+             ORDER BY events.tx_id, events.global_position LIMIT $10"
         );
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
-        let rows = sqlx::query(&sql)
-            .bind(after.tx_id().to_string())
-            .bind(after.global_position())
-            .bind(filter.aggregate_type.as_deref())
-            .bind(filter.aggregate_id.as_deref())
-            .bind(filter.recorded_from)
-            .bind(filter.recorded_to)
+        let rows = bind_filter(sqlx::query(&sql), after, filter)
             .bind(limit)
-            .bind((!filter.event_types.is_empty()).then_some(&filter.event_types))
-            .bind(filter.until.map(|p| p.tx_id().to_string()))
-            .bind(filter.until.map(|p| p.global_position()))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode_row).collect()
+    }
+
+    /// How many readable events [`LogReader::read`] would return after `after` without a limit
+    /// (for progress bars).
+    pub async fn count(&self, after: Position, filter: &LogFilter) -> Result<i64, StoreError> {
+        let sql = format!("SELECT count(*) FROM events WHERE {FILTERED}");
+        let row = bind_filter(sqlx::query(&sql), after, filter)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// Like [`LogReader::read`] with no filter, but returns each event ready to publish.

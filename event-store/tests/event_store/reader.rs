@@ -309,6 +309,10 @@ async fn filters_narrow_the_log_without_changing_its_order() {
         .unwrap();
     assert!(!raw.is_empty() && raw.iter().all(|e| e.event_type == raw_type));
     assert!(raw.len() < 6, "the type filter must narrow the log");
+    assert_eq!(
+        reader.count(Position::START, &by_event_type).await.unwrap(),
+        i64::try_from(raw.len()).unwrap()
+    );
 
     let until_second = LogFilter {
         until: Some(limited[1].position),
