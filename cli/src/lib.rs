@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+pub mod events;
 mod settings;
 
 pub use app::{migrate, run, Application, Parts};
@@ -33,4 +34,20 @@ pub enum Command {
     Migrate,
     /// Run only the outbox relay (run several: one leads, the others stand by).
     Relay,
+    /// Read the event log: export it to files or follow it live.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+/// `mercato events ...`: the event log for analysts.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Export events in log order to JSON Lines, CSV or Parquet (a file or stdout).
+    ///
+    /// Example: `mercato events export --aggregate-type Order --from-time 2026-11-01T00:00:00Z -o orders.parquet`
+    Export(events::ExportArgs),
+    /// Print events as JSON Lines from a position onwards; `--follow` keeps printing new ones.
+    ///
+    /// Example: `mercato events tail --after 1234.56 --follow --event-type OrderPlaced`
+    Tail(events::TailArgs),
 }

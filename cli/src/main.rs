@@ -2,17 +2,30 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use mercato_cli::{Cli, Command};
+use mercato_cli::{Cli, Command, EventsCommand};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    mercato_telemetry::init("mercato");
+    match cli.command {
+        // Their stdout is data; logs go to stderr.
+        Command::Events(_) => mercato_telemetry::init_stderr("mercato"),
+        _ => mercato_telemetry::init("mercato"),
+    }
     // Before any part starts, so no early metric is dropped.
     mercato_telemetry::metrics();
     match cli.command {
         Command::Migrate => mercato_cli::migrate(&cli.settings).await,
         Command::Serve => mercato_cli::run(cli.settings, mercato_cli::Parts::all()).await,
         Command::Relay => mercato_cli::run(cli.settings, mercato_cli::Parts::relay_only()).await,
+        Command::Events(command) => {
+            let pool = mercato_event_store::database::connect(&cli.settings.database()).await?;
+            match command {
+                EventsCommand::Export(args) => {
+                    mercato_cli::events::export(pool, args).await.map(|_| ())
+                }
+                EventsCommand::Tail(args) => mercato_cli::events::tail(pool, args).await,
+            }
+        }
     }
 }

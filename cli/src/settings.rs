@@ -10,6 +10,7 @@ use secrecy::SecretString;
 
 /// Every setting of a Mercato process.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Settings (flag or MERCATO_* environment variable)")]
 pub struct Settings {
     /// PostgreSQL URL; the database is created if it does not exist.
     #[arg(

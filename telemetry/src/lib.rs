@@ -18,9 +18,21 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Installs JSON logging for `service` (level from `RUST_LOG`, default `info`).
+/// Installs JSON logging to stdout for `service` (level from `RUST_LOG`, default `info`).
 /// Calling it again is harmless (tests start several applications in one process).
 pub fn init(service: &'static str) {
+    init_with(service, std::io::stdout);
+}
+
+/// Like [`init`], but logs to stderr: for commands whose stdout is data (`events export`).
+pub fn init_stderr(service: &'static str) {
+    init_with(service, std::io::stderr);
+}
+
+fn init_with<W>(service: &'static str, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::registry()
         .with(filter)
@@ -29,7 +41,8 @@ pub fn init(service: &'static str) {
                 .json()
                 .flatten_event(true)
                 .with_current_span(true)
-                .with_target(true),
+                .with_target(true)
+                .with_writer(writer),
         )
         .try_init();
     tracing::debug!(service, "telemetry initialised");

@@ -1,5 +1,6 @@
 //! Process-level tests of the `mercato` binary: real processes, real PostgreSQL and NATS,
 //! real signals (SIGKILL, SIGTERM).
 
+mod events;
 mod process;
 mod relay;

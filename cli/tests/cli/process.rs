@@ -9,7 +9,7 @@ use mercato_event_store::testing::TestDatabase;
 use mercato_nats::testing::TestNats;
 
 /// The test database's URL as a plain string for the child's environment.
-fn database_url(db: &TestDatabase) -> String {
+pub fn database_url(db: &TestDatabase) -> String {
     let base = mercato_event_store::testing::server_url();
     format!(
         "{}/{}",
