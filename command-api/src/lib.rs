@@ -1,2 +1,42 @@
-//! Filled by a later issue.
+//! Mercato's command side: the HTTP command API (the only way anything changes), the
+//! checkout saga runtime and the notification worker.
+//!
+//! - [`CommandApi`] serves `/v1/...` writes with JWT auth, `Idempotency-Key`, `If-Match` and
+//!   RFC 9457 problems (see `docs/adr/0007-command-api-idempotency.md`).
+//! - [`CheckoutSaga`] drives the domain's `CheckoutProcess` from a durable JetStream consumer,
+//!   with its state, an outbox of commands and payment deadlines in PostgreSQL.
+//! - [`NotificationWorker`] emails customers about their orders (or records the message).
 #![forbid(unsafe_code)]
+
+mod api;
+mod catalog;
+mod config;
+mod error;
+mod exec;
+mod gateway;
+mod idempotency;
+mod notify;
+mod routes;
+mod saga;
+mod stores;
+
+pub use api::{test_router, ApiDoc, CommandApi, Deps};
+pub use catalog::StoreCatalog;
+pub use config::CommandApiConfig;
+pub use gateway::TestCardGateway;
+pub use notify::NotificationWorker;
+pub use saga::{CheckoutSaga, SagaConfig};
+
+/// The command side's migrations (`command-api/migrations`, schema `command`).
+///
+/// All crates share `_sqlx_migrations`, each in its own version range, so versions of other
+/// crates are ignored.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!()
+};
+
+/// Applies the command side's pending migrations (after the event store's).
+pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}

@@ -1,0 +1,264 @@
+//! The HTTP application: state, router, OpenAPI document and the server task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use argon2::{Algorithm, Argon2, Params, Version};
+use axum::extract::FromRef;
+use axum::routing::{patch, post};
+use axum::Router;
+use mercato_aggregates::payment::PaymentGateway;
+use mercato_event_store::SnapshotPolicy;
+use mercato_nats::NatsConfig;
+use mercato_web::health::Dependencies;
+use mercato_web::JwtKeys;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::config::CommandApiConfig;
+use crate::gateway::TestCardGateway;
+use crate::routes::{auth, carts, customers, orders, products, stock};
+use crate::stores::Stores;
+
+/// What the command side runs on (shared with the saga and the notification worker).
+#[derive(Clone)]
+pub struct Deps {
+    /// PostgreSQL (events and the `command` schema).
+    pub pool: PgPool,
+    /// The NATS connection (readiness; workers consume through it).
+    pub nats_client: async_nats::Client,
+    /// JetStream on that connection.
+    pub js: async_nats::jetstream::Context,
+    /// Stream and subject names.
+    pub nats: NatsConfig,
+    /// Snapshot intervals per aggregate type.
+    pub snapshots: SnapshotPolicy,
+}
+
+pub(crate) struct Shared {
+    pub config: CommandApiConfig,
+    pub stores: Stores,
+    pub argon2: Argon2<'static>,
+}
+
+/// Handler state: the shared parts and the JWT keys.
+#[derive(Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+    keys: JwtKeys,
+}
+
+impl FromRef<AppState> for JwtKeys {
+    fn from_ref(state: &AppState) -> JwtKeys {
+        state.keys.clone()
+    }
+}
+
+impl AppState {
+    pub(crate) fn new(config: CommandApiConfig, pool: PgPool, snapshots: &SnapshotPolicy) -> Self {
+        let gateway: Arc<dyn PaymentGateway> =
+            Arc::new(TestCardGateway::new(config.payment_timeout));
+        let keys = JwtKeys::new(&config.jwt_secret, config.token_ttl);
+        let params = Params::new(config.argon2_memory_kib.max(8), 2, 1, None)
+            .unwrap_or_else(|_| Params::default());
+        Self {
+            keys,
+            shared: Arc::new(Shared {
+                stores: Stores::new(pool, gateway, snapshots),
+                argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+                config,
+            }),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &CommandApiConfig {
+        &self.shared.config
+    }
+
+    pub(crate) fn stores(&self) -> &Stores {
+        &self.shared.stores
+    }
+
+    pub(crate) fn keys(&self) -> &JwtKeys {
+        &self.keys
+    }
+
+    pub(crate) fn argon2(&self) -> &Argon2<'static> {
+        &self.shared.argon2
+    }
+}
+
+/// The OpenAPI 3.1 document of the command API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Mercato command API", version = "1"),
+    paths(
+        auth::token,
+        customers::register,
+        customers::update,
+        customers::forget,
+        products::create,
+        products::update,
+        products::change_price,
+        products::publish,
+        products::unpublish,
+        products::discontinue,
+        stock::receive,
+        stock::adjust,
+        carts::create,
+        carts::add_item,
+        carts::change_item,
+        carts::remove_item,
+        carts::checkout,
+        orders::cancel,
+        orders::ship,
+        orders::refund,
+    ),
+    components(schemas(mercato_web::problem::ProblemBody, mercato_web::FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth"), (name = "customers"), (name = "catalog"), (name = "stock"),
+        (name = "carts"), (name = "orders")
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The full router (routes, docs, health) over `state`.
+pub(crate) fn router(state: AppState, deps: Option<Dependencies>) -> Router {
+    let body_limit = state.config().body_limit;
+    let v1 = Router::new()
+        .route("/v1/auth/token", post(auth::token))
+        .route("/v1/customers", post(customers::register))
+        .route(
+            "/v1/customers/{id}",
+            patch(customers::update).delete(customers::forget),
+        )
+        .route("/v1/products", post(products::create))
+        .route("/v1/products/{sku}", patch(products::update))
+        .route("/v1/products/{sku}/price", post(products::change_price))
+        .route("/v1/products/{sku}/publish", post(products::publish))
+        .route("/v1/products/{sku}/unpublish", post(products::unpublish))
+        .route(
+            "/v1/products/{sku}/discontinue",
+            post(products::discontinue),
+        )
+        .route("/v1/stock/{sku}/receipts", post(stock::receive))
+        .route("/v1/stock/{sku}/adjustments", post(stock::adjust))
+        .route("/v1/carts", post(carts::create))
+        .route("/v1/carts/{id}/items", post(carts::add_item))
+        .route(
+            "/v1/carts/{id}/items/{sku}",
+            patch(carts::change_item).delete(carts::remove_item),
+        )
+        .route("/v1/carts/{id}/checkout", post(carts::checkout))
+        .route("/v1/orders/{id}/cancel", post(orders::cancel))
+        .route("/v1/orders/{id}/shipments", post(orders::ship))
+        .route("/v1/orders/{id}/refunds", post(orders::refund))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::idempotency::guard,
+        ))
+        .with_state(state);
+    let mut app = v1.merge(mercato_web::docs::router(ApiDoc::openapi()));
+    if let Some(deps) = deps {
+        app = app.merge(mercato_web::health::router(deps));
+    }
+    mercato_web::layers::finish(app, body_limit)
+}
+
+/// The router without health routes, for in-process tests (`tower::ServiceExt::oneshot`).
+pub fn test_router(config: CommandApiConfig, pool: PgPool) -> Router {
+    router(
+        AppState::new(config, pool, &SnapshotPolicy::default()),
+        None,
+    )
+}
+
+/// The command API server, bound and ready to run.
+pub struct CommandApi {
+    listener: TcpListener,
+    router: Router,
+    pool: PgPool,
+    config: CommandApiConfig,
+}
+
+impl CommandApi {
+    /// Binds `config.addr` (port 0 picks a free port) and builds the router.
+    pub async fn build(config: CommandApiConfig, deps: Deps) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.addr))?;
+        let state = AppState::new(config.clone(), deps.pool.clone(), &deps.snapshots);
+        let health = Dependencies {
+            pool: deps.pool.clone(),
+            nats: deps.nats_client.clone(),
+        };
+        Ok(Self {
+            listener,
+            router: router(state, Some(health)),
+            pool: deps.pool,
+            config,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.config.addr)
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Serves until `shutdown`, finishing in-flight requests; expires old idempotency keys
+    /// in the background.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let pool = self.pool.clone();
+        let ttl = self.config.idempotency_ttl;
+        let stop = shutdown.clone();
+        let janitor = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        match crate::idempotency::expire(&pool, ttl).await {
+                            Ok(n) if n > 0 => tracing::info!(expired = n, "idempotency keys expired"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "expiring idempotency keys failed"),
+                        }
+                    }
+                }
+            }
+        });
+        tracing::info!(addr = %self.local_addr(), "command api listening");
+        let served = mercato_web::serve(self.listener, self.router, shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = janitor.await;
+        served.context("command api server failed")
+    }
+}

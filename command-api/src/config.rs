@@ -1,0 +1,81 @@
+//! The command side's settings (plain values; the `mercato` binary fills them from its own
+//! settings and environment).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// Everything the command API, the saga and the notification worker need to know.
+#[derive(Debug, Clone)]
+pub struct CommandApiConfig {
+    /// Where the HTTP API listens (`MERCATO_COMMAND_API_ADDR`, default `127.0.0.1:8080`).
+    pub addr: SocketAddr,
+    /// HS256 secret for access tokens (`MERCATO_JWT_SECRET`).
+    pub jwt_secret: SecretString,
+    /// Lifetime of issued access tokens.
+    pub token_ttl: Duration,
+    /// The back office login (`MERCATO_ADMIN_EMAIL`); no admin login without it.
+    pub admin_email: Option<String>,
+    /// The back office password (`MERCATO_ADMIN_PASSWORD`).
+    pub admin_password: Option<SecretString>,
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+    /// How long the test card gateway waits for the "processor" before declining with `timeout`.
+    pub payment_timeout: Duration,
+    /// How long stock stays reserved waiting for payment (the payment deadline).
+    pub reservation_ttl: Duration,
+    /// How often the saga looks for passed deadlines and undispatched commands.
+    pub deadline_poll: Duration,
+    /// How long idempotency keys are kept (at least 24 h in production).
+    pub idempotency_ttl: Duration,
+    /// How long a request holds its idempotency key before a retry may take it over
+    /// (the previous attempt is presumed dead).
+    pub idempotency_lock: Duration,
+    /// `smtp://user:pass@host:port` (or `smtps://`); without it notifications are only recorded.
+    pub smtp_url: Option<SecretString>,
+    /// Sender address of notification emails.
+    pub mail_from: String,
+    /// Name prefix of the durable consumers (`<prefix>-checkout`, `<prefix>-notifications`).
+    pub consumer_prefix: String,
+    /// Argon2id cost: memory in KiB (OWASP minimum 19 MiB; tests lower it).
+    pub argon2_memory_kib: u32,
+}
+
+impl CommandApiConfig {
+    /// Local defaults around the given JWT secret.
+    pub fn new(jwt_secret: SecretString) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            jwt_secret,
+            token_ttl: Duration::from_secs(3600),
+            admin_email: None,
+            admin_password: None,
+            body_limit: mercato_web::layers::DEFAULT_BODY_LIMIT,
+            payment_timeout: Duration::from_secs(10),
+            reservation_ttl: Duration::from_secs(15 * 60),
+            deadline_poll: Duration::from_secs(1),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            idempotency_lock: Duration::from_secs(60),
+            smtp_url: None,
+            mail_from: "Mercato <orders@mercato.invalid>".to_owned(),
+            consumer_prefix: "mercato".to_owned(),
+            argon2_memory_kib: 19 * 1024,
+        }
+    }
+
+    /// Fast settings for tests: port 0, an admin `admin@mercato.test` / `admin-password`,
+    /// a short payment timeout and cheap password hashing.
+    pub fn for_tests() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_email: Some("admin@mercato.test".to_owned()),
+            admin_password: Some(SecretString::from("admin-password")),
+            payment_timeout: Duration::from_millis(200),
+            deadline_poll: Duration::from_millis(200),
+            idempotency_lock: Duration::from_secs(5),
+            argon2_memory_kib: 1024,
+            ..Self::new(SecretString::from("test-secret-test-secret-test-secret"))
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The one place where domain and infrastructure errors become HTTP problems.
+
+use std::fmt::Display;
+
+use axum::http::StatusCode;
+use mercato_aggregates::{ErrorCode, ValueError};
+use mercato_event_store::EventStoreError;
+use mercato_web::{FieldError, Problem};
+
+/// A rule violation of an aggregate: 404 for a missing target, 409 for a state conflict,
+/// 503 for a retryable outside failure, 422 otherwise; `code` is the aggregate error's.
+pub(crate) fn domain_problem(code: &'static str, detail: impl Display) -> Problem {
+    let status = match code {
+        "cart_not_found" | "order_not_found" | "customer_not_found" | "payment_not_found"
+        | "product_not_found" => StatusCode::NOT_FOUND,
+        "catalog_unavailable" | "payment_gateway_unavailable" => {
+            return Problem::unavailable(code, detail, 1)
+        }
+        c if c.ends_with("already_exists")
+            || c.starts_with("order_already")
+            || c.starts_with("product_already")
+            || c == "cart_checked_out"
+            || c == "invalid_transition"
+            || c == "payment_capture_pending"
+            || c == "product_discontinued"
+            || c == "product_not_published"
+            || c == "customer_forgotten"
+            || c == "email_taken" =>
+        {
+            StatusCode::CONFLICT
+        }
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    let title = match status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::CONFLICT => "Conflict",
+        _ => "Business rule violated",
+    };
+    Problem::new(status, code, title).detail(detail)
+}
+
+/// Maps an event store failure; the internals of 5xx causes are logged, never sent.
+pub(crate) fn store_problem<E>(err: EventStoreError<E>) -> Problem
+where
+    E: std::error::Error + ErrorCode,
+{
+    match err {
+        EventStoreError::Domain(e) => domain_problem(e.code(), &e),
+        EventStoreError::Conflict {
+            actual_version: Some(current),
+            expected_version,
+            ..
+        } => Problem::conflict(
+            "version_conflict",
+            format!("the resource is at version {current}, not {expected_version}"),
+        )
+        .with("current_version", current),
+        EventStoreError::Conflict { .. } => Problem::conflict(
+            "concurrent_modification",
+            "the resource kept changing concurrently; retry",
+        ),
+        EventStoreError::InvalidAggregateId { reason } => Problem::validation([FieldError::new(
+            "id",
+            "invalid_id",
+            format!("invalid id: {reason}"),
+        )]),
+        EventStoreError::EventTooLarge { .. } => {
+            Problem::unprocessable("too_large", "the change is too large to record")
+        }
+        EventStoreError::Unavailable(e) => {
+            tracing::warn!(error = %e, "event store unavailable");
+            Problem::unavailable("store_unavailable", "the event store is unavailable", 1)
+        }
+        other => Problem::internal(format!("{other}: {:?}", std::error::Error::source(&other))),
+    }
+}
+
+/// A database failure outside the event store.
+pub(crate) fn db_problem(err: sqlx::Error) -> Problem {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            tracing::warn!(error = %err, "database unavailable");
+            Problem::unavailable("store_unavailable", "the database is unavailable", 1)
+        }
+        other => Problem::internal(other),
+    }
+}
+
+/// Collects value errors of a request, each naming its field.
+#[derive(Default)]
+pub(crate) struct Fields(Vec<FieldError>);
+
+impl Fields {
+    /// Keeps the value, or records the error against `field`.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, ValueError>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(FieldError::new(field, e.code(), e.to_string()));
+                None
+            }
+        }
+    }
+
+    /// Records an error of `field` directly.
+    pub fn push(&mut self, field: &str, code: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, code, message));
+    }
+
+    /// 422 naming every bad field, if there is one.
+    pub fn finish(self) -> Result<(), Problem> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Problem::validation(self.0))
+        }
+    }
+}

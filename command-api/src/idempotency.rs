@@ -1,0 +1,282 @@
+//! `Idempotency-Key` (Stripe semantics), the PAN guard and the per-request write id, as one
+//! middleware in front of every write route. See `docs/adr/0007-command-api-idempotency.md`.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use mercato_web::{Problem, IDEMPOTENCY_KEY, MERCATO_CART_TOKEN, MERCATO_POSITION};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::api::AppState;
+use crate::error::db_problem;
+
+/// Namespace of request ids derived from idempotency keys.
+const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_7263_6174_6f2d_6964_656d_706f_7400);
+
+/// What a handler learns from the middleware.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestContext {
+    /// The id every event of this request carries (`correlation_id`).
+    pub write_id: Uuid,
+    /// Whether an earlier attempt with the same key may have written already.
+    pub keyed: bool,
+}
+
+/// Response header set on a replayed response.
+const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match run(state, req, next).await {
+        Ok(r) => r,
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Problem> {
+    let (mut parts, body) = req.into_parts();
+    let bytes = to_bytes(body, state.config().body_limit)
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+            )
+            .detail("the body exceeds the size limit")
+        })?;
+    // No card number may enter the system, wherever it hides (body, path or query).
+    let text = String::from_utf8_lossy(&bytes);
+    let uri = parts.uri.to_string();
+    if mercato_aggregates::pci::contains_pan(&text) || mercato_aggregates::pci::contains_pan(&uri) {
+        return Err(Problem::unprocessable(
+            "pan_not_allowed",
+            "the request contains what looks like a card number; send a payment token instead",
+        ));
+    }
+    let key = match parts.headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|k| (1..=255).contains(&k.len()))
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "invalid_idempotency_key",
+                        "Idempotency-Key must be 1-255 visible ASCII characters",
+                    )
+                })?
+                .to_owned(),
+        ),
+    };
+    let Some(key) = key else {
+        parts.extensions.insert(RequestContext {
+            write_id: Uuid::new_v4(),
+            keyed: false,
+        });
+        return Ok(next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await);
+    };
+    if parts.method == Method::GET {
+        return Ok(next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await);
+    }
+
+    let scope = caller_scope(&state, &parts.headers);
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str());
+    hasher.update(b"\n");
+    hasher.update(parts.uri.path());
+    hasher.update(b"\n");
+    hasher.update(&bytes);
+    let request_hash = hex::encode(hasher.finalize());
+    let write_id = Uuid::new_v5(&KEY_NAMESPACE, format!("{scope}\n{key}").as_bytes());
+    let pool = &state.stores().pool;
+    let lock_secs = state.config().idempotency_lock.as_secs_f64();
+
+    let inserted = sqlx::query(
+        "INSERT INTO command.idempotency_keys (scope, key, request_hash, request_id, locked_until) \
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) ON CONFLICT DO NOTHING",
+    )
+    .bind(&scope)
+    .bind(&key)
+    .bind(&request_hash)
+    .bind(write_id)
+    .bind(lock_secs)
+    .execute(pool)
+    .await
+    .map_err(db_problem)?
+    .rows_affected()
+        == 1;
+    if !inserted {
+        type Row = (
+            String,
+            Option<i32>,
+            Option<serde_json::Value>,
+            Option<Vec<u8>>,
+            bool,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT request_hash, response_status, response_headers, response_body, \
+                    coalesce(locked_until < now(), true) \
+             FROM command.idempotency_keys WHERE scope = $1 AND key = $2",
+        )
+        .bind(&scope)
+        .bind(&key)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_problem)?;
+        let Some((hash, status, headers, body, expired)) = row else {
+            return Err(Problem::conflict(
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is being processed; retry shortly",
+            ));
+        };
+        if hash != request_hash {
+            return Err(Problem::unprocessable(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request",
+            ));
+        }
+        if let Some(status) = status {
+            return Ok(replay(status, headers, body.unwrap_or_default()));
+        }
+        if !expired {
+            return Err(Problem::conflict(
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is being processed; retry shortly",
+            ));
+        }
+        // The earlier attempt died without an answer: take the key over. Its writes carry
+        // the same write id, so the handler finds them instead of appending again.
+        let taken = sqlx::query(
+            "UPDATE command.idempotency_keys SET locked_until = now() + make_interval(secs => $3) \
+             WHERE scope = $1 AND key = $2 AND response_status IS NULL \
+               AND (locked_until IS NULL OR locked_until < now())",
+        )
+        .bind(&scope)
+        .bind(&key)
+        .bind(lock_secs)
+        .execute(pool)
+        .await
+        .map_err(db_problem)?
+        .rows_affected()
+            == 1;
+        if !taken {
+            return Err(Problem::conflict(
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is being processed; retry shortly",
+            ));
+        }
+    }
+
+    parts.extensions.insert(RequestContext {
+        write_id,
+        keyed: true,
+    });
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let status = response.status();
+    if status.is_server_error()
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+    {
+        // Nothing final to remember: release the key so a retry runs again.
+        let _ = sqlx::query("DELETE FROM command.idempotency_keys WHERE scope = $1 AND key = $2")
+            .bind(&scope)
+            .bind(&key)
+            .execute(pool)
+            .await;
+        return Ok(response);
+    }
+    let (resp_parts, body) = response.into_parts();
+    let body = to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| Problem::internal(format!("buffering a response failed: {e}")))?;
+    let mut kept = serde_json::Map::new();
+    for name in [
+        CONTENT_TYPE,
+        LOCATION,
+        HeaderName::from_static(MERCATO_POSITION),
+    ] {
+        if let Some(v) = resp_parts.headers.get(&name).and_then(|v| v.to_str().ok()) {
+            kept.insert(name.as_str().to_owned(), v.into());
+        }
+    }
+    sqlx::query(
+        "UPDATE command.idempotency_keys SET response_status = $3, response_headers = $4, \
+         response_body = $5, locked_until = NULL WHERE scope = $1 AND key = $2",
+    )
+    .bind(&scope)
+    .bind(&key)
+    .bind(i32::from(status.as_u16()))
+    .bind(serde_json::Value::Object(kept))
+    .bind(body.to_vec())
+    .execute(pool)
+    .await
+    .map_err(db_problem)?;
+    Ok(Response::from_parts(resp_parts, Body::from(body)))
+}
+
+fn replay(status: i32, headers: Option<serde_json::Value>, body: Vec<u8>) -> Response {
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut response = (status, body).into_response();
+    if let Some(serde_json::Value::Object(map)) = headers {
+        for (name, value) in map {
+            if let (Ok(name), Some(Ok(value))) = (
+                HeaderName::try_from(name.as_str()),
+                value.as_str().map(HeaderValue::from_str),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+        .headers_mut()
+        .insert(REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+/// Keys belong to the verified caller (role and subject), or to the anonymous holder of a
+/// cart token, so one caller can never replay another's response.
+fn caller_scope(state: &AppState, headers: &HeaderMap) -> String {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    if let Some(claims) = bearer.and_then(|t| state.keys().verify(t).ok()) {
+        return format!("{:?}:{}", claims.role, claims.sub).to_lowercase();
+    }
+    match headers
+        .get(MERCATO_CART_TOKEN)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(token) => format!("anonymous:{}", crate::routes::carts::token_hash(token)),
+        None => "anonymous".to_owned(),
+    }
+}
+
+/// Deletes answered keys older than `ttl` (and abandoned ones).
+pub(crate) async fn expire(
+    pool: &sqlx::PgPool,
+    ttl: std::time::Duration,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM command.idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+    )
+    .bind(ttl.as_secs_f64())
+    .execute(pool)
+    .await?
+    .rows_affected())
+}

@@ -1,0 +1,346 @@
+//! Registration, profile changes and erasure requests.
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
+use mercato_aggregates::customer::{CustomerCommand, CustomerStatus};
+use mercato_aggregates::values::{
+    CountryCode, CustomerId, Email, PasswordHash, PersonName, PhoneNumber, PostalAddress,
+};
+use mercato_web::{Caller, Json, Path, Problem};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{context, parse_uuid, written, IfMatch, WriteResult};
+use crate::api::AppState;
+use crate::error::{db_problem, domain_problem, store_problem, Fields};
+use crate::exec::execute;
+use crate::idempotency::RequestContext;
+
+/// Namespace of customer ids derived from a request's write id (retry-safe registration).
+const CUSTOMER_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_7263_6174_6f2d_6375_7374_6f6d_6572);
+
+/// A new customer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterCustomer {
+    email: String,
+    name: String,
+    /// 10-256 characters.
+    password: String,
+}
+
+/// A registered customer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CustomerRegistered {
+    /// The customer id.
+    id: String,
+    #[serde(flatten)]
+    write: WriteResult,
+}
+
+/// A postal address.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AddressDto {
+    pub name: String,
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+}
+
+impl AddressDto {
+    pub fn check(&self, field: &str, f: &mut Fields) -> Option<PostalAddress> {
+        let name = f.check(&format!("{field}.name"), PersonName::new(&self.name));
+        let country = f.check(&format!("{field}.country"), CountryCode::new(&self.country));
+        let (name, country) = (name?, country?);
+        f.check(
+            field,
+            PostalAddress::new(
+                name,
+                &self.line1,
+                self.line2.clone(),
+                &self.city,
+                &self.postal_code,
+                country,
+            ),
+        )
+    }
+}
+
+/// Profile changes. `name`, `email` and `phone` change together (an omitted `phone`
+/// removes it); `address` is the default shipping address.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateCustomer {
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    address: Option<AddressDto>,
+}
+
+/// Registers a customer (email unique, password hashed with argon2id).
+#[utoipa::path(post, path = "/v1/customers", tag = "customers", request_body = RegisterCustomer,
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes the request safe to retry")),
+    responses((status = 201, body = CustomerRegistered), (status = 409, body = mercato_web::problem::ProblemBody),
+              (status = 422, body = mercato_web::problem::ProblemBody)))]
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    Extension(req): Extension<RequestContext>,
+    Json(body): Json<RegisterCustomer>,
+) -> Result<Response, Problem> {
+    let mut f = Fields::default();
+    let email = f.check("email", Email::new(body.email.trim()));
+    let name = f.check("name", PersonName::new(&body.name));
+    let pw_len = body.password.chars().count();
+    if !(10..=256).contains(&pw_len) {
+        f.push(
+            "password",
+            "invalid_password",
+            "password must be 10-256 characters",
+        );
+    }
+    f.finish()?;
+    let (email, name) = (email.unwrap(), name.unwrap());
+    // Derived from the request's write id: a retry of a keyed request registers the same id.
+    let customer_id = Uuid::new_v5(&CUSTOMER_NAMESPACE, req.write_id.as_bytes());
+    let hash = hash_password(&state, body.password).await?;
+
+    // Claim the email before the append; an earlier attempt of this request holds it already.
+    let claimed = sqlx::query(
+        "INSERT INTO command.customer_credentials (customer_id, email, password_hash) VALUES ($1, $2, $3) \
+         ON CONFLICT (customer_id) DO UPDATE SET password_hash = EXCLUDED.password_hash",
+    )
+    .bind(customer_id)
+    .bind(email.as_str())
+    .bind(hash.as_str())
+    .execute(&state.stores().pool)
+    .await;
+    match claimed {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+            return Err(domain_problem(
+                "email_taken",
+                "this email is already registered",
+            ));
+        }
+        Err(e) => return Err(db_problem(e)),
+    }
+    let ctx = context(&req, None);
+    let command = CustomerCommand::RegisterCustomer {
+        customer_id: CustomerId::new(customer_id),
+        email,
+        name,
+        password_hash: hash,
+    };
+    let stores = state.stores();
+    match execute(
+        &stores.customers,
+        &stores.pool,
+        &customer_id.to_string(),
+        command,
+        &ctx,
+        None,
+    )
+    .await
+    {
+        Ok(w) => Ok(written(
+            StatusCode::CREATED,
+            CustomerRegistered {
+                id: customer_id.to_string(),
+                write: WriteResult::from(&w),
+            },
+            &w,
+        )),
+        Err(e) => {
+            if matches!(&e, mercato_event_store::EventStoreError::Domain(_)) {
+                release_claim(&state, customer_id).await;
+            }
+            Err(store_problem(e))
+        }
+    }
+}
+
+async fn release_claim(state: &AppState, customer_id: Uuid) {
+    let _ = sqlx::query("DELETE FROM command.customer_credentials WHERE customer_id = $1")
+        .bind(customer_id)
+        .execute(&state.stores().pool)
+        .await;
+}
+
+async fn hash_password(state: &AppState, password: String) -> Result<PasswordHash, Problem> {
+    let argon2 = state.argon2().clone();
+    let phc = tokio::task::spawn_blocking(move || {
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+        argon2
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(Problem::internal)?
+    .map_err(Problem::internal)?;
+    PasswordHash::new(phc).map_err(Problem::internal)
+}
+
+/// Changes a customer's profile or default address (the customer or the admin).
+#[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", request_body = UpdateCustomer,
+    params(("id" = String, Path, description = "customer id")), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
+              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody)))]
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Extension(req): Extension<RequestContext>,
+    Path(id): Path<String>,
+    IfMatch(expected): IfMatch,
+    Json(body): Json<UpdateCustomer>,
+) -> Result<Response, Problem> {
+    let id = parse_uuid("id", &id)?;
+    caller.require_owner_or_admin(id)?;
+    let mut f = Fields::default();
+    let name = body
+        .name
+        .as_deref()
+        .and_then(|n| f.check("name", PersonName::new(n)));
+    let email = body
+        .email
+        .as_deref()
+        .and_then(|e| f.check("email", Email::new(e.trim())));
+    let phone = body
+        .phone
+        .as_deref()
+        .and_then(|p| f.check("phone", PhoneNumber::new(p)));
+    let address = body
+        .address
+        .as_ref()
+        .and_then(|a| a.check("address", &mut f));
+    f.finish()?;
+    let stores = state.stores();
+    let (customer, _) = stores
+        .customers
+        .load(&id.to_string())
+        .await
+        .map_err(store_problem)?;
+    match customer.status() {
+        CustomerStatus::Absent => {
+            return Err(domain_problem("customer_not_found", "no such customer"))
+        }
+        CustomerStatus::Forgotten => {
+            return Err(domain_problem(
+                "customer_forgotten",
+                "this customer was forgotten",
+            ))
+        }
+        CustomerStatus::Active => {}
+    }
+    let ctx = context(&req, Some(&caller));
+    let mut last = None;
+    let mut expected = expected;
+    if body.name.is_some() || body.email.is_some() || body.phone.is_some() {
+        let name = name.or_else(|| customer.name().map(|n| n.expose().clone()));
+        let email = email.or_else(|| customer.email().map(|e| e.expose().clone()));
+        let (Some(name), Some(email)) = (name, email) else {
+            return Err(domain_problem(
+                "customer_forgotten",
+                "this customer has no profile",
+            ));
+        };
+        if let Some(new_email) = &body.email {
+            let moved = sqlx::query(
+                "UPDATE command.customer_credentials SET email = $2 WHERE customer_id = $1",
+            )
+            .bind(id)
+            .bind(new_email.trim())
+            .execute(&stores.pool)
+            .await;
+            match moved {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                    return Err(domain_problem(
+                        "email_taken",
+                        "this email is already registered",
+                    ));
+                }
+                Err(e) => return Err(db_problem(e)),
+            }
+        }
+        let command = CustomerCommand::ChangeCustomerProfile { name, email, phone };
+        let w = execute(
+            &stores.customers,
+            &stores.pool,
+            &id.to_string(),
+            command,
+            &ctx,
+            expected,
+        )
+        .await
+        .map_err(store_problem)?;
+        expected = expected.map(|_| w.version);
+        last = Some(w);
+    }
+    if let Some(address) = address {
+        let command = CustomerCommand::ChangeCustomerAddress { address };
+        let w = execute(
+            &stores.customers,
+            &stores.pool,
+            &id.to_string(),
+            command,
+            &ctx,
+            expected,
+        )
+        .await
+        .map_err(store_problem)?;
+        last = Some(w);
+    }
+    let Some(w) = last else {
+        return Err(Problem::validation([mercato_web::FieldError::new(
+            "body",
+            "empty_update",
+            "send at least one of name, email, phone, address",
+        )]));
+    };
+    Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
+}
+
+/// Requests erasure of a customer's personal data (GDPR; the customer or the admin).
+#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers",
+    params(("id" = String, Path, description = "customer id")), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
+              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody)))]
+pub(crate) async fn forget(
+    State(state): State<AppState>,
+    caller: Caller,
+    Extension(req): Extension<RequestContext>,
+    Path(id): Path<String>,
+    IfMatch(expected): IfMatch,
+) -> Result<Response, Problem> {
+    let id = parse_uuid("id", &id)?;
+    caller.require_owner_or_admin(id)?;
+    let stores = state.stores();
+    let ctx = context(&req, Some(&caller));
+    let command = CustomerCommand::ForgetCustomer {
+        requested_at: chrono::Utc::now(),
+    };
+    let w = execute(
+        &stores.customers,
+        &stores.pool,
+        &id.to_string(),
+        command,
+        &ctx,
+        expected,
+    )
+    .await
+    .map_err(store_problem)?;
+    release_claim(&state, id).await;
+    Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
+}

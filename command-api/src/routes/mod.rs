@@ -1,0 +1,144 @@
+//! The `/v1` handlers, one module per resource.
+
+pub(crate) mod auth;
+pub(crate) mod carts;
+pub(crate) mod customers;
+pub(crate) mod orders;
+pub(crate) mod products;
+pub(crate) mod stock;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::IF_MATCH;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use mercato_aggregates::money::{Currency, Money};
+use mercato_web::{Caller, Problem, MERCATO_POSITION};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::Fields;
+use crate::exec::{WriteContext, Written};
+use crate::idempotency::RequestContext;
+
+/// What every successful write answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WriteResult {
+    /// The aggregate written to.
+    pub aggregate_id: String,
+    /// Its version after the write.
+    pub version: u64,
+    /// Consistency token: position of the write's last event (of the aggregate's latest
+    /// event when the write changed nothing). Also in the `Mercato-Position` header.
+    pub position: Option<String>,
+}
+
+impl From<&Written> for WriteResult {
+    fn from(w: &Written) -> Self {
+        Self {
+            aggregate_id: w.aggregate_id.clone(),
+            version: w.version,
+            position: w.position.map(|p| p.to_string()),
+        }
+    }
+}
+
+/// Money in minor units.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MoneyDto {
+    /// Minor units (cents).
+    pub amount: i64,
+    /// ISO 4217 code, e.g. `EUR`.
+    pub currency: String,
+}
+
+impl MoneyDto {
+    pub fn check(&self, field: &str, f: &mut Fields) -> Option<Money> {
+        let currency = f.check(&format!("{field}.currency"), Currency::new(&self.currency))?;
+        match Money::new(self.amount, currency) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                f.push(&format!("{field}.amount"), e.code(), e.to_string());
+                None
+            }
+        }
+    }
+}
+
+/// A JSON answer with the write's position in the `Mercato-Position` header.
+pub(crate) fn written(status: StatusCode, body: impl Serialize, w: &Written) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(p) = w
+        .position
+        .and_then(|p| HeaderValue::from_str(&p.to_string()).ok())
+    {
+        response.headers_mut().insert(MERCATO_POSITION, p);
+    }
+    response
+}
+
+/// The `actor` recorded in event metadata.
+pub(crate) fn actor(caller: Option<&Caller>) -> String {
+    match caller {
+        Some(c) if c.is_admin() => format!("admin:{}", c.subject),
+        Some(c) => format!("customer:{}", c.subject),
+        None => "anonymous".to_owned(),
+    }
+}
+
+/// The write context of this request.
+pub(crate) fn context(req: &RequestContext, caller: Option<&Caller>) -> WriteContext {
+    WriteContext {
+        write_id: req.write_id,
+        check_prior: req.keyed,
+        actor: actor(caller),
+        causation_id: None,
+    }
+}
+
+/// `If-Match: "<version>"`: the version the write expects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IfMatch(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|v| IfMatch(Some(v)))
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "invalid_if_match",
+                    "If-Match must be a quoted aggregate version, e.g. \"3\"",
+                )
+            })
+    }
+}
+
+/// A UUID path parameter, refused with a 400 problem naming it.
+pub(crate) fn parse_uuid(name: &str, raw: &str) -> Result<uuid::Uuid, Problem> {
+    uuid::Uuid::parse_str(raw).map_err(|_| {
+        Problem::bad_request("invalid_path_parameter", format!("{name} must be a UUID"))
+            .field_errors([mercato_web::FieldError::new(
+                name,
+                "invalid_id",
+                "not a UUID",
+            )])
+    })
+}
+
+/// A SKU path parameter.
+pub(crate) fn parse_sku(raw: &str) -> Result<mercato_aggregates::values::Sku, Problem> {
+    mercato_aggregates::values::Sku::new(raw).map_err(|e| {
+        Problem::bad_request("invalid_path_parameter", e.to_string())
+            .field_errors([mercato_web::FieldError::new("sku", e.code(), e.to_string())])
+    })
+}

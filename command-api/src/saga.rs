@@ -1,0 +1,389 @@
+//! The checkout saga runtime: the domain's `CheckoutProcess` on a durable JetStream
+//! consumer, with its state, an outbox of commands and the payment deadlines in PostgreSQL.
+//!
+//! For each relevant event (order, stock, payment): in one transaction, lock the order's
+//! process row, let the process decide, and store the new state, its deadline and the
+//! commands (with their deterministic ids). Then, under a per-order advisory lock, dispatch
+//! the order's pending commands in order. Each dispatch carries the command id as the
+//! events' correlation id and first looks for events with that id, so a command whose
+//! append succeeded but whose "dispatched" mark was lost is not executed twice. The message
+//! is acknowledged only after that, so a crash anywhere leads to a redelivery that finds the
+//! event already handled and finishes the dispatch. A poller fires passed deadlines
+//! (`PaymentDeadlinePassed`, survives restarts: the deadline is a column) and sweeps commands
+//! left pending.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use mercato_aggregates::checkout::{
+    CheckoutEvent, CheckoutInput, CheckoutPolicy, CheckoutProcess, TargetedCommand,
+};
+use mercato_aggregates::order::OrderEvent;
+use mercato_aggregates::payment::{PaymentEvent, PaymentGateway};
+use mercato_aggregates::stock::StockEvent;
+use mercato_aggregates::values::{OrderId, PaymentId};
+use mercato_aggregates::ErrorCode;
+use mercato_event_store::EventStoreError;
+use mercato_nats::{ConsumerConfig, Delivery, Handler, HandlerError, NatsConfig, Worker};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::api::Deps;
+use crate::config::CommandApiConfig;
+use crate::exec::{execute, WriteContext};
+use crate::gateway::TestCardGateway;
+use crate::stores::Stores;
+
+/// Namespace of deadline tick ids.
+const DEADLINE_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_7263_6174_6f2d_6465_6164_6c69_6e65);
+/// Orders handled concurrently within one batch (each order's events stay in order).
+const CONCURRENT_ORDERS: usize = 4;
+
+/// Tunables of the saga.
+#[derive(Debug, Clone)]
+pub struct SagaConfig {
+    /// The durable consumer (default name `<prefix>-checkout`).
+    pub consumer: ConsumerConfig,
+    /// Payment deadline after placement (also the reservations' expiry).
+    pub reservation_ttl: Duration,
+    /// How often passed deadlines and stale pending commands are looked for.
+    pub poll: Duration,
+}
+
+impl SagaConfig {
+    /// From the command side's configuration.
+    pub fn from_config(config: &CommandApiConfig) -> Self {
+        Self {
+            consumer: ConsumerConfig::new(format!("{}-checkout", config.consumer_prefix)),
+            reservation_ttl: config.reservation_ttl,
+            poll: config.deadline_poll,
+        }
+    }
+}
+
+/// The checkout saga, ready to run.
+pub struct CheckoutSaga {
+    core: Arc<SagaCore>,
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    nats: NatsConfig,
+    config: SagaConfig,
+}
+
+struct SagaCore {
+    stores: Stores,
+    policy: CheckoutPolicy,
+}
+
+impl CheckoutSaga {
+    /// A saga over `deps` with the test card gateway of `config`.
+    pub fn new(config: &CommandApiConfig, deps: &Deps) -> Self {
+        let gateway: Arc<dyn PaymentGateway> =
+            Arc::new(TestCardGateway::new(config.payment_timeout));
+        Self::with_gateway(SagaConfig::from_config(config), deps, gateway)
+    }
+
+    /// A saga with its own settings and payment gateway.
+    pub fn with_gateway(config: SagaConfig, deps: &Deps, gateway: Arc<dyn PaymentGateway>) -> Self {
+        let ttl = chrono::Duration::from_std(config.reservation_ttl)
+            .unwrap_or_else(|_| chrono::Duration::minutes(15));
+        Self {
+            core: Arc::new(SagaCore {
+                stores: Stores::new(deps.pool.clone(), gateway, &deps.snapshots),
+                policy: CheckoutPolicy {
+                    reservation_ttl: ttl,
+                },
+            }),
+            client: deps.nats_client.clone(),
+            js: deps.js.clone(),
+            nats: deps.nats.clone(),
+            config,
+        }
+    }
+
+    /// Consumes and fires deadlines until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let worker = Worker::bind(
+            self.client,
+            self.js,
+            &self.nats,
+            self.config.consumer.clone(),
+        )
+        .await?;
+        let core = self.core.clone();
+        let poll = self.config.poll;
+        let stop = shutdown.clone();
+        let poller = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(poll);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = core.poll_once().await {
+                            tracing::warn!(error = %e, "checkout deadline poll failed");
+                        }
+                    }
+                }
+            }
+        });
+        let handler = SagaHandler { core: self.core };
+        let result = worker.run(&handler, shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = poller.await;
+        result.map_err(Into::into)
+    }
+}
+
+struct SagaHandler {
+    core: Arc<SagaCore>,
+}
+
+#[async_trait]
+impl Handler for SagaHandler {
+    async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        let mut groups: BTreeMap<OrderId, Vec<CheckoutInput>> = BTreeMap::new();
+        for delivery in batch {
+            if let Some(input) = checkout_input(delivery)? {
+                groups
+                    .entry(input.event.order_id())
+                    .or_default()
+                    .push(input);
+            }
+        }
+        let results: Vec<Result<(), HandlerError>> = futures::stream::iter(groups.into_values())
+            .map(|inputs| async move {
+                for input in inputs {
+                    self.core.apply(&input).await?;
+                }
+                Ok(())
+            })
+            .buffer_unordered(CONCURRENT_ORDERS)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+}
+
+/// The checkout's view of a delivered event, if it reacts to it.
+fn checkout_input(delivery: &Delivery) -> Result<Option<CheckoutInput>, HandlerError> {
+    let e = &delivery.event;
+    let event = match e.aggregate_type.as_str() {
+        "Order" => {
+            let order_id: OrderId = e.aggregate_id.parse()?;
+            let event: OrderEvent = serde_json::from_value(e.payload.clone())?;
+            CheckoutEvent::from_order_event(order_id, &event)
+        }
+        "Stock" => {
+            let event: StockEvent = serde_json::from_value(e.payload.clone())?;
+            CheckoutEvent::from_stock_event(&event)
+        }
+        "Payment" => {
+            let payment_id: PaymentId = e.aggregate_id.parse()?;
+            let event: PaymentEvent = serde_json::from_value(e.payload.clone())?;
+            CheckoutEvent::from_payment_event(payment_id, &event)
+        }
+        _ => None,
+    };
+    Ok(event.map(|event| CheckoutInput {
+        event_id: e.event_id,
+        event,
+    }))
+}
+
+impl SagaCore {
+    fn pool(&self) -> &PgPool {
+        &self.stores.pool
+    }
+
+    /// Decides and records (state + commands in one transaction), then dispatches.
+    async fn apply(&self, input: &CheckoutInput) -> Result<(), HandlerError> {
+        let order_id = input.event.order_id().as_uuid();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO command.checkout_processes (order_id, state, phase) VALUES ($1, $2, 'not_started') \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(serde_json::to_value(CheckoutProcess::default())?)
+        .execute(&mut *tx)
+        .await?;
+        let state: serde_json::Value = sqlx::query_scalar(
+            "SELECT state FROM command.checkout_processes WHERE order_id = $1 FOR UPDATE",
+        )
+        .bind(order_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let process: CheckoutProcess = serde_json::from_value(state)?;
+        let decision = process.handle(input, &self.policy);
+        if decision.process != process {
+            let next = &decision.process;
+            sqlx::query(
+                "UPDATE command.checkout_processes SET state = $2, phase = $3, deadline = $4, updated_at = now() \
+                 WHERE order_id = $1",
+            )
+            .bind(order_id)
+            .bind(serde_json::to_value(next)?)
+            .bind(serde_json::to_value(next.phase())?.as_str().unwrap_or_default().to_owned())
+            .bind(next.deadline())
+            .execute(&mut *tx)
+            .await?;
+            for command in &decision.commands {
+                sqlx::query(
+                    "INSERT INTO command.checkout_commands (command_id, order_id, aggregate_type, aggregate_id, command) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(command.command_id)
+                .bind(order_id)
+                .bind(command.command.aggregate_type())
+                .bind(command.command.aggregate_id())
+                .bind(serde_json::to_value(&command.command)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tracing::debug!(order_id = %order_id, phase = ?next.phase(), commands = decision.commands.len(), "checkout advanced");
+        }
+        tx.commit().await?;
+        self.dispatch_pending(order_id).await
+    }
+
+    /// Sends the order's pending commands in order, one dispatcher per order at a time.
+    async fn dispatch_pending(&self, order_id: Uuid) -> Result<(), HandlerError> {
+        let mut lock = self.pool().begin().await?;
+        let key = i64::from_be_bytes(order_id.as_bytes()[..8].try_into()?);
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(&mut *lock)
+            .await?;
+        loop {
+            let next: Option<(Uuid, serde_json::Value)> = sqlx::query_as(
+                "SELECT command_id, command FROM command.checkout_commands \
+                 WHERE order_id = $1 AND dispatched_at IS NULL ORDER BY seq LIMIT 1",
+            )
+            .bind(order_id)
+            .fetch_optional(self.pool())
+            .await?;
+            let Some((command_id, command)) = next else {
+                break;
+            };
+            let command: TargetedCommand = serde_json::from_value(command)?;
+            let outcome = self.dispatch(command_id, command).await?;
+            sqlx::query(
+                "UPDATE command.checkout_commands SET dispatched_at = now(), outcome = $2 WHERE command_id = $1",
+            )
+            .bind(command_id)
+            .bind(&outcome)
+            .execute(self.pool())
+            .await?;
+        }
+        lock.commit().await?;
+        Ok(())
+    }
+
+    /// Runs one command; returns its outcome (`appended`, `no_op`, `dropped:<code>`), or an
+    /// error worth retrying.
+    async fn dispatch(
+        &self,
+        command_id: Uuid,
+        command: TargetedCommand,
+    ) -> Result<String, HandlerError> {
+        let ctx = WriteContext {
+            write_id: command_id,
+            check_prior: true,
+            actor: "system:checkout".to_owned(),
+            causation_id: None,
+        };
+        let s = &self.stores;
+        let pool = self.pool();
+        let outcome = match command {
+            TargetedCommand::Stock { sku, command } => outcome(
+                execute(&s.stock, pool, sku.as_str(), command, &ctx, None).await,
+                |_| false,
+            ),
+            TargetedCommand::Order { order_id, command } => outcome(
+                execute(&s.orders, pool, &order_id.to_string(), command, &ctx, None).await,
+                // An outside cancellation overtook the checkout; it learns of it from
+                // `OrderCancelled` (aggregates README).
+                |code| matches!(code, "invalid_transition" | "order_already_cancelled"),
+            ),
+            TargetedCommand::Payment {
+                payment_id,
+                command,
+            } => outcome(
+                execute(
+                    &s.payments,
+                    pool,
+                    &payment_id.to_string(),
+                    command,
+                    &ctx,
+                    None,
+                )
+                .await,
+                |code| code == "payment_already_exists",
+            ),
+        }?;
+        metrics::counter!("mercato_checkout_commands_total", "outcome" => outcome.split(':').next().unwrap_or("").to_owned())
+            .increment(1);
+        Ok(outcome)
+    }
+
+    /// Fires passed deadlines and finishes dispatches left pending (e.g. after a crash).
+    async fn poll_once(&self) -> Result<(), HandlerError> {
+        let due: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT order_id FROM command.checkout_processes WHERE deadline <= now() ORDER BY deadline LIMIT 100",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        for order_id in due {
+            let input = CheckoutInput {
+                event_id: Uuid::new_v5(&DEADLINE_NAMESPACE, order_id.as_bytes()),
+                event: CheckoutEvent::PaymentDeadlinePassed {
+                    order_id: OrderId::new(order_id),
+                },
+            };
+            tracing::info!(order_id = %order_id, "payment deadline passed");
+            self.apply(&input).await?;
+            // A process that ignored the tick (already past it) must not be polled again.
+            sqlx::query(
+                "UPDATE command.checkout_processes SET deadline = NULL WHERE order_id = $1 AND deadline <= now()",
+            )
+            .bind(order_id)
+            .execute(self.pool())
+            .await?;
+        }
+        let stale: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT order_id FROM command.checkout_commands \
+             WHERE dispatched_at IS NULL AND created_at < now() - interval '2 seconds' LIMIT 100",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        for order_id in stale {
+            self.dispatch_pending(order_id).await?;
+        }
+        Ok(())
+    }
+}
+
+fn outcome<E: std::error::Error + ErrorCode + Send + Sync + 'static>(
+    result: Result<crate::exec::Written, EventStoreError<E>>,
+    droppable: impl Fn(&str) -> bool,
+) -> Result<String, HandlerError> {
+    match result {
+        Ok(w) if w.appended > 0 => Ok("appended".to_owned()),
+        Ok(_) => Ok("no_op".to_owned()),
+        Err(EventStoreError::Domain(e)) if droppable(e.code()) => {
+            Ok(format!("dropped:{}", e.code()))
+        }
+        Err(EventStoreError::Domain(e)) => {
+            // The process guarantees this does not happen; keep going rather than block the
+            // order's later commands, and make it visible.
+            tracing::error!(code = e.code(), error = %e, "checkout command refused");
+            Ok(format!("refused:{}", e.code()))
+        }
+        Err(e) => Err(Box::new(e)),
+    }
+}
