@@ -3,6 +3,7 @@
 
 mod app;
 pub mod events;
+pub mod seed;
 mod settings;
 
 pub use app::{migrate, run, Application, Parts};
@@ -34,6 +35,12 @@ pub enum Command {
     Migrate,
     /// Run only the outbox relay (run several: one leads, the others stand by).
     Relay,
+    /// Fill a demo shop through a running command API: products with stock in two
+    /// warehouses, customers and past orders.
+    ///
+    /// Example (with `mercato serve` running and MERCATO_ADMIN_EMAIL/PASSWORD set):
+    /// `mercato seed --products 500 --customers 50 --orders 200`
+    Seed(seed::SeedArgs),
     /// Read the event log: export it to files or follow it live.
     #[command(subcommand)]
     Events(EventsCommand),

@@ -18,6 +18,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => mercato_cli::migrate(&cli.settings).await,
         Command::Serve => mercato_cli::run(cli.settings, mercato_cli::Parts::all()).await,
         Command::Relay => mercato_cli::run(cli.settings, mercato_cli::Parts::relay_only()).await,
+        Command::Seed(args) => {
+            let settings = &cli.settings;
+            let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password)
+            else {
+                anyhow::bail!("seeding needs the admin login: set MERCATO_ADMIN_EMAIL and MERCATO_ADMIN_PASSWORD");
+            };
+            let url = args
+                .api_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", settings.command_api_addr));
+            mercato_cli::seed::seed(args, url, email, password)
+                .await
+                .map(|_| ())
+        }
         Command::Events(command) => {
             let pool = mercato_event_store::database::connect(&cli.settings.database()).await?;
             match command {

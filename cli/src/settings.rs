@@ -99,6 +99,70 @@ pub struct Settings {
         global = true
     )]
     pub relay_max_in_flight: usize,
+    /// Where the command API listens.
+    #[arg(
+        long,
+        env = "MERCATO_COMMAND_API_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub command_api_addr: SocketAddr,
+    /// Where the query API listens.
+    #[arg(
+        long,
+        env = "MERCATO_QUERY_API_ADDR",
+        default_value = "127.0.0.1:8081",
+        global = true
+    )]
+    pub query_api_addr: SocketAddr,
+    /// HS256 secret for access tokens (at least 32 bytes); shared by every API process.
+    /// Without it `mercato serve` makes a random one, so tokens do not survive a restart.
+    #[arg(
+        long,
+        env = "MERCATO_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<SecretString>,
+    /// Lifetime of access tokens in seconds.
+    #[arg(
+        long,
+        env = "MERCATO_TOKEN_TTL_SECS",
+        default_value_t = 3600,
+        global = true
+    )]
+    pub token_ttl_secs: u64,
+    /// The back office login; without it nobody can log in as the admin.
+    #[arg(long, env = "MERCATO_ADMIN_EMAIL", global = true)]
+    pub admin_email: Option<String>,
+    /// The back office password.
+    #[arg(
+        long,
+        env = "MERCATO_ADMIN_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_password: Option<SecretString>,
+    /// Seconds stock stays reserved for an unpaid order before the checkout cancels it.
+    #[arg(
+        long,
+        env = "MERCATO_RESERVATION_TTL_SECS",
+        default_value_t = 900,
+        global = true
+    )]
+    pub reservation_ttl_secs: u64,
+    /// SMTP server for notification emails (`smtp://user:pass@host:587`); without it the
+    /// rendered emails are only recorded in the `notifications` table.
+    #[arg(long, env = "MERCATO_SMTP_URL", hide_env_values = true, global = true)]
+    pub smtp_url: Option<SecretString>,
+    /// Sender of notification emails.
+    #[arg(
+        long,
+        env = "MERCATO_MAIL_FROM",
+        default_value = "Mercato <orders@mercato.invalid>",
+        global = true
+    )]
+    pub mail_from: String,
     /// Seconds allowed for a graceful shutdown before the process gives up waiting.
     #[arg(
         long,
