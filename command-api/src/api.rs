@@ -226,7 +226,7 @@ impl CommandApi {
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
-            .unwrap_or_else(|_| self.config.addr)
+            .unwrap_or(self.config.addr)
     }
 
     /// The bound port.

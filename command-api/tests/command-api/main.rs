@@ -1,1 +1,7 @@
-//! Integration tests of the command side.
+//! Integration tests of the command side: the real router on 127.0.0.1:0, the relay, the
+//! saga and the notification worker, against real PostgreSQL and NATS JetStream.
+
+mod checkout;
+mod harness;
+mod http;
+mod idempotency;

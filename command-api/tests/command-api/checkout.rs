@@ -1,0 +1,228 @@
+//! The checkout end to end: HTTP, relay, saga, aggregates.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use mercato_aggregates::order::{CancellationReason, OrderStatus};
+use mercato_aggregates::payment::DeclineReason;
+use mercato_command_api::CommandApiConfig;
+
+use crate::harness::Env;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_checkout_is_confirmed_with_stock_reserved_payment_captured_and_a_notification() {
+    let env = Env::start().await;
+    let admin = env.admin().await;
+    env.product(&admin, "MUG-1", 10).await;
+    let (_, ada) = env.customer("ada@example.com").await;
+    let cart = env.cart_with(&ada, "MUG-1", 3).await;
+    let order_id = env.checkout(&ada, &cart, "tok_visa").await;
+
+    let order = env.settled(&order_id).await;
+    assert_eq!(order.status(), OrderStatus::Confirmed);
+    assert_eq!(order.captured().unwrap().amount(), 3750);
+    let (stock, _) = env.stock().load("MUG-1").await.unwrap();
+    assert_eq!(stock.total_available(), 7);
+    assert!(stock.reservation(&order.id().unwrap()).is_some());
+    assert_eq!(env.count_events(&order_id, "OrderConfirmed").await, 1);
+
+    // The confirmation email is recorded once (no SMTP configured).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM command.notifications WHERE order_id = $1::uuid AND kind = 'order_confirmed' AND recipient = 'ada@example.com'",
+        )
+        .bind(&order_id)
+        .fetch_one(&env.deps.pool)
+        .await
+        .unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no notification");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_stock_declined_and_timed_out_payments_cancel_and_release_everything() {
+    let env = Env::start().await;
+    let admin = env.admin().await;
+    env.product(&admin, "TEA-1", 5).await;
+    let (_, ada) = env.customer("ada@example.com").await;
+
+    let too_many = env.cart_with(&ada, "TEA-1", 6).await;
+    let declined = env.cart_with(&ada, "TEA-1", 1).await;
+    let poor = env.cart_with(&ada, "TEA-1", 1).await;
+    let slow = env.cart_with(&ada, "TEA-1", 1).await;
+    let cases = [
+        (
+            env.checkout(&ada, &too_many, "tok_visa").await,
+            "out_of_stock",
+        ),
+        (
+            env.checkout(&ada, &declined, "tok_decline").await,
+            "card_declined",
+        ),
+        (
+            env.checkout(&ada, &poor, "tok_insufficient_funds").await,
+            "insufficient_funds",
+        ),
+        (env.checkout(&ada, &slow, "tok_timeout").await, "timeout"),
+    ];
+    for (order_id, expected) in cases {
+        let order = env.settled(&order_id).await;
+        assert_eq!(order.status(), OrderStatus::Cancelled, "{expected}");
+        let reason: serde_json::Value = sqlx::query_scalar(
+            "SELECT payload->'OrderCancelled'->'reason' FROM events WHERE aggregate_id = $1 AND event_type = 'OrderCancelled'",
+        )
+        .bind(&order_id)
+        .fetch_one(&env.deps.pool)
+        .await
+        .unwrap();
+        let reason: CancellationReason = serde_json::from_value(reason).unwrap();
+        match (expected, reason) {
+            ("out_of_stock", CancellationReason::OutOfStock { sku }) => {
+                assert_eq!(sku.as_str(), "TEA-1")
+            }
+            (
+                "card_declined",
+                CancellationReason::PaymentDeclined {
+                    reason: DeclineReason::CardDeclined,
+                },
+            )
+            | (
+                "insufficient_funds",
+                CancellationReason::PaymentDeclined {
+                    reason: DeclineReason::InsufficientFunds,
+                },
+            )
+            | (
+                "timeout",
+                CancellationReason::PaymentDeclined {
+                    reason: DeclineReason::Timeout,
+                },
+            ) => {}
+            (e, r) => panic!("expected {e}, got {r:?}"),
+        }
+        assert!(order.captured().is_none());
+    }
+    let (stock, _) = env.stock().load("TEA-1").await.unwrap();
+    assert_eq!(stock.total_available(), 5, "every reservation released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_buyers_of_fifty_units_confirm_exactly_fifty_orders() {
+    let env = Env::start().await;
+    let admin = env.admin().await;
+    env.product(&admin, "HOT-1", 50).await;
+    let buyers: Vec<(String, String)> = futures::stream::iter(0..200)
+        .map(|i| {
+            let env = &env;
+            async move {
+                let (_, token) = env.customer(&format!("buyer{i}@example.com")).await;
+                let cart = env.cart_with(&token, "HOT-1", 1).await;
+                (token, cart)
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let orders: Vec<String> = futures::stream::iter(buyers.iter())
+        .map(|(token, cart)| env.checkout(token, cart, "tok_visa"))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut confirmed = 0;
+    for order_id in &orders {
+        let order = env.settled(order_id).await;
+        if order.status() == OrderStatus::Confirmed {
+            confirmed += 1;
+        }
+    }
+    assert_eq!(confirmed, 50);
+    let (stock, _) = env.stock().load("HOT-1").await.unwrap();
+    assert_eq!(stock.total_available(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_worker_killed_mid_checkout_and_restarted_completes_the_order_exactly_once() {
+    let mut env = Env::start().await;
+    let admin = env.admin().await;
+    env.product(&admin, "BAG-1", 10).await;
+    let (_, ada) = env.customer("ada@example.com").await;
+    let cart = env.cart_with(&ada, "BAG-1", 2).await;
+    let order_id = env.checkout(&ada, &cart, "tok_visa").await;
+    // Kill as soon as the checkout has started (somewhere between placement and capture).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while env.checkout_phase(&order_id).await.is_none() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    env.kill_saga().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.start_saga(env.config.payment_timeout);
+
+    let order = env.settled(&order_id).await;
+    assert_eq!(order.status(), OrderStatus::Confirmed);
+    let payment_id =
+        mercato_aggregates::checkout::CheckoutProcess::payment_id_for(order.id().unwrap())
+            .to_string();
+    for (id, ty) in [
+        (order_id.as_str(), "OrderPlaced"),
+        (order_id.as_str(), "OrderLineReserved"),
+        (order_id.as_str(), "OrderConfirmed"),
+        (order_id.as_str(), "OrderPaymentCaptured"),
+        (payment_id.as_str(), "PaymentAuthorized"),
+        (payment_id.as_str(), "PaymentCaptured"),
+    ] {
+        assert_eq!(env.count_events(id, ty).await, 1, "{ty}");
+    }
+    let reserved: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = 'BAG-1' AND event_type = 'StockReserved'",
+    )
+    .fetch_one(&env.deps.pool)
+    .await
+    .unwrap();
+    assert_eq!(reserved, 1);
+    let (stock, _) = env.stock().load("BAG-1").await.unwrap();
+    assert_eq!(stock.total_available(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payment_deadline_cancels_an_unpaid_order_across_a_saga_restart() {
+    let config = CommandApiConfig {
+        reservation_ttl: Duration::from_secs(1),
+        ..CommandApiConfig::for_tests()
+    };
+    let mut env = Env::with(config, false).await;
+    // A processor that hangs far longer than the reservation lasts.
+    env.start_saga(Duration::from_secs(6));
+    let admin = env.admin().await;
+    env.product(&admin, "LATE-1", 3).await;
+    let (_, ada) = env.customer("ada@example.com").await;
+    let cart = env.cart_with(&ada, "LATE-1", 1).await;
+    let order_id = env.checkout(&ada, &cart, "tok_timeout").await;
+    // Wait until the authorization is under way, then crash.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while env.checkout_phase(&order_id).await.as_deref() != Some("authorizing") {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.kill_saga().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    env.start_saga(Duration::from_secs(6));
+
+    let order = env.settled(&order_id).await;
+    assert_eq!(order.status(), OrderStatus::Cancelled);
+    let reason: serde_json::Value = sqlx::query_scalar(
+        "SELECT payload->'OrderCancelled'->'reason' FROM events WHERE aggregate_id = $1 AND event_type = 'OrderCancelled'",
+    )
+    .bind(&order_id)
+    .fetch_one(&env.deps.pool)
+    .await
+    .unwrap();
+    assert_eq!(reason, serde_json::json!("reservation_expired"));
+    let (stock, _) = env.stock().load("LATE-1").await.unwrap();
+    assert_eq!(stock.total_available(), 3);
+}

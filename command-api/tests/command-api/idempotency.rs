@@ -1,0 +1,111 @@
+//! Idempotency-Key and If-Match through HTTP.
+
+use serde_json::json;
+
+use crate::harness::{send, Env};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_with_the_same_key_append_nothing_and_misuse_is_refused() {
+    let env = Env::with(mercato_command_api::CommandApiConfig::for_tests(), false).await;
+    let admin = env.admin().await;
+    env.product(&admin, "KEY-1", 0).await;
+    let receipt = |key: &str, qty: u32| {
+        env.http
+            .post(env.url("/v1/stock/KEY-1/receipts"))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", key)
+            .json(&json!({"warehouse": "main", "quantity": qty}))
+    };
+    let (s, first) = send(receipt("k1", 5)).await;
+    assert_eq!(s, 200, "{first}");
+    let before = env.event_count().await;
+    let resp = receipt("k1", 5).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        resp.headers()["mercato-position"],
+        first["position"].as_str().unwrap()
+    );
+    let replayed: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(replayed, first);
+    assert_eq!(env.event_count().await, before, "a replay appends nothing");
+
+    // Same key, different body: 422.
+    let (s, b) = send(receipt("k1", 6)).await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["code"], "idempotency_key_reused");
+
+    // A request still in flight with that key: 409.
+    sqlx::query(
+        "INSERT INTO command.idempotency_keys (scope, key, request_hash, request_id, locked_until) \
+         SELECT scope, 'k2', request_hash, gen_random_uuid(), now() + interval '1 minute' FROM command.idempotency_keys WHERE key = 'k1'",
+    )
+    .execute(&env.deps.pool)
+    .await
+    .unwrap();
+    let (s, b) = send(receipt("k2", 5)).await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["code"], "idempotency_key_in_use");
+
+    // A crash after the append, before the answer was stored: the retry takes the key over
+    // once its lock has lapsed and finds the earlier append instead of appending again.
+    sqlx::query(
+        "UPDATE command.idempotency_keys SET response_status = NULL, response_body = NULL, \
+         locked_until = now() - interval '1 second' WHERE key = 'k1'",
+    )
+    .execute(&env.deps.pool)
+    .await
+    .unwrap();
+    let (s, b) = send(receipt("k1", 5)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["version"], first["version"]);
+    assert_eq!(
+        env.event_count().await,
+        before,
+        "the recovered retry appends nothing"
+    );
+    let (stock, _) = env.stock().load("KEY-1").await.unwrap();
+    assert_eq!(stock.total_available(), 5);
+
+    // Keyed registration and checkout retries create nothing twice.
+    let register = || {
+        env.http
+            .post(env.url("/v1/customers"))
+            .header("Idempotency-Key", "reg-1")
+            .json(&json!({"email": "bob@example.com", "name": "Bob", "password": "correct horse battery"}))
+    };
+    let (s, a) = send(register()).await;
+    assert_eq!(s, 201, "{a}");
+    let (s, b) = send(register()).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(a["id"], b["id"]);
+    let customers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'CustomerRegistered'")
+            .fetch_one(&env.deps.pool)
+            .await
+            .unwrap();
+    assert_eq!(customers, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_makes_a_write_conditional_on_the_version() {
+    let env = Env::with(mercato_command_api::CommandApiConfig::for_tests(), false).await;
+    let admin = env.admin().await;
+    env.product(&admin, "VER-1", 0).await;
+    let price = |version: &str, amount: i64| {
+        env.http
+            .post(env.url("/v1/products/VER-1/price"))
+            .bearer_auth(&admin)
+            .header("If-Match", version)
+            .json(&json!({"price": {"amount": amount, "currency": "EUR"}}))
+    };
+    let (s, b) = send(price("\"1\"", 900)).await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["code"], "version_conflict");
+    assert_eq!(b["current_version"], 2);
+    let (s, b) = send(price("\"2\"", 900)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["version"], 3);
+    let (s, b) = send(price("nonsense", 900)).await;
+    assert_eq!(s, 400, "{b}");
+}
