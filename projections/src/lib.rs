@@ -1,2 +1,39 @@
-//! Filled by a later issue.
+//! Projections: the read models of Mercato and the catalog's search index, fed from the
+//! events stream.
+//!
+//! - [`Projection`]: a name, a version, the aggregates and event types it follows and an
+//!   `apply` that updates its tables inside the runtime's PostgreSQL transaction.
+//! - [`runtime`]: applies batches exactly once in effect (read-model changes, per-aggregate
+//!   sequences and the checkpoint commit together), reports lag, runs one durable JetStream
+//!   consumer per projection, and can catch up straight from the PostgreSQL log.
+//! - [`read_models`]: catalog, stock, carts, orders, customers and sales analytics, in the
+//!   `read` schema.
+//! - [`search`]: the tantivy index of the catalog, owned by each query-api replica.
+//!
+//! See `docs/adr/0008-projections-and-search.md`.
 #![forbid(unsafe_code)]
+
+mod decode;
+mod error;
+pub mod read_models;
+pub mod runtime;
+pub mod search;
+
+pub use error::ProjectionError;
+pub use runtime::{
+    apply_batch, catch_up, registry, run_projections, Projection, ProjectionDeps, ProjectionInfo,
+    ProjectionStatus, ProjectionWorker, READ_SCHEMA,
+};
+
+/// The embedded migrations (`projections/migrations`), sharing `_sqlx_migrations` with the
+/// other crates, so versions of other crates are ignored.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!()
+};
+
+/// Applies the read-model migrations (after the event store's).
+pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), ProjectionError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}

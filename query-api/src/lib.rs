@@ -1,2 +1,227 @@
-//! Filled by a later issue.
+//! Mercato's query API: read models, catalog search and read-your-writes over HTTP.
+//!
+//! [`QueryApi::build`] opens the replica's search index and binds the listener;
+//! [`QueryApi::run`] serves HTTP and feeds the replica's index from its own durable consumer
+//! until shutdown. It never writes an event.
 #![forbid(unsafe_code)]
+
+mod consistency;
+mod respond;
+mod routes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use axum::Router;
+use mercato_projections::search::{SearchIndex, SearchWorker};
+use mercato_projections::{ProjectionDeps, ProjectionError};
+use mercato_web::JwtKeys;
+use secrecy::SecretString;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+
+pub use mercato_projections::ProjectionDeps as QueryApiDeps;
+
+/// Settings of the query API (the binary fills them from `MERCATO_*` variables).
+#[derive(Debug, Clone)]
+pub struct QueryApiConfig {
+    /// Listen address (`MERCATO_QUERY_API_ADDR`, default 127.0.0.1:8081).
+    pub addr: SocketAddr,
+    /// HS256 secret shared with the command API.
+    pub jwt_secret: SecretString,
+    /// How long a request with `Mercato-Min-Position` waits for the read models (default 2 s).
+    pub min_position_wait: Duration,
+    /// This replica's search index directory.
+    pub index_dir: PathBuf,
+    /// This replica's id: names its durable search consumer (`search-<replica_id>`).
+    pub replica_id: String,
+    /// Request body limit.
+    pub body_limit: usize,
+}
+
+impl QueryApiConfig {
+    /// Local defaults with `jwt_secret`.
+    pub fn new(jwt_secret: SecretString) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            jwt_secret,
+            min_position_wait: Duration::from_secs(2),
+            index_dir: PathBuf::from("data/search-index"),
+            replica_id: "local".into(),
+            body_limit: mercato_web::layers::DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+/// Why the query API could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryApiError {
+    /// Binding the listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("http server failed: {0}")]
+    Serve(std::io::Error),
+    /// The search index or its consumer failed.
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) pool: PgPool,
+    pub(crate) keys: JwtKeys,
+    pub(crate) search: SearchIndex,
+    pub(crate) min_position_wait: Duration,
+}
+
+impl FromRef<AppState> for JwtKeys {
+    fn from_ref(state: &AppState) -> Self {
+        state.keys.clone()
+    }
+}
+
+/// A built query API: listener bound, index open.
+pub struct QueryApi {
+    listener: TcpListener,
+    router: Router,
+    search: SearchIndex,
+    deps: ProjectionDeps,
+    replica_id: String,
+}
+
+impl QueryApi {
+    /// Opens the search index and binds the listener (port 0 picks a free port).
+    pub async fn build(config: QueryApiConfig, deps: QueryApiDeps) -> Result<Self, QueryApiError> {
+        let search = SearchIndex::open(&config.index_dir)?;
+        let listener =
+            TcpListener::bind(config.addr)
+                .await
+                .map_err(|source| QueryApiError::Bind {
+                    addr: config.addr,
+                    source,
+                })?;
+        let router = router(
+            &config,
+            deps.pool.clone(),
+            deps.client.clone(),
+            search.clone(),
+        );
+        Ok(Self {
+            listener,
+            router,
+            search,
+            deps,
+            replica_id: config.replica_id,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The replica's search index.
+    pub fn search_index(&self) -> SearchIndex {
+        self.search.clone()
+    }
+
+    /// Serves HTTP and runs the replica's search consumer until `shutdown`; when either
+    /// stops on its own, the other is shut down too.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), QueryApiError> {
+        let worker = SearchWorker::new(self.search.clone(), self.deps.clone(), &self.replica_id);
+        let token = shutdown.child_token();
+        let mut search = tokio::spawn(worker.run(token.clone()));
+        let serve = mercato_web::serve(self.listener, self.router, token.clone());
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            r = &mut serve => {
+                tracing::info!("query api http server stopped");
+                token.cancel();
+                let _ = (&mut search).await;
+                r.map_err(QueryApiError::Serve)
+            }
+            r = &mut search => {
+                tracing::warn!("search index consumer stopped; stopping the query api");
+                token.cancel();
+                let served = serve.await.map_err(QueryApiError::Serve);
+                match r {
+                    Ok(Ok(())) => served,
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(e) => Err(QueryApiError::Projection(ProjectionError::Payload(format!("search task: {e}")))),
+                }
+            }
+        };
+        result
+    }
+}
+
+/// The complete router (routes, docs, health, middleware).
+pub fn router(
+    config: &QueryApiConfig,
+    pool: PgPool,
+    nats: async_nats::Client,
+    search: SearchIndex,
+) -> Router {
+    let state = AppState {
+        pool: pool.clone(),
+        keys: JwtKeys::new(&config.jwt_secret, Duration::from_secs(3600)),
+        search,
+        min_position_wait: config.min_position_wait,
+    };
+    let app = routes::router()
+        .with_state(state)
+        .merge(mercato_web::docs::router(ApiDoc::openapi()))
+        .merge(mercato_web::health::router(
+            mercato_web::health::Dependencies { pool, nats },
+        ));
+    mercato_web::layers::finish(app, config.body_limit)
+}
+
+/// The OpenAPI document of every route.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Mercato query API", description = "Read models, catalog search and read-your-writes"),
+    paths(
+        routes::catalog::list_products,
+        routes::catalog::get_product,
+        routes::catalog::get_stock,
+        routes::search::search,
+        routes::carts::get_cart,
+        routes::orders::list_orders,
+        routes::orders::get_order,
+        routes::customers::me,
+        routes::admin::sales,
+        routes::admin::projections,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

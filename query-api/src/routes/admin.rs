@@ -1,0 +1,221 @@
+//! Back office: sales analytics and projection status.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use chrono::NaiveDate;
+use mercato_projections::ProjectionStatus;
+use mercato_web::{Caller, Problem, Query};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{db, MoneyDto};
+use crate::consistency::{wait, Source};
+use crate::respond::{cached, PRIVATE_CACHE};
+use crate::AppState;
+
+/// Period of the sales report.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SalesParams {
+    /// First day (inclusive, `YYYY-MM-DD`, UTC).
+    from: NaiveDate,
+    /// Last day (inclusive).
+    to: NaiveDate,
+    /// Only `day`.
+    granularity: Option<String>,
+}
+
+/// Sales of one day in one currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DaySales {
+    day: NaiveDate,
+    /// Confirmed orders placed that day.
+    orders: i64,
+    units: i64,
+    revenue: MoneyDto,
+    refunded: MoneyDto,
+    net: MoneyDto,
+}
+
+/// Sales of one SKU over the period.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SkuSales {
+    sku: String,
+    name: String,
+    units: i64,
+    revenue: MoneyDto,
+}
+
+/// The sales report.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SalesReport {
+    from: NaiveDate,
+    to: NaiveDate,
+    granularity: String,
+    days: Vec<DaySales>,
+    /// Per SKU, best sellers (by revenue) first.
+    top_products: Vec<SkuSales>,
+    /// Orders placed in the period, by current status.
+    orders_by_status: BTreeMap<String, i64>,
+}
+
+/// Revenue and units per day and per SKU, top products and orders by status.
+#[utoipa::path(get, path = "/v1/admin/sales", tag = "admin", params(SalesParams), security(("bearer" = [])),
+    responses((status = 200, body = SalesReport), (status = 400), (status = 401), (status = 403), (status = 503)))]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn sales(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Query(params): Query<SalesParams>,
+) -> Result<Response, Problem> {
+    caller.require_admin()?;
+    if params.granularity.as_deref().is_some_and(|g| g != "day") {
+        return Err(Problem::bad_request(
+            "invalid_granularity",
+            "granularity must be day",
+        ));
+    }
+    if params.from > params.to {
+        return Err(Problem::bad_request("invalid_period", "from is after to"));
+    }
+    if (params.to - params.from).num_days() > 366 * 5 {
+        return Err(Problem::bad_request(
+            "invalid_period",
+            "the period is longer than five years",
+        ));
+    }
+    wait(&state, &headers, Source::Tables(&["sales"])).await?;
+    let days = sqlx::query(
+        "SELECT day, currency, orders, units, revenue_amount, refunded_amount FROM read.sales_daily \
+         WHERE day BETWEEN $1 AND $2 ORDER BY day, currency",
+    )
+    .bind(params.from)
+    .bind(params.to)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db)?
+    .iter()
+    .map(|r| {
+        let currency: String = r.try_get("currency")?;
+        let revenue: i64 = r.try_get("revenue_amount")?;
+        let refunded: i64 = r.try_get("refunded_amount")?;
+        Ok(DaySales {
+            day: r.try_get("day")?,
+            orders: r.try_get("orders")?,
+            units: r.try_get("units")?,
+            revenue: MoneyDto::new(revenue, &currency),
+            refunded: MoneyDto::new(refunded, &currency),
+            net: MoneyDto::new(revenue - refunded, &currency),
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()
+    .map_err(db)?;
+    let top_products = sqlx::query(
+        "SELECT sku, currency, max(name) AS name, sum(units)::bigint AS units, sum(revenue_amount)::bigint AS revenue \
+         FROM read.sales_by_sku WHERE day BETWEEN $1 AND $2 GROUP BY sku, currency \
+         ORDER BY revenue DESC, sku LIMIT 20",
+    )
+    .bind(params.from)
+    .bind(params.to)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db)?
+    .iter()
+    .map(|r| {
+        let currency: String = r.try_get("currency")?;
+        Ok(SkuSales {
+            sku: r.try_get("sku")?,
+            name: r.try_get("name")?,
+            units: r.try_get("units")?,
+            revenue: MoneyDto::new(r.try_get("revenue")?, &currency),
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()
+    .map_err(db)?;
+    let orders_by_status: BTreeMap<String, i64> = sqlx::query_as(
+        "SELECT status, count(*) FROM read.sales_orders WHERE day BETWEEN $1 AND $2 GROUP BY status",
+    )
+    .bind(params.from)
+    .bind(params.to)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db)?
+    .into_iter()
+    .collect();
+    let report = SalesReport {
+        from: params.from,
+        to: params.to,
+        granularity: "day".into(),
+        days,
+        top_products,
+        orders_by_status,
+    };
+    cached(&headers, &report, PRIVATE_CACHE)
+}
+
+/// A projection's progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProjectionView {
+    name: String,
+    version: i32,
+    /// Consistency token of the last event handled.
+    position: String,
+    last_event_id: Option<uuid::Uuid>,
+    lag_events: i64,
+    lag_seconds: f64,
+    /// `live`, `rebuilding` or `failed`.
+    state: String,
+    error: Option<String>,
+    updated_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Every projection's position, lag and state (the search index of this replica included).
+#[utoipa::path(get, path = "/v1/admin/projections", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ProjectionView>), (status = 401), (status = 403)))]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn projections(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+) -> Result<Response, Problem> {
+    caller.require_admin()?;
+    let mut views: Vec<ProjectionView> = ProjectionStatus::all(&state.pool)
+        .await
+        .map_err(Problem::internal)?
+        .into_iter()
+        .map(|s| ProjectionView {
+            name: s.name,
+            version: s.version,
+            position: s.position.to_string(),
+            last_event_id: s.last_event_id,
+            lag_events: s.lag_events,
+            lag_seconds: s.lag_seconds,
+            state: s.state,
+            error: s.error,
+            updated_at: Some(s.updated_at),
+        })
+        .collect();
+    let (position, last_event_id) = state.search.position();
+    let lag = mercato_event_store::LogReader::new(state.pool.clone())
+        .health(position)
+        .await
+        .map_err(Problem::internal)?;
+    views.push(ProjectionView {
+        name: "search".into(),
+        version: mercato_projections::search::SEARCH_VERSION as i32,
+        position: position.to_string(),
+        last_event_id,
+        lag_events: lag.events_behind,
+        lag_seconds: lag.seconds_behind,
+        state: "live".into(),
+        error: None,
+        updated_at: None,
+    });
+    cached(&headers, &views, PRIVATE_CACHE)
+}

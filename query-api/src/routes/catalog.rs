@@ -1,0 +1,249 @@
+//! Products and stock.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use mercato_web::{Caller, Path, Problem, Query};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{db, decode_cursor, encode_cursor, page_limit, MoneyDto};
+use crate::consistency::{wait, Source};
+use crate::respond::{cached, CATALOG_CACHE};
+use crate::AppState;
+
+const CATALOG: Source = Source::Tables(&["catalog", "stock"]);
+const STOCK: Source = Source::Tables(&["stock"]);
+
+/// A product as the storefront shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProductView {
+    sku: String,
+    name: String,
+    description: String,
+    brand: String,
+    /// Category path, root first.
+    category: Vec<String>,
+    #[schema(value_type = Object)]
+    attributes: serde_json::Value,
+    #[schema(value_type = Vec<String>)]
+    images: serde_json::Value,
+    price: MoneyDto,
+    /// `draft`, `published`, `unpublished` or `discontinued`.
+    status: String,
+    /// Units available over all warehouses.
+    available: i64,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn product(row: &PgRow) -> Result<ProductView, sqlx::Error> {
+    let currency: String = row.try_get("currency")?;
+    Ok(ProductView {
+        sku: row.try_get("sku")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        brand: row.try_get("brand")?,
+        category: row.try_get("category")?,
+        attributes: row.try_get("attributes")?,
+        images: row.try_get("images")?,
+        price: MoneyDto::new(row.try_get("price_amount")?, &currency),
+        status: row.try_get("status")?,
+        available: row.try_get("available")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+const PRODUCT_COLUMNS: &str = "p.sku, p.name, p.description, p.brand, p.category, p.attributes, p.images, \
+     p.price_amount, p.currency, p.status, coalesce(s.total_available, 0) AS available, p.updated_at";
+
+/// Filters of the product list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ProductFilter {
+    /// Category path (`a/b`): this category and below.
+    category: Option<String>,
+    /// Exact brand.
+    brand: Option<String>,
+    /// Lowest price (minor units).
+    min_price: Option<i64>,
+    /// Highest price (minor units).
+    max_price: Option<i64>,
+    /// Only products with units available.
+    in_stock: Option<bool>,
+    /// 1-100, default 20.
+    limit: Option<i64>,
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// A page of products.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProductPage {
+    items: Vec<ProductView>,
+    /// Pass as `cursor` for the next page.
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+/// Published products by SKU, with filters and cursor pagination.
+#[utoipa::path(get, path = "/v1/products", tag = "catalog", params(ProductFilter),
+    responses((status = 200, body = ProductPage), (status = 400, description = "bad filter or cursor"),
+              (status = 503, description = "stale-read")))]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn list_products(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(filter): Query<ProductFilter>,
+) -> Result<Response, Problem> {
+    let limit = page_limit(filter.limit)?;
+    let after = filter.cursor.as_deref().map(decode_cursor).transpose()?;
+    let category: Option<Vec<String>> = filter.category.as_deref().map(|c| {
+        c.split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    wait(&state, &headers, CATALOG).await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM read.products p LEFT JOIN read.stock s ON s.sku = p.sku \
+         WHERE p.status = 'published' \
+           AND ($1::text IS NULL OR p.sku > $1) \
+           AND ($2::text[] IS NULL OR p.category[1:cardinality($2::text[])] = $2) \
+           AND ($3::text IS NULL OR p.brand = $3) \
+           AND ($4::bigint IS NULL OR p.price_amount >= $4) \
+           AND ($5::bigint IS NULL OR p.price_amount <= $5) \
+           AND (NOT $6 OR coalesce(s.total_available, 0) > 0) \
+         ORDER BY p.sku LIMIT $7"
+    ))
+    .bind(after)
+    .bind(category)
+    .bind(filter.brand)
+    .bind(filter.min_price)
+    .bind(filter.max_price)
+    .bind(filter.in_stock.unwrap_or(false))
+    .bind(limit + 1)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db)?;
+    let has_more = rows.len() as i64 > limit;
+    let items: Vec<ProductView> = rows
+        .iter()
+        .take(limit as usize)
+        .map(product)
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
+    let next_cursor = if has_more {
+        items.last().map(|p| encode_cursor(&p.sku))
+    } else {
+        None
+    };
+    cached(
+        &headers,
+        &ProductPage {
+            items,
+            next_cursor,
+            has_more,
+        },
+        CATALOG_CACHE,
+    )
+}
+
+/// One product (unpublished ones only for the admin).
+#[utoipa::path(get, path = "/v1/products/{sku}", tag = "catalog", params(("sku" = String, Path)),
+    responses((status = 200, body = ProductView), (status = 304), (status = 404), (status = 503)))]
+#[tracing::instrument(skip(state, headers, caller))]
+pub(crate) async fn get_product(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Option<Caller>,
+    Path(sku): Path<String>,
+) -> Result<Response, Problem> {
+    wait(&state, &headers, CATALOG).await?;
+    let row = sqlx::query(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM read.products p LEFT JOIN read.stock s ON s.sku = p.sku WHERE p.sku = $1"
+    ))
+    .bind(&sku)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(db)?;
+    let view = row.as_ref().map(product).transpose().map_err(db)?;
+    let is_admin = caller.as_ref().is_some_and(Caller::is_admin);
+    match view {
+        Some(v) if v.status == "published" || is_admin => cached(&headers, &v, CATALOG_CACHE),
+        _ => Err(Problem::not_found(
+            "product_not_found",
+            format!("no product {sku}"),
+        )),
+    }
+}
+
+/// Stock of one warehouse.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WarehouseStock {
+    warehouse: String,
+    on_hand: i64,
+    reserved: i64,
+    available: i64,
+}
+
+/// Stock of a SKU.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StockView {
+    sku: String,
+    available: i64,
+    warehouses: Vec<WarehouseStock>,
+}
+
+/// Availability of a SKU, per warehouse and in total.
+#[utoipa::path(get, path = "/v1/stock/{sku}", tag = "catalog", params(("sku" = String, Path)),
+    responses((status = 200, body = StockView), (status = 304), (status = 404), (status = 503)))]
+#[tracing::instrument(skip(state, headers))]
+pub(crate) async fn get_stock(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(sku): Path<String>,
+) -> Result<Response, Problem> {
+    wait(&state, &headers, STOCK).await?;
+    let total: Option<i64> =
+        sqlx::query_scalar("SELECT total_available FROM read.stock WHERE sku = $1")
+            .bind(&sku)
+            .fetch_optional(&state.pool)
+            .await
+            .map_err(db)?;
+    let Some(available) = total else {
+        return Err(Problem::not_found(
+            "stock_not_found",
+            format!("no stock recorded for {sku}"),
+        ));
+    };
+    let warehouses = sqlx::query(
+        "SELECT warehouse, on_hand, reserved, available FROM read.stock_levels WHERE sku = $1 ORDER BY warehouse",
+    )
+    .bind(&sku)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db)?
+    .iter()
+    .map(|r| {
+        Ok(WarehouseStock {
+            warehouse: r.try_get("warehouse")?,
+            on_hand: r.try_get("on_hand")?,
+            reserved: r.try_get("reserved")?,
+            available: r.try_get("available")?,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()
+    .map_err(db)?;
+    cached(
+        &headers,
+        &StockView {
+            sku,
+            available,
+            warehouses,
+        },
+        CATALOG_CACHE,
+    )
+}

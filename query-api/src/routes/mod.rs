@@ -1,0 +1,82 @@
+//! The `/v1` routes.
+
+pub(crate) mod admin;
+pub(crate) mod carts;
+pub(crate) mod catalog;
+pub(crate) mod customers;
+pub(crate) mod orders;
+pub(crate) mod search;
+
+use axum::routing::get;
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use mercato_web::Problem;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/products", get(catalog::list_products))
+        .route("/v1/products/{sku}", get(catalog::get_product))
+        .route("/v1/stock/{sku}", get(catalog::get_stock))
+        .route("/v1/search", get(search::search))
+        .route("/v1/carts/{id}", get(carts::get_cart))
+        .route("/v1/orders", get(orders::list_orders))
+        .route("/v1/orders/{id}", get(orders::get_order))
+        .route("/v1/customers/me", get(customers::me))
+        .route("/v1/admin/sales", get(admin::sales))
+        .route("/v1/admin/projections", get(admin::projections))
+}
+
+/// An amount of money in minor units.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct MoneyDto {
+    /// Minor units (cents).
+    pub amount: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+impl MoneyDto {
+    pub(crate) fn new(amount: i64, currency: &str) -> Self {
+        Self {
+            amount,
+            currency: currency.to_owned(),
+        }
+    }
+}
+
+/// `limit` within 1-100 (default 20).
+pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, Problem> {
+    match limit {
+        None => Ok(20),
+        Some(l) if (1..=100).contains(&l) => Ok(l),
+        Some(_) => Err(Problem::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 100",
+        )),
+    }
+}
+
+/// An opaque cursor for `value`.
+pub(crate) fn encode_cursor(value: &str) -> String {
+    URL_SAFE_NO_PAD.encode(value.as_bytes())
+}
+
+/// The value inside a cursor.
+pub(crate) fn decode_cursor(cursor: &str) -> Result<String, Problem> {
+    URL_SAFE_NO_PAD
+        .decode(cursor.as_bytes())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            Problem::bad_request("invalid_cursor", "cursor is not one this API returned")
+        })
+}
+
+pub(crate) fn db(e: sqlx::Error) -> Problem {
+    Problem::internal(e)
+}
