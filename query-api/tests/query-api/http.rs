@@ -1,0 +1,214 @@
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use mercato_event_store::testing::TestDatabase;
+use mercato_nats::testing::TestNats;
+use mercato_projections::search::SearchIndex;
+use mercato_query_api::{router, QueryApiConfig};
+use mercato_web::{JwtKeys, Role};
+use secrecy::SecretString;
+use tower::ServiceExt;
+
+const SECRET: &str = "query-api-test-secret-0123456789";
+
+struct Api {
+    _db: TestDatabase,
+    _nats: TestNats,
+    router: Router,
+    keys: JwtKeys,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn api() -> Api {
+    let db = TestDatabase::new().await;
+    mercato_projections::migrate(&db.pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO read.products (sku, name, description, brand, category, price_amount, currency, status, created_at, updated_at) \
+         SELECT 'SKU-' || lpad(i::text, 3, '0'), 'Product ' || i, 'd', 'Acme', ARRAY['audio'], 100 * i, 'EUR', \
+           CASE WHEN i = 5 THEN 'draft' ELSE 'published' END, now(), now() FROM generate_series(1, 25) i",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO read.projection_status (name, version) VALUES ('catalog', 1), ('stock', 1)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let nats = TestNats::new().await;
+    let dir = std::env::temp_dir().join(format!("mercato-qapi-{}", uuid::Uuid::new_v4()));
+    let search = SearchIndex::open(&dir).unwrap();
+    let mut config = QueryApiConfig::new(SecretString::from(SECRET));
+    config.min_position_wait = Duration::from_millis(200);
+    let router = router(&config, db.pool.clone(), nats.client.clone(), search);
+    Api {
+        _db: db,
+        _nats: nats,
+        router,
+        keys: JwtKeys::new(&SecretString::from(SECRET), Duration::from_secs(60)),
+        dir,
+    }
+}
+
+async fn send(
+    api: &Api,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    let response = api.router.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, headers, body)
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn products_page_with_cursors_etags_and_problems() {
+    let api = api().await;
+    let (status, headers, body) = send(&api, get("/v1/products?limit=10")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["items"].as_array().unwrap().len(), 10);
+    assert_eq!(body["has_more"], true);
+    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=30");
+    let mut seen = 0;
+    let mut cursor = String::new();
+    loop {
+        let uri = if cursor.is_empty() {
+            "/v1/products?limit=10".to_owned()
+        } else {
+            format!("/v1/products?limit=10&cursor={cursor}")
+        };
+        let (_, _, page) = send(&api, get(&uri)).await;
+        seen += page["items"].as_array().unwrap().len();
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 24, "drafts are not listed");
+
+    // ETag and 304.
+    let etag = headers[header::ETAG].to_str().unwrap().to_owned();
+    let req = Request::get("/v1/products?limit=10")
+        .header(header::IF_NONE_MATCH, &etag)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = send(&api, req).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+
+    // Product detail; a draft is hidden from the public but not from the admin.
+    let (status, _, p) = send(&api, get("/v1/products/SKU-002")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        p["price"],
+        serde_json::json!({"amount": 200, "currency": "EUR"})
+    );
+    let (status, headers, problem) = send(&api, get("/v1/products/SKU-005")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(problem["code"], "product_not_found");
+    let admin = api
+        .keys
+        .issue("admin@example.com", Role::Admin)
+        .unwrap()
+        .access_token;
+    let req = Request::get("/v1/products/SKU-005")
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&api, req).await.0, StatusCode::OK);
+
+    // Bad input.
+    let (status, _, problem) = send(&api, get("/v1/products?limit=0")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["code"], "invalid_limit");
+    assert_eq!(
+        send(&api, get("/v1/products?cursor=%%%")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send(&api, get("/v1/search?sort=cheapest")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn auth_and_read_your_writes() {
+    let api = api().await;
+    let (status, _, problem) = send(&api, get("/v1/orders")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(problem["status"], 401);
+    let customer = api
+        .keys
+        .issue(&uuid::Uuid::new_v4().to_string(), Role::Customer)
+        .unwrap()
+        .access_token;
+    let req = Request::get("/v1/admin/projections")
+        .header(header::AUTHORIZATION, format!("Bearer {customer}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&api, req).await.0, StatusCode::FORBIDDEN);
+    let req = Request::get("/v1/orders")
+        .header(header::AUTHORIZATION, format!("Bearer {customer}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, page) = send(&api, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"], serde_json::json!([]));
+
+    // A token the projections have not reached: 503 stale-read with Retry-After.
+    let req = Request::get("/v1/products/SKU-001")
+        .header("mercato-min-position", "999999999.1")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, problem) = send(&api, req).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem["code"], "stale-read");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    // A reached token answers at once; a malformed one is a 400.
+    let req = Request::get("/v1/products/SKU-001")
+        .header("mercato-min-position", "0.0")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&api, req).await.0, StatusCode::OK);
+    let req = Request::get("/v1/products/SKU-001")
+        .header("mercato-min-position", "soon")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&api, req).await.0, StatusCode::BAD_REQUEST);
+
+    // The OpenAPI document lists every route.
+    let (status, _, spec) = send(&api, get("/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/v1/products",
+        "/v1/products/{sku}",
+        "/v1/search",
+        "/v1/stock/{sku}",
+        "/v1/carts/{id}",
+        "/v1/orders",
+        "/v1/orders/{id}",
+        "/v1/customers/me",
+        "/v1/admin/sales",
+        "/v1/admin/projections",
+    ] {
+        assert!(
+            spec["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+}
