@@ -253,12 +253,12 @@ impl Shop {
         }
     }
 
+    /// The position of the last event written, once the log hands it out.
     pub async fn head(&self) -> Position {
-        LogReader::new(self.db.pool.clone())
-            .head()
+        self.settled_log(Position::START)
             .await
-            .unwrap()
-            .unwrap_or(Position::START)
+            .last()
+            .map_or(Position::START, |e| e.position)
     }
 
     /// Waits until every named projection has reached `position` (30 s at most).
