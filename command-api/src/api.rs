@@ -224,9 +224,7 @@ impl CommandApi {
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or(self.config.addr)
+        self.listener.local_addr().unwrap_or(self.config.addr)
     }
 
     /// The bound port.

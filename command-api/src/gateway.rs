@@ -33,16 +33,25 @@ impl TestCardGateway {
     /// What the "processor" answers; `None` is never (it hangs).
     async fn processor(request: &AuthorizationRequest) -> AuthorizationOutcome {
         let declined = |reason| AuthorizationOutcome::Declined { reason };
-        let approved = |brand, last4: &str| AuthorizationOutcome::Approved {
-            authorization_id: AuthorizationId::new(format!(
-                "auth_{}",
-                request.payment_id.as_uuid().simple()
-            ))
-            .expect("a uuid-based authorization id is valid"),
-            card: CardSummary {
-                brand,
-                last4: CardLast4::new(last4).expect("four digits"),
-            },
+        let approved = |brand, last4: &str| {
+            // Groups of four hex digits joined by `x`: no run of digits can look like a card
+            // number (which the authorization id type refuses).
+            let hex = request.payment_id.as_uuid().simple().to_string();
+            let groups: Vec<&str> = hex
+                .as_bytes()
+                .chunks(4)
+                .filter_map(|c| std::str::from_utf8(c).ok())
+                .collect();
+            match (
+                AuthorizationId::new(format!("auth_{}", groups.join("x"))),
+                CardLast4::new(last4),
+            ) {
+                (Ok(authorization_id), Ok(last4)) => AuthorizationOutcome::Approved {
+                    authorization_id,
+                    card: CardSummary { brand, last4 },
+                },
+                _ => declined(DeclineReason::ProcessorUnavailable),
+            }
         };
         match request.payment_method.as_str() {
             "tok_decline" => declined(DeclineReason::CardDeclined),
