@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod append;
+mod export;
 mod report;
 mod setup;
 
@@ -35,6 +36,8 @@ struct Cli {
 enum Scenario {
     /// Event-store append throughput and relay throughput and latency.
     Append(append::Args),
+    /// `mercato events export` (Parquet, JSON Lines) beside a plain COPY of the same events.
+    Export(export::Args),
 }
 
 #[tokio::main]
@@ -51,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let env = setup::BenchEnv::new(&cli.database_url, &cli.nats_url).await?;
     let result = match cli.scenario {
         Scenario::Append(args) => append::run(&env, &args).await,
+        Scenario::Export(args) => export::run(&env, &args).await,
     };
     env.teardown().await;
     result

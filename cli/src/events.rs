@@ -28,7 +28,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 /// Which events to read. Every option narrows the selection; the order is always the log's.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct Selection {
     /// Only events of this aggregate type (Product, Stock, Cart, Order, Payment, Customer).
     #[arg(long)]
