@@ -27,6 +27,9 @@ pub struct CommandApiConfig {
     pub reservation_ttl: Duration,
     /// How often the saga looks for passed deadlines and undispatched commands.
     pub deadline_poll: Duration,
+    /// How old a recorded checkout whose order is still missing must be before the saga's
+    /// sweeper places the order itself (its request presumably died between the two steps).
+    pub checkout_grace: Duration,
     /// How long idempotency keys are kept (at least 24 h in production).
     pub idempotency_ttl: Duration,
     /// How long a request holds its idempotency key before a retry may take it over
@@ -55,6 +58,7 @@ impl CommandApiConfig {
             payment_timeout: Duration::from_secs(10),
             reservation_ttl: Duration::from_secs(15 * 60),
             deadline_poll: Duration::from_secs(1),
+            checkout_grace: Duration::from_secs(10),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             idempotency_lock: Duration::from_secs(60),
             smtp_url: None,
@@ -73,6 +77,7 @@ impl CommandApiConfig {
             admin_password: Some(SecretString::from("admin-password")),
             payment_timeout: Duration::from_millis(200),
             deadline_poll: Duration::from_millis(200),
+            checkout_grace: Duration::from_secs(1),
             idempotency_lock: Duration::from_secs(5),
             argon2_memory_kib: 1024,
             ..Self::new(SecretString::from("test-secret-test-secret-test-secret"))

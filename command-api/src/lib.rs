@@ -16,6 +16,8 @@ mod exec;
 mod gateway;
 mod idempotency;
 mod notify;
+mod panics;
+mod pending;
 mod routes;
 mod saga;
 mod stores;
@@ -25,6 +27,7 @@ pub use catalog::StoreCatalog;
 pub use config::CommandApiConfig;
 pub use gateway::TestCardGateway;
 pub use notify::NotificationWorker;
+pub use routes::carts::order_id_for;
 pub use saga::{CheckoutSaga, SagaConfig};
 
 /// The command side's migrations (`command-api/migrations`, schema `command`).

@@ -89,10 +89,13 @@ impl NotificationWorker {
 #[async_trait]
 impl Handler for Notifier {
     async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
-        for delivery in batch {
-            self.notify(delivery).await?;
-        }
-        Ok(())
+        crate::panics::guarded("notifications", async {
+            for delivery in batch {
+                self.notify(delivery).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 }
 

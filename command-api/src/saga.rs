@@ -9,8 +9,10 @@
 //! append succeeded but whose "dispatched" mark was lost is not executed twice. The message
 //! is acknowledged only after that, so a crash anywhere leads to a redelivery that finds the
 //! event already handled and finishes the dispatch. A poller fires passed deadlines
-//! (`PaymentDeadlinePassed`, survives restarts: the deadline is a column) and sweeps commands
-//! left pending.
+//! (`PaymentDeadlinePassed`, survives restarts: the deadline is a column), sweeps commands
+//! left pending, and places the orders of checkouts whose request died between freezing the
+//! cart and placing the order (`crate::pending`). A panic in a handler or a poll is caught,
+//! logged and counted (`crate::panics`): the batch is retried, the worker lives on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,8 +52,11 @@ pub struct SagaConfig {
     pub consumer: ConsumerConfig,
     /// Payment deadline after placement (also the reservations' expiry).
     pub reservation_ttl: Duration,
-    /// How often passed deadlines and stale pending commands are looked for.
+    /// How often passed deadlines, stale pending commands and unfinished checkouts are
+    /// looked for.
     pub poll: Duration,
+    /// Age of a recorded checkout without an order before the poller places the order.
+    pub checkout_grace: Duration,
 }
 
 impl SagaConfig {
@@ -61,6 +66,7 @@ impl SagaConfig {
             consumer: ConsumerConfig::new(format!("{}-checkout", config.consumer_prefix)),
             reservation_ttl: config.reservation_ttl,
             poll: config.deadline_poll,
+            checkout_grace: config.checkout_grace,
         }
     }
 }
@@ -77,6 +83,7 @@ pub struct CheckoutSaga {
 struct SagaCore {
     stores: Stores,
     policy: CheckoutPolicy,
+    checkout_grace: Duration,
 }
 
 impl CheckoutSaga {
@@ -97,6 +104,7 @@ impl CheckoutSaga {
                 policy: CheckoutPolicy {
                     reservation_ttl: ttl,
                 },
+                checkout_grace: config.checkout_grace,
             }),
             client: deps.nats_client.clone(),
             js: deps.js.clone(),
@@ -124,7 +132,7 @@ impl CheckoutSaga {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tick.tick() => {
-                        if let Err(e) = core.poll_once().await {
+                        if let Err(e) = crate::panics::guarded("checkout-poller", core.poll_once()).await {
                             tracing::warn!(error = %e, "checkout deadline poll failed");
                         }
                     }
@@ -146,6 +154,12 @@ struct SagaHandler {
 #[async_trait]
 impl Handler for SagaHandler {
     async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        crate::panics::guarded("checkout", self.handle_batch(batch)).await
+    }
+}
+
+impl SagaHandler {
+    async fn handle_batch(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
         let mut groups: BTreeMap<OrderId, Vec<CheckoutInput>> = BTreeMap::new();
         for delivery in batch {
             if let Some(input) = checkout_input(delivery)? {
@@ -364,6 +378,7 @@ impl SagaCore {
         for order_id in stale {
             self.dispatch_pending(order_id).await?;
         }
+        crate::pending::sweep(&self.stores, self.checkout_grace).await?;
         Ok(())
     }
 }

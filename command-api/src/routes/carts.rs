@@ -7,7 +7,7 @@ use axum::Extension;
 use base64::Engine as _;
 use mercato_aggregates::cart::{Cart, CartCommand, CartStatus};
 use mercato_aggregates::money::Currency;
-use mercato_aggregates::order::{NewOrderLine, OrderCommand};
+use mercato_aggregates::order::OrderCommand;
 use mercato_aggregates::values::{CartId, CustomerId, OrderId, PaymentMethodToken, Quantity};
 use mercato_event_store::EventStoreError;
 use mercato_web::{Caller, Json, Path, Problem, MERCATO_CART_TOKEN};
@@ -24,6 +24,7 @@ use crate::api::AppState;
 use crate::error::{db_problem, domain_problem, store_problem, Fields};
 use crate::exec::{execute, Written};
 use crate::idempotency::RequestContext;
+use crate::pending::{self, PendingCheckout};
 
 /// Namespace of cart ids derived from a request's write id.
 const CART_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_7263_6174_6f2d_6361_7274_0000_0001);
@@ -383,21 +384,45 @@ pub(crate) async fn checkout(
     f.finish()?;
     let mut cart = authorize(&state, Some(&caller), &headers, cart_id).await?;
     let order_id = order_id_for(cart_id);
+    let (address, token) = (address.unwrap(), token.unwrap());
     let stores = state.stores();
     let ctx = context(&req, Some(&caller));
     // Step 1: freeze the cart into the order id (skipped when an earlier attempt did it).
+    // The address and token are recorded first, so that if this process dies before step 2
+    // the saga's sweeper places the order without the client having to retry.
     if cart.status() != CartStatus::CheckedOut {
+        let pending = PendingCheckout {
+            cart_id,
+            order_id,
+            customer_id,
+            request_id: req.write_id,
+            shipping_address: address.clone(),
+            payment_token: token.clone(),
+        };
+        pending::record(&stores.pool, &pending)
+            .await
+            .map_err(db_problem)?;
         let command = CartCommand::CheckOutCart {
             order_id: OrderId::new(order_id),
             customer_id: Some(CustomerId::new(customer_id)),
         };
-        run(&state, &req, Some(&caller), cart_id, command, expected).await?;
+        let checked_out = run(&state, &req, Some(&caller), cart_id, command, expected).await;
         cart = stores
             .carts
             .load(&cart_id.to_string())
             .await
             .map_err(store_problem)?
             .0;
+        if let Err(problem) = checked_out {
+            // A concurrent attempt may have checked the cart out into the same order: then
+            // this one goes on to place it too (one of them wins).
+            if cart.order_id() != Some(OrderId::new(order_id)) {
+                if let Err(e) = pending::forget_own(&stores.pool, cart_id, req.write_id).await {
+                    tracing::warn!(cart_id = %cart_id, error = %e, "could not drop a failed checkout's record");
+                }
+                return Err(problem);
+            }
+        }
     } else if cart.order_id() != Some(OrderId::new(order_id)) {
         return Err(domain_problem(
             "cart_checked_out",
@@ -405,24 +430,14 @@ pub(crate) async fn checkout(
         ));
     }
     // Step 2: place the order from the frozen lines. Retrying the checkout (with or without
-    // the same key) completes an attempt that died between the two steps.
-    let lines = cart
-        .lines()
-        .map_err(|e| domain_problem(e.code(), &e))?
-        .into_iter()
-        .map(|l| NewOrderLine {
-            sku: l.sku,
-            name: l.name,
-            quantity: l.quantity,
-            unit_price: l.unit_price,
-        })
-        .collect();
+    // the same key) completes an attempt that died between the two steps, as does the sweeper.
+    let lines = pending::order_lines(&cart).map_err(|e| domain_problem(e.code(), &e))?;
     let command = OrderCommand::PlaceOrder {
         order_id: OrderId::new(order_id),
         customer_id: CustomerId::new(customer_id),
         lines,
-        shipping_address: address.unwrap(),
-        payment_method: token.unwrap(),
+        shipping_address: address,
+        payment_method: token,
         placed_at: chrono::Utc::now(),
     };
     let w = match execute(
@@ -456,6 +471,11 @@ pub(crate) async fn checkout(
         }
         Err(e) => return Err(store_problem(e)),
     };
+    // The order exists: the recorded address and token are no longer needed (personal data).
+    if let Err(e) = pending::forget(&stores.pool, cart_id).await {
+        // The sweeper deletes it on its next pass (it finds the order placed).
+        tracing::warn!(cart_id = %cart_id, error = %e, "could not delete a placed checkout's record");
+    }
     Ok(written(
         StatusCode::ACCEPTED,
         CheckoutAccepted {

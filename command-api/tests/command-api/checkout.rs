@@ -1,13 +1,19 @@
 //! The checkout end to end: HTTP, relay, saga, aggregates.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use mercato_aggregates::money::Money;
 use mercato_aggregates::order::{CancellationReason, OrderStatus};
-use mercato_aggregates::payment::DeclineReason;
-use mercato_command_api::CommandApiConfig;
+use mercato_aggregates::payment::{
+    AuthorizationId, AuthorizationOutcome, AuthorizationRequest, DeclineReason, GatewayError,
+    PaymentGateway,
+};
+use mercato_command_api::{CommandApiConfig, TestCardGateway};
 
-use crate::harness::Env;
+use crate::harness::{checkout_body, Env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_checkout_is_confirmed_with_stock_reserved_payment_captured_and_a_notification() {
@@ -17,6 +23,11 @@ async fn a_paid_checkout_is_confirmed_with_stock_reserved_payment_captured_and_a
     let (_, ada) = env.customer("ada@example.com").await;
     let cart = env.cart_with(&ada, "MUG-1", 3).await;
     let order_id = env.checkout(&ada, &cart, "tok_visa").await;
+    assert_eq!(
+        env.pending_checkouts().await,
+        0,
+        "the recorded address and token are deleted once the order is placed"
+    );
 
     let order = env.settled(&order_id).await;
     assert_eq!(order.status(), OrderStatus::Confirmed);
@@ -225,4 +236,145 @@ async fn the_payment_deadline_cancels_an_unpaid_order_across_a_saga_restart() {
     assert_eq!(reason, serde_json::json!("reservation_expired"));
     let (stock, _) = env.stock().load("LATE-1").await.unwrap();
     assert_eq!(stock.total_available(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_whose_request_dies_after_freezing_the_cart_is_finished_by_the_saga() {
+    let env = Env::start().await;
+    let admin = env.admin().await;
+    env.product(&admin, "CUP-1", 4).await;
+    let (_, ada) = env.customer("ada@example.com").await;
+    let cart = env.cart_with(&ada, "CUP-1", 2).await;
+    // The request dies between `CheckOutCart` and `PlaceOrder`: the database refuses the
+    // order's first event, and the client never retries.
+    sqlx::raw_sql(
+        "CREATE FUNCTION crash_before_order() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.event_type = 'OrderPlaced' THEN RAISE EXCEPTION 'simulated crash'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER crash_before_order BEFORE INSERT ON events FOR EACH ROW \
+         EXECUTE FUNCTION crash_before_order();",
+    )
+    .execute(&env.deps.pool)
+    .await
+    .unwrap();
+    let (status, body) = env
+        .post(
+            &format!("/v1/carts/{cart}/checkout"),
+            Some(&ada),
+            checkout_body("tok_visa"),
+        )
+        .await;
+    assert_eq!(status, 500, "{body}");
+    let cart_events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'CartCheckedOut'",
+    )
+    .bind(&cart)
+    .fetch_one(&env.deps.pool)
+    .await
+    .unwrap();
+    assert_eq!(cart_events, 1, "the cart is checked out");
+    assert_eq!(env.pending_checkouts().await, 1, "the checkout is recorded");
+    sqlx::raw_sql("DROP TRIGGER crash_before_order ON events")
+        .execute(&env.deps.pool)
+        .await
+        .unwrap();
+
+    // The saga's sweeper places the order after the grace period; the checkout then runs as usual.
+    let order_id = order_id_for(&cart).to_string();
+    let order = env.settled(&order_id).await;
+    assert_eq!(order.status(), OrderStatus::Confirmed);
+    assert_eq!(order.captured().unwrap().amount(), 2500);
+    assert_eq!(env.count_events(&order_id, "OrderPlaced").await, 1);
+    assert_eq!(env.pending_checkouts().await, 0, "personal data deleted");
+    let (stock, _) = env.stock().load("CUP-1").await.unwrap();
+    assert_eq!(stock.total_available(), 2);
+
+    // A late retry by the client finds the order and appends nothing.
+    let before = env.event_count().await;
+    let again = env.checkout(&ada, &cart, "tok_visa").await;
+    assert_eq!(again, order_id);
+    assert_eq!(env.count_events(&order_id, "OrderPlaced").await, 1);
+    assert_eq!(env.event_count().await, before);
+}
+
+/// A gateway whose first authorization panics (a bug in an adapter), then approves.
+struct PanicsOnce {
+    inner: TestCardGateway,
+    panicked: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl PaymentGateway for PanicsOnce {
+    async fn authorize(&self, request: &AuthorizationRequest) -> AuthorizationOutcome {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("gateway adapter bug");
+        }
+        self.inner.authorize(request).await
+    }
+
+    async fn capture(
+        &self,
+        authorization_id: &AuthorizationId,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> Result<(), GatewayError> {
+        self.inner
+            .capture(authorization_id, amount, idempotency_key)
+            .await
+    }
+
+    async fn void(
+        &self,
+        authorization_id: &AuthorizationId,
+        idempotency_key: &str,
+    ) -> Result<(), GatewayError> {
+        self.inner.void(authorization_id, idempotency_key).await
+    }
+
+    async fn refund(
+        &self,
+        authorization_id: &AuthorizationId,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> Result<(), GatewayError> {
+        self.inner
+            .refund(authorization_id, amount, idempotency_key)
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_saga_is_retried_and_the_worker_keeps_running() {
+    let mut env = Env::with(CommandApiConfig::for_tests(), false).await;
+    let panicked = Arc::new(PanicsOnce {
+        inner: TestCardGateway::new(Duration::from_millis(200)),
+        panicked: AtomicBool::new(false),
+    });
+    env.start_saga_with(panicked.clone());
+    let admin = env.admin().await;
+    env.product(&admin, "PEN-1", 5).await;
+    let (_, ada) = env.customer("ada@example.com").await;
+    let first = env.cart_with(&ada, "PEN-1", 1).await;
+    let first = env.checkout(&ada, &first, "tok_visa").await;
+    let order = env.settled(&first).await;
+    assert_eq!(order.status(), OrderStatus::Confirmed);
+    assert!(
+        panicked.panicked.load(Ordering::SeqCst),
+        "the gateway did panic"
+    );
+    let payment_id =
+        mercato_aggregates::checkout::CheckoutProcess::payment_id_for(order.id().unwrap())
+            .to_string();
+    assert_eq!(env.count_events(&payment_id, "PaymentAuthorized").await, 1);
+
+    // The same worker goes on with the next checkout.
+    let second = env.cart_with(&ada, "PEN-1", 1).await;
+    let second = env.checkout(&ada, &second, "tok_visa").await;
+    assert_eq!(env.settled(&second).await.status(), OrderStatus::Confirmed);
+    let (_, handle) = env.saga.as_ref().unwrap();
+    assert!(!handle.is_finished());
+}
+
+fn order_id_for(cart: &str) -> uuid::Uuid {
+    mercato_command_api::order_id_for(cart.parse().unwrap())
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mercato_aggregates::order::{Order, OrderStatus};
+use mercato_aggregates::payment::PaymentGateway;
 use mercato_aggregates::stock::Stock;
 use mercato_command_api::{
     CheckoutSaga, CommandApi, CommandApiConfig, Deps, NotificationWorker, SagaConfig,
@@ -84,15 +85,16 @@ impl Env {
 
     /// Starts a saga worker whose gateway times out after `payment_timeout`.
     pub fn start_saga(&mut self, payment_timeout: Duration) {
+        self.start_saga_with(Arc::new(TestCardGateway::new(payment_timeout)));
+    }
+
+    /// Starts a saga worker over `gateway`.
+    pub fn start_saga_with(&mut self, gateway: Arc<dyn PaymentGateway>) {
         let config = SagaConfig {
             consumer: fast_consumer("checkout", None),
             ..SagaConfig::from_config(&self.config)
         };
-        let saga = CheckoutSaga::with_gateway(
-            config,
-            &self.deps,
-            Arc::new(TestCardGateway::new(payment_timeout)),
-        );
+        let saga = CheckoutSaga::with_gateway(config, &self.deps, gateway);
         let token = CancellationToken::new();
         let t = token.clone();
         let handle = tokio::spawn(async move {
@@ -257,6 +259,14 @@ impl Env {
         sqlx::query_scalar("SELECT phase FROM command.checkout_processes WHERE order_id = $1::uuid")
             .bind(order_id)
             .fetch_optional(&self.deps.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Rows in `command.pending_checkouts` (checkouts whose order is not placed yet).
+    pub async fn pending_checkouts(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM command.pending_checkouts")
+            .fetch_one(&self.deps.pool)
             .await
             .unwrap()
     }
