@@ -59,6 +59,9 @@ pub enum ProjectionError {
     /// No projection has this name.
     #[error("unknown projection {0:?}")]
     UnknownProjection(String),
+    /// Another rebuild of the projection is running (it holds the rebuild lock).
+    #[error("a rebuild of projection {0:?} is already running")]
+    RebuildRunning(String),
     /// A position that cannot be stored.
     #[error("position {0} cannot be stored")]
     Position(Position),

@@ -6,6 +6,8 @@
 //! - [`runtime`]: applies batches exactly once in effect (read-model changes, per-aggregate
 //!   sequences and the checkpoint commit together), reports lag, runs one durable JetStream
 //!   consumer per projection, and can catch up straight from the PostgreSQL log.
+//! - [`rebuild`]: zero-downtime rebuilds in shadow tables from the PostgreSQL log, with an
+//!   atomic switch-over; [`status`]: what `mercato projections status` prints.
 //! - [`read_models`]: catalog, stock, carts, orders, customers and sales analytics, in the
 //!   `read` schema.
 //! - [`search`]: the tantivy index of the catalog, owned by each query-api replica.
@@ -16,8 +18,10 @@
 mod decode;
 mod error;
 pub mod read_models;
+pub mod rebuild;
 pub mod runtime;
 pub mod search;
+pub mod status;
 
 pub use error::ProjectionError;
 pub use runtime::{

@@ -42,6 +42,12 @@ pub trait Projection: Send + Sync + 'static {
     fn event_types(&self) -> &'static [&'static str];
     /// The tables (unqualified) this projection owns; a rebuild builds them in a shadow schema.
     fn tables(&self) -> &'static [&'static str];
+    /// DDL creating [`Projection::tables`] with unqualified names (run with `search_path` set
+    /// to a rebuild's shadow schema), for a version whose tables differ from the live ones.
+    /// `None`: the shadow copies the live tables' shape (columns, keys, indexes).
+    fn shadow_ddl(&self) -> Option<&'static str> {
+        None
+    }
     /// Updates the read model for one event. Runs in the runtime's transaction with
     /// `search_path` set to the target schema, so SQL uses unqualified table names.
     async fn apply(
@@ -152,11 +158,12 @@ impl ProjectionStatus {
     }
 }
 
-/// Registers `projection` in `read.projection_status` (keeps its checkpoint; records the version).
+/// Registers `projection` in `read.projection_status` (keeps its checkpoint). The stored
+/// version is the one that wrote the live tables: only a rebuild's switch-over changes it.
 pub async fn register(pool: &PgPool, projection: &dyn Projection) -> Result<(), ProjectionError> {
     sqlx::query(
         "INSERT INTO read.projection_status (name, version) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version",
+         ON CONFLICT (name) DO NOTHING",
     )
     .bind(projection.name())
     .bind(projection.version())
@@ -474,9 +481,23 @@ impl ProjectionWorker {
         self
     }
 
-    /// Runs until `shutdown`, finishing the batch in hand.
+    /// Runs until `shutdown`, finishing the batch in hand. If the live tables were written by
+    /// another version of the projection, first rebuilds them (zero downtime for readers: the
+    /// old version is served, without updates, until the switch-over); `shutdown` during that
+    /// rebuild stops it, resumable.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ProjectionError> {
         let name = self.projection.name();
+        let options = crate::rebuild::RebuildOptions::default();
+        let rebuild =
+            crate::rebuild::rebuild_if_outdated(&self.deps.pool, self.projection.clone(), &options);
+        let rebuilt = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = rebuild => r?,
+        };
+        if let Some(report) = rebuilt {
+            tracing::info!(projection = name, version = report.version, position = %report.position,
+                events = report.events, "rebuilt on start");
+        }
         register(&self.deps.pool, &*self.projection).await?;
         let worker = Worker::bind(
             self.deps.client.clone(),

@@ -1,6 +1,7 @@
 //! Integration tests of the projections (real PostgreSQL and NATS JetStream).
 
 mod read_models;
+mod rebuild;
 mod restart;
 mod search;
 mod support;
