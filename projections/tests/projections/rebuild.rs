@@ -5,10 +5,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use mercato_projections::read_models::catalog::Catalog;
 use mercato_projections::rebuild::{rebuild_all, RebuildOptions, RebuildPhase, RebuildProgress};
-use mercato_projections::registry;
 use mercato_projections::status::{status, ProjectionState};
+use mercato_projections::{registry, Projection, ProjectionWorker};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -337,4 +339,85 @@ async fn events_written_during_a_rebuild_are_applied_exactly_once_after_the_swit
     for w in workers {
         w.stop().await;
     }
+}
+
+/// The catalog projection as a deploy with a fixed `apply` would ship it: version 2.
+struct CatalogV2;
+
+#[async_trait::async_trait]
+impl Projection for CatalogV2 {
+    fn name(&self) -> &'static str {
+        "catalog"
+    }
+    fn version(&self) -> i32 {
+        2
+    }
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        Catalog.aggregate_types()
+    }
+    fn event_types(&self) -> &'static [&'static str] {
+        Catalog.event_types()
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        Catalog.tables()
+    }
+    async fn apply(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        event: &mercato_event_store::RecordedEvent,
+    ) -> Result<(), mercato_projections::ProjectionError> {
+        Catalog.apply(conn, event).await
+    }
+}
+
+#[tokio::test]
+async fn a_worker_rebuilds_its_projection_when_the_code_version_changed() {
+    let shop = Shop::new().await;
+    let workers = start_all(&shop);
+    history(&shop, 0..6).await;
+    let head = shop.head().await;
+    shop.wait_for(&ALL, head).await;
+    for w in workers {
+        w.stop().await;
+    }
+    let pool = own_pool(&shop).await;
+    snapshot(&pool, "expected").await;
+
+    // Deploy version 2 of the catalog: its worker rebuilds before it consumes.
+    let worker = ProjectionWorker::new(Arc::new(CatalogV2), shop.deps()).with_consumer(|c| {
+        c.batch_size = 64;
+        c.fetch_wait = Duration::from_millis(100);
+        c.retry_delay = Duration::from_millis(100);
+        c.ack_wait = Duration::from_secs(2);
+    });
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    history(&shop, 6..8).await;
+    let head = shop.head().await;
+    shop.wait_for(&["catalog"], head).await;
+    let catalog = status(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "catalog")
+        .unwrap();
+    assert_eq!(catalog.version, Some(2));
+    assert_eq!(catalog.state, ProjectionState::Live);
+    let products: i64 = sqlx::query_scalar("SELECT count(*) FROM read.products")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(products, 8);
+    let same: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT * FROM expected.products EXCEPT ALL SELECT * FROM read.products) d",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        same, 0,
+        "the products of the first six shoppers are as before"
+    );
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
 }
