@@ -1,3 +1,7 @@
-//! Router tests of the query API against a real database (read models filled directly).
+//! Tests of the query API: router tests against a real database (read models filled
+//! directly), and end-to-end tests with the command API, relay, saga, projection workers and
+//! search consumer running in-process.
 
+mod e2e;
 mod http;
+mod stack;
