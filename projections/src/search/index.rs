@@ -10,6 +10,7 @@ use mercato_aggregates::stock::StockEvent;
 use mercato_event_store::{Position, RecordedEvent};
 use mercato_nats::{ConsumerConfig, Delivery, Handler, HandlerError, Worker};
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
 use tantivy::directory::MmapDirectory;
 use tantivy::schema::{
     Facet, FacetOptions, Field, NumericOptions, Schema, TextOptions, Value, STORED, STRING, TEXT,
@@ -22,8 +23,9 @@ use crate::decode::decode;
 use crate::error::ProjectionError;
 use crate::runtime::ProjectionDeps;
 
-/// Bumped when the schema or the documents change: an index of another version is rebuilt.
-pub const SEARCH_VERSION: u32 = 1;
+/// Bumped when the schema, the documents or the meaning of the payload change: an index of
+/// another version is rebuilt. 2: the position is a watermark (gaps filled from the log).
+pub const SEARCH_VERSION: u32 = 2;
 
 const WRITER_MEMORY: usize = 50_000_000;
 
@@ -232,6 +234,22 @@ impl SearchIndex {
             .search(&query, &tantivy::collector::Count)
             .map(|n| n as u64)
             .unwrap_or(0)
+    }
+
+    /// Applies a delivered batch after completing it from the PostgreSQL log: when events
+    /// between the index's position and the batch's last event are missing (awaiting a
+    /// redelivery), the whole range is read from the log instead, so the position stays a
+    /// watermark (every event up to it applied) and no gap waits for a redelivery.
+    pub async fn apply_with_log(
+        &self,
+        pool: &PgPool,
+        events: Vec<RecordedEvent>,
+    ) -> Result<(), ProjectionError> {
+        let events = super::repair::complete(pool, self.position().0, events).await?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.apply(events).await
     }
 
     /// Applies a batch of events and commits (off the async runtime).
@@ -452,6 +470,7 @@ impl SearchWorker {
         .await?;
         let handler = SearchHandler {
             index: self.index.clone(),
+            pool: self.deps.pool.clone(),
         };
         worker.run(&handler, shutdown).await?;
         Ok(())
@@ -460,6 +479,7 @@ impl SearchWorker {
 
 struct SearchHandler {
     index: SearchIndex,
+    pool: PgPool,
 }
 
 #[async_trait::async_trait]
@@ -467,7 +487,7 @@ impl Handler for SearchHandler {
     async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
         let events = batch.iter().map(|d| d.event.clone()).collect();
         self.index
-            .apply(events)
+            .apply_with_log(&self.pool, events)
             .await
             .map_err(|e| Box::new(e) as HandlerError)
     }

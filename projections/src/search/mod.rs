@@ -4,9 +4,13 @@
 //! Typo tolerance follows what shoppers expect: words of 5-8 letters match with one typo,
 //! words of 9+ letters with two (a transposition counts as one), shorter words exactly; the
 //! last word also matches as a prefix (search-as-you-type). Exact matches score higher.
+//!
+//! The index's position is a watermark: a delivered batch that misses events after it is
+//! completed from the PostgreSQL log (`repair`), like the SQL projections' runtime does.
 
 mod index;
 mod query;
+mod repair;
 
 pub use index::{SearchIndex, SearchWorker, SEARCH_VERSION};
 pub use query::{Facets, Highlights, SearchHit, SearchRequest, SearchResponse, SearchSort};

@@ -200,3 +200,80 @@ async fn the_index_resumes_from_its_commit_payload() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_gap_in_the_delivered_events_is_filled_from_the_log() {
+    let shop = Shop::new().await;
+    fixture(&shop).await;
+    let events = shop.settled_log(Position::START).await;
+    // HP-1's creation (and everything but its last product event) and KB-1's stock receipt
+    // were not delivered (waiting for a redelivery after a failure or a crash).
+    let last_hp1 = events
+        .iter()
+        .filter(|e| e.aggregate_type == "Product" && e.aggregate_id == "HP-1")
+        .map(|e| e.sequence)
+        .max()
+        .unwrap();
+    let missing = |e: &mercato_event_store::RecordedEvent| {
+        (e.aggregate_type == "Product" && e.aggregate_id == "HP-1" && e.sequence < last_hp1)
+            || (e.aggregate_type == "Stock" && e.aggregate_id == "KB-1")
+    };
+    let delivered: Vec<_> = events.iter().filter(|e| !missing(e)).cloned().collect();
+    let withheld: Vec<_> = events.iter().filter(|e| missing(e)).cloned().collect();
+    assert!(!withheld.is_empty());
+
+    // Without the log, the batch fails (and would be retried until dead-lettered).
+    let dir = std::env::temp_dir().join(format!("mercato-search-{}", uuid::Uuid::new_v4()));
+    let plain = SearchIndex::open(&dir).unwrap();
+    assert!(plain.apply(delivered.clone()).await.is_err());
+    drop(plain);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let dir = std::env::temp_dir().join(format!("mercato-search-{}", uuid::Uuid::new_v4()));
+    let index = SearchIndex::open(&dir).unwrap();
+    index
+        .apply_with_log(&shop.db.pool, delivered)
+        .await
+        .unwrap();
+    let head = events.last().unwrap().position;
+    assert_eq!(index.position().0, head);
+    assert_eq!(index.committed_position().unwrap(), Some(head));
+    assert_eq!(index.published_count(), 5);
+    let hp = index.search_blocking(&req("wireless headphones")).unwrap();
+    assert_eq!(hp.hits[0].sku, "HP-1");
+    assert_eq!(hp.hits[0].available, 3);
+    let kb = index.search_blocking(&req("keyboard")).unwrap();
+    assert_eq!(kb.hits[0].available, 1);
+
+    // The withheld events arriving late change nothing.
+    index.apply_with_log(&shop.db.pool, withheld).await.unwrap();
+    assert_eq!(index.position().0, head);
+    assert_eq!(index.published_count(), 5);
+    let kb = index.search_blocking(&req("keyboard")).unwrap();
+    assert_eq!(kb.hits[0].available, 1);
+
+    // Events that reach the index after a restart resume from the committed watermark,
+    // even when the acknowledged ones in between are not redelivered.
+    shop.receive("KB-1", "berlin", 4).await;
+    shop.product(
+        "CAM-1",
+        "Action Camera",
+        "Sonix",
+        &["audio", "cameras"],
+        19_999,
+        "4K camera",
+    )
+    .await;
+    let later = shop.settled_log(head).await;
+    drop(index);
+    let index = SearchIndex::open(&dir).unwrap();
+    index
+        .apply_with_log(&shop.db.pool, later[later.len() - 1..].to_vec())
+        .await
+        .unwrap();
+    assert_eq!(index.position().0, later.last().unwrap().position);
+    let kb = index.search_blocking(&req("keyboard")).unwrap();
+    assert_eq!(kb.hits[0].available, 5);
+    assert_eq!(index.published_count(), 6);
+    let _ = std::fs::remove_dir_all(&dir);
+}
