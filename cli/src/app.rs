@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use mercato_command_api::{CheckoutSaga, CommandApi, NotificationWorker};
 use mercato_nats::{ensure_topology, Relay};
+use mercato_query_api::QueryApi;
+use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -12,21 +15,62 @@ use tokio_util::sync::CancellationToken;
 use crate::settings::Settings;
 
 /// Which long-running parts a process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Parts {
-    /// The outbox relay.
+    /// The outbox relay (PostgreSQL events to JetStream).
     pub relay: bool,
+    /// The command API (HTTP writes).
+    pub command_api: bool,
+    /// The query API (HTTP reads) with this replica's search index consumer.
+    pub query_api: bool,
+    /// The checkout saga worker.
+    pub checkout: bool,
+    /// The notification worker.
+    pub notifications: bool,
+    /// Read-model projection workers: `None` runs none, an empty list runs every projection.
+    pub projections: Option<Vec<String>>,
 }
 
 impl Parts {
-    /// Everything (`mercato serve`).
+    /// Everything in one process (`mercato serve`).
     pub fn all() -> Self {
-        Self { relay: true }
+        Self {
+            relay: true,
+            command_api: true,
+            query_api: true,
+            checkout: true,
+            notifications: true,
+            projections: Some(Vec::new()),
+        }
     }
 
     /// Only the relay (`mercato relay`).
     pub fn relay_only() -> Self {
-        Self { relay: true }
+        Self {
+            relay: true,
+            ..Self::default()
+        }
+    }
+
+    /// Only the command API (`mercato command-api`).
+    pub fn command_api_only() -> Self {
+        Self {
+            command_api: true,
+            ..Self::default()
+        }
+    }
+
+    /// Only the query API (`mercato query-api`).
+    pub fn query_api_only() -> Self {
+        Self {
+            query_api: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether a part serves HTTP to clients (and so needs the shared JWT secret).
+    fn serves_http(&self) -> bool {
+        self.command_api || self.query_api
     }
 }
 
@@ -39,13 +83,27 @@ pub struct Application {
     grace: Duration,
 }
 
-/// Creates the database if needed and applies migrations.
+/// Creates the database if needed and applies every crate's migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    mercato_event_store::database::prepare(&settings.database())
-        .await
-        .context("cannot prepare the database")?;
+    let pool = prepare(settings).await?;
+    pool.close().await;
     tracing::info!("database migrated");
     Ok(())
+}
+
+/// Creates the database, connects and applies the migrations of the event store, the
+/// command side and the read models, in that order.
+async fn prepare(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+    let pool = mercato_event_store::database::prepare(&settings.database())
+        .await
+        .context("cannot prepare the database")?;
+    mercato_command_api::migrate(&pool)
+        .await
+        .context("cannot apply the command-side migrations")?;
+    mercato_projections::migrate(&pool)
+        .await
+        .context("cannot apply the read-model migrations")?;
+    Ok(pool)
 }
 
 /// Builds the application and runs it until a signal or a part's failure.
@@ -61,14 +119,13 @@ pub async fn run(settings: Settings, parts: Parts) -> anyhow::Result<()> {
 }
 
 impl Application {
-    /// Connects, migrates, creates the JetStream topology and binds the admin listener.
+    /// Connects, migrates, creates the JetStream topology and binds the listeners; starts
+    /// nothing yet.
     pub async fn build(settings: Settings, parts: Parts) -> anyhow::Result<Self> {
         let database = settings.database();
-        let pool = mercato_event_store::database::prepare(&database)
-            .await
-            .context("cannot prepare the database")?;
+        let pool = prepare(&settings).await?;
         let nats = settings.nats();
-        let (_client, js) = mercato_nats::connect(&nats, "mercato")
+        let (client, js) = mercato_nats::connect(&nats, "mercato")
             .await
             .context("cannot connect to nats")?;
         ensure_topology(&js, &nats)
@@ -78,9 +135,10 @@ impl Application {
             .await
             .with_context(|| format!("cannot bind the admin listener {}", settings.admin_addr))?;
         let admin_addr = admin.local_addr()?;
+        let jwt_secret = jwt_secret(&settings, &parts)?;
 
         let shutdown = CancellationToken::new();
-        let mut tasks = JoinSet::new();
+        let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
         if parts.relay {
             let relay = Relay::new(
                 pool.clone(),
@@ -93,6 +151,71 @@ impl Application {
             tasks.spawn(
                 async move { ("relay", relay.run(token).await.map_err(anyhow::Error::from)) },
             );
+        }
+        let command_deps = mercato_command_api::Deps {
+            pool: pool.clone(),
+            nats_client: client.clone(),
+            js: js.clone(),
+            nats: nats.clone(),
+            snapshots: settings.snapshot_every.clone(),
+        };
+        let command_config = settings.command_api(jwt_secret.clone());
+        if parts.command_api {
+            let api = CommandApi::build(command_config.clone(), command_deps.clone())
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot start the command api on {}",
+                        settings.command_api_addr
+                    )
+                })?;
+            tracing::info!(addr = %api.local_addr(), "command api listening");
+            let token = shutdown.clone();
+            tasks.spawn(async move { ("command-api", api.run(token).await) });
+        }
+        if parts.checkout {
+            let saga = CheckoutSaga::new(&command_config, &command_deps);
+            let token = shutdown.clone();
+            tasks.spawn(async move { ("checkout-saga", saga.run(token).await) });
+        }
+        if parts.notifications {
+            let worker = NotificationWorker::new(&command_config, &command_deps)
+                .context("cannot configure the notification worker")?;
+            let token = shutdown.clone();
+            tasks.spawn(async move { ("notifications", worker.run(token).await) });
+        }
+        let read_deps = mercato_projections::ProjectionDeps {
+            pool: pool.clone(),
+            client: client.clone(),
+            js: js.clone(),
+            nats: nats.clone(),
+        };
+        if let Some(names) = parts.projections.clone() {
+            for name in &names {
+                mercato_projections::runtime::find(name)?;
+            }
+            let deps = read_deps.clone();
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                let result = mercato_projections::run_projections(&names, deps, token).await;
+                ("projections", result.map_err(anyhow::Error::from))
+            });
+        }
+        if parts.query_api {
+            let api = QueryApi::build(settings.query_api(jwt_secret), read_deps)
+                .await
+                .with_context(|| {
+                    format!("cannot start the query api on {}", settings.query_api_addr)
+                })?;
+            let addr = std::net::SocketAddr::new(settings.query_api_addr.ip(), api.port());
+            tracing::info!(addr = %addr, "query api listening");
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                (
+                    "query-api",
+                    api.run(token).await.map_err(anyhow::Error::from),
+                )
+            });
         }
         Ok(Self {
             admin,
@@ -176,6 +299,28 @@ impl Application {
             }
         }
     }
+}
+
+/// The configured secret. Without one, a process gets a random secret: fine for one local
+/// process, but its tokens do not survive a restart nor verify in another process.
+fn jwt_secret(settings: &Settings, parts: &Parts) -> anyhow::Result<SecretString> {
+    use secrecy::ExposeSecret;
+    if let Some(secret) = &settings.jwt_secret {
+        if secret.expose_secret().len() < 32 {
+            anyhow::bail!("MERCATO_JWT_SECRET must be at least 32 bytes");
+        }
+        return Ok(secret.clone());
+    }
+    if parts.serves_http() {
+        tracing::warn!(
+            "MERCATO_JWT_SECRET is not set; using a random secret for this process only \
+             (set it in production and whenever the APIs run as separate processes)"
+        );
+    }
+    let bytes: [u8; 32] = rand::random();
+    Ok(SecretString::from(
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    ))
 }
 
 fn flatten(

@@ -29,8 +29,20 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run everything in one process: migrations, then the relay (later also the APIs and workers).
+    /// Run everything in one process: migrations, the command API (:8080), the query API
+    /// (:8081), the relay, the projection workers, the checkout saga and the notification
+    /// worker. Ctrl-C stops it gracefully.
     Serve,
+    /// Run only the command API (HTTP writes); scale it out behind a load balancer.
+    CommandApi,
+    /// Run only the query API (HTTP reads) with its own search index replica
+    /// (give each replica its own MERCATO_REPLICA_ID and MERCATO_INDEX_DIR).
+    QueryApi,
+    /// Run background workers: read-model projections, the checkout saga, notifications.
+    /// Without flags it runs all of them.
+    ///
+    /// Example: `mercato worker --projection catalog --projection stock`
+    Worker(WorkerArgs),
     /// Create the database if it is missing and apply the migrations, then exit.
     Migrate,
     /// Run only the outbox relay (run several: one leads, the others stand by).
@@ -44,6 +56,40 @@ pub enum Command {
     /// Read the event log: export it to files or follow it live.
     #[command(subcommand)]
     Events(EventsCommand),
+}
+
+/// `mercato worker`: which workers to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// A projection to run (repeatable); `all` runs every projection.
+    #[arg(long = "projection", value_name = "NAME")]
+    pub projections: Vec<String>,
+    /// Run the checkout saga.
+    #[arg(long)]
+    pub checkout: bool,
+    /// Run the notification worker.
+    #[arg(long)]
+    pub notifications: bool,
+}
+
+impl WorkerArgs {
+    /// The parts these flags select.
+    pub fn parts(&self) -> Parts {
+        let nothing_chosen = self.projections.is_empty() && !self.checkout && !self.notifications;
+        let projections = if nothing_chosen || self.projections.iter().any(|p| p == "all") {
+            Some(Vec::new())
+        } else if self.projections.is_empty() {
+            None
+        } else {
+            Some(self.projections.clone())
+        };
+        Parts {
+            checkout: nothing_chosen || self.checkout,
+            notifications: nothing_chosen || self.notifications,
+            projections,
+            ..Parts::default()
+        }
+    }
 }
 
 /// `mercato events ...`: the event log for analysts.

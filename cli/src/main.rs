@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use mercato_cli::{Cli, Command, EventsCommand};
+use mercato_cli::{Cli, Command, EventsCommand, Parts};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -16,8 +16,11 @@ async fn main() -> anyhow::Result<()> {
     mercato_telemetry::metrics();
     match cli.command {
         Command::Migrate => mercato_cli::migrate(&cli.settings).await,
-        Command::Serve => mercato_cli::run(cli.settings, mercato_cli::Parts::all()).await,
-        Command::Relay => mercato_cli::run(cli.settings, mercato_cli::Parts::relay_only()).await,
+        Command::Serve => mercato_cli::run(cli.settings, Parts::all()).await,
+        Command::Relay => mercato_cli::run(cli.settings, Parts::relay_only()).await,
+        Command::CommandApi => mercato_cli::run(cli.settings, Parts::command_api_only()).await,
+        Command::QueryApi => mercato_cli::run(cli.settings, Parts::query_api_only()).await,
+        Command::Worker(args) => mercato_cli::run(cli.settings, args.parts()).await,
         Command::Seed(args) => {
             let settings = &cli.settings;
             let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password)

@@ -163,6 +163,31 @@ pub struct Settings {
         global = true
     )]
     pub mail_from: String,
+    /// This query-API replica's search index directory (each replica owns one).
+    #[arg(
+        long,
+        env = "MERCATO_INDEX_DIR",
+        default_value = "data/search-index",
+        global = true
+    )]
+    pub index_dir: std::path::PathBuf,
+    /// This query-API replica's id; names its durable search consumer, so it must be unique
+    /// per replica (e.g. the pod name).
+    #[arg(
+        long,
+        env = "MERCATO_REPLICA_ID",
+        default_value = "local",
+        global = true
+    )]
+    pub replica_id: String,
+    /// How long a read with `Mercato-Min-Position` waits for the read models, in milliseconds.
+    #[arg(
+        long,
+        env = "MERCATO_MIN_POSITION_WAIT_MS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub min_position_wait_ms: u64,
     /// Seconds allowed for a graceful shutdown before the process gives up waiting.
     #[arg(
         long,
@@ -197,6 +222,30 @@ impl Settings {
             replicas: self.stream_replicas,
             duplicate_window: Duration::from_secs(self.duplicate_window_secs),
         }
+    }
+
+    /// The command API, checkout saga and notification worker part.
+    pub fn command_api(&self, jwt_secret: SecretString) -> mercato_command_api::CommandApiConfig {
+        let mut config = mercato_command_api::CommandApiConfig::new(jwt_secret);
+        config.addr = self.command_api_addr;
+        config.token_ttl = Duration::from_secs(self.token_ttl_secs.max(60));
+        config.admin_email = self.admin_email.clone();
+        config.admin_password = self.admin_password.clone();
+        config.reservation_ttl = Duration::from_secs(self.reservation_ttl_secs.max(1));
+        config.smtp_url = self.smtp_url.clone();
+        config.mail_from = self.mail_from.clone();
+        config.consumer_prefix = self.subject_prefix.clone();
+        config
+    }
+
+    /// The query API part.
+    pub fn query_api(&self, jwt_secret: SecretString) -> mercato_query_api::QueryApiConfig {
+        let mut config = mercato_query_api::QueryApiConfig::new(jwt_secret);
+        config.addr = self.query_api_addr;
+        config.index_dir = self.index_dir.clone();
+        config.replica_id = self.replica_id.clone();
+        config.min_position_wait = Duration::from_millis(self.min_position_wait_ms);
+        config
     }
 
     /// The relay part.

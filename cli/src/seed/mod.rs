@@ -183,7 +183,7 @@ pub async fn seed(
                     true,
                 )
                 .await?;
-                let mut rng = StdRng::seed_from_u64(args.seed ^ (i as u64) << 8);
+                let mut rng = StdRng::seed_from_u64(args.seed ^ ((i as u64) << 8));
                 for warehouse in WAREHOUSES {
                     // A few products are sold out in one warehouse, as in a real shop.
                     let quantity = if rng.random_ratio(1, 10) {
