@@ -203,6 +203,7 @@ pub fn router(
         routes::customers::me,
         routes::admin::sales,
         routes::admin::projections,
+        routes::events::events,
     ),
     modifiers(&BearerAuth)
 )]

@@ -4,6 +4,7 @@ pub(crate) mod admin;
 pub(crate) mod carts;
 pub(crate) mod catalog;
 pub(crate) mod customers;
+pub(crate) mod events;
 pub(crate) mod orders;
 pub(crate) mod search;
 
@@ -29,6 +30,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/customers/me", get(customers::me))
         .route("/v1/admin/sales", get(admin::sales))
         .route("/v1/admin/projections", get(admin::projections))
+        .route("/v1/admin/events", get(events::events))
 }
 
 /// An amount of money in minor units.

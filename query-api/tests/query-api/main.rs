@@ -3,5 +3,6 @@
 //! search consumer running in-process.
 
 mod e2e;
+mod events;
 mod http;
 mod stack;
