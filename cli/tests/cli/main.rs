@@ -4,3 +4,4 @@
 mod events;
 mod process;
 mod relay;
+mod shop;

@@ -23,12 +23,31 @@ pub struct Mercato {
     child: Child,
     lines: mpsc::Receiver<String>,
     pub admin_addr: Option<String>,
+    /// `host:port` of the command API, when the process runs it.
+    pub command_api_addr: Option<String>,
+    /// `host:port` of the query API, when the process runs it.
+    pub query_api_addr: Option<String>,
+    index_dir: std::path::PathBuf,
 }
 
 impl Mercato {
     /// Starts `mercato <args>` against the test's database and stream and waits until its
     /// admin server listens.
     pub fn start(args: &[&str], db: &TestDatabase, nats: &TestNats) -> Self {
+        Self::start_with(args, db, nats, &[])
+    }
+
+    /// Like [`Mercato::start`] with extra environment variables. Every listener is on port 0,
+    /// the search index in a private directory, and the admin login is
+    /// `admin@mercato.test` / `admin-password`.
+    pub fn start_with(
+        args: &[&str],
+        db: &TestDatabase,
+        nats: &TestNats,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let index_dir =
+            std::env::temp_dir().join(format!("mercato-index-{}", uuid::Uuid::new_v4()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_mercato"))
             .args(args)
             .env("MERCATO_DATABASE_URL", database_url(db))
@@ -37,6 +56,16 @@ impl Mercato {
             .env("MERCATO_STREAM", &nats.config.stream)
             .env("MERCATO_SUBJECT_PREFIX", &nats.config.subject_prefix)
             .env("MERCATO_ADMIN_ADDR", "127.0.0.1:0")
+            .env("MERCATO_COMMAND_API_ADDR", "127.0.0.1:0")
+            .env("MERCATO_QUERY_API_ADDR", "127.0.0.1:0")
+            .env("MERCATO_INDEX_DIR", &index_dir)
+            .env(
+                "MERCATO_JWT_SECRET",
+                "process-test-secret-process-test-secret",
+            )
+            .env("MERCATO_ADMIN_EMAIL", "admin@mercato.test")
+            .env("MERCATO_ADMIN_PASSWORD", "admin-password")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -55,10 +84,29 @@ impl Mercato {
             child,
             lines: rx,
             admin_addr: None,
+            command_api_addr: None,
+            query_api_addr: None,
+            index_dir,
         };
-        let line = me.wait_for_log("admin server listening", Duration::from_secs(30));
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        me.admin_addr = v["addr"].as_str().map(str::to_owned);
+        // The API listeners are bound (and logged) before the admin server starts serving.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while me.admin_addr.is_none() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = me
+                .lines
+                .recv_timeout(left)
+                .expect("mercato starts its admin server in time");
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let addr = v["addr"].as_str().map(str::to_owned);
+            match v["message"].as_str() {
+                Some("admin server listening") => me.admin_addr = addr,
+                Some("command api listening") => me.command_api_addr = addr,
+                Some("query api listening") => me.query_api_addr = addr,
+                _ => {}
+            }
+        }
         me
     }
 
@@ -104,6 +152,7 @@ impl Drop for Mercato {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.index_dir);
     }
 }
 
