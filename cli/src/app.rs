@@ -76,6 +76,8 @@ impl Parts {
 
 /// A built, not yet running, Mercato process.
 pub struct Application {
+    /// Where the command API listens, when this process runs it.
+    pub command_api_addr: Option<std::net::SocketAddr>,
     admin: TcpListener,
     admin_addr: SocketAddr,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
@@ -106,9 +108,71 @@ async fn prepare(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
     Ok(pool)
 }
 
+/// `mercato serve`: every part in one process, and with `--demo` a demo shop.
+pub async fn serve(mut settings: Settings, args: crate::ServeArgs) -> anyhow::Result<()> {
+    if !args.demo {
+        return run(settings, Parts::all()).await;
+    }
+    if settings.admin_email.is_none() || settings.admin_password.is_none() {
+        let password: [u8; 12] = rand::random();
+        let password: String = password.iter().map(|b| format!("{b:02x}")).collect();
+        eprintln!("demo admin login: admin@mercato.local / {password} (set MERCATO_ADMIN_EMAIL and MERCATO_ADMIN_PASSWORD to choose your own)");
+        settings.admin_email = Some("admin@mercato.local".to_owned());
+        settings.admin_password = Some(SecretString::from(password));
+    }
+    let app = Application::build(settings.clone(), Parts::all()).await?;
+    let url = app
+        .command_api_addr
+        .map(|addr| format!("http://{addr}"))
+        .context("serve runs the command api")?;
+    let shutdown = app.shutdown_token();
+    let pool = mercato_event_store::database::connect(&settings.database()).await?;
+    // Joined rather than spawned: the seeding future is not `Send` (its request streams
+    // borrow), and it must not count as a part whose end stops the process.
+    let demo = async move {
+        let seeded = tokio::select! {
+            result = seed_demo(pool, settings, url) => result,
+            _ = shutdown.cancelled() => return,
+        };
+        if let Err(e) = seeded {
+            tracing::error!(error = %e, "the demo shop could not be seeded");
+        }
+    };
+    let (served, ()) = tokio::join!(run_app(app), demo);
+    served
+}
+
+/// Seeds the demo shop unless the catalog already has products.
+async fn seed_demo(pool: sqlx::PgPool, settings: Settings, url: String) -> anyhow::Result<()> {
+    let has_products: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'Product')")
+            .fetch_one(&pool)
+            .await?;
+    if has_products {
+        tracing::info!("the shop already has products; not seeding demo data");
+        return Ok(());
+    }
+    let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password) else {
+        anyhow::bail!("no admin login to seed with");
+    };
+    let args = crate::seed::SeedArgs {
+        products: 300,
+        customers: 30,
+        orders: 60,
+        api_url: None,
+        concurrency: 8,
+        seed: 42,
+    };
+    crate::seed::seed(args, url, email, password).await?;
+    Ok(())
+}
+
 /// Builds the application and runs it until a signal or a part's failure.
 pub async fn run(settings: Settings, parts: Parts) -> anyhow::Result<()> {
-    let app = Application::build(settings, parts).await?;
+    run_app(Application::build(settings, parts).await?).await
+}
+
+async fn run_app(app: Application) -> anyhow::Result<()> {
     let shutdown = app.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -160,6 +224,7 @@ impl Application {
             snapshots: settings.snapshot_every.clone(),
         };
         let command_config = settings.command_api(jwt_secret.clone());
+        let mut command_api_addr = None;
         if parts.command_api {
             let api = CommandApi::build(command_config.clone(), command_deps.clone())
                 .await
@@ -170,6 +235,7 @@ impl Application {
                     )
                 })?;
             tracing::info!(addr = %api.local_addr(), "command api listening");
+            command_api_addr = Some(api.local_addr());
             let token = shutdown.clone();
             tasks.spawn(async move { ("command-api", api.run(token).await) });
         }
@@ -218,6 +284,7 @@ impl Application {
             });
         }
         Ok(Self {
+            command_api_addr,
             admin,
             admin_addr,
             tasks,
@@ -239,6 +306,7 @@ impl Application {
     /// Serves until shutdown is requested or a part stops; then stops every part gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
+            command_api_addr: _,
             admin,
             admin_addr,
             mut tasks,

@@ -3,10 +3,11 @@
 
 mod app;
 pub mod events;
+pub mod projections;
 pub mod seed;
 mod settings;
 
-pub use app::{migrate, run, Application, Parts};
+pub use app::{migrate, run, serve, Application, Parts};
 pub use settings::Settings;
 
 use clap::{Parser, Subcommand};
@@ -32,7 +33,9 @@ pub enum Command {
     /// Run everything in one process: migrations, the command API (:8080), the query API
     /// (:8081), the relay, the projection workers, the checkout saga and the notification
     /// worker. Ctrl-C stops it gracefully.
-    Serve,
+    ///
+    /// With `--demo` it also fills an empty shop with demo data (`mercato seed`).
+    Serve(ServeArgs),
     /// Run only the command API (HTTP writes); scale it out behind a load balancer.
     CommandApi,
     /// Run only the query API (HTTP reads) with its own search index replica
@@ -53,9 +56,21 @@ pub enum Command {
     /// Example (with `mercato serve` running and MERCATO_ADMIN_EMAIL/PASSWORD set):
     /// `mercato seed --products 500 --customers 50 --orders 200`
     Seed(seed::SeedArgs),
+    /// Read-model projections: status and zero-downtime rebuilds.
+    #[command(subcommand)]
+    Projections(projections::ProjectionsCommand),
     /// Read the event log: export it to files or follow it live.
     #[command(subcommand)]
     Events(EventsCommand),
+}
+
+/// `mercato serve` options.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Once the APIs are up, fill an empty shop with a demo catalog, customers and orders.
+    /// Without MERCATO_ADMIN_EMAIL/PASSWORD it makes an admin login and prints it.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 /// `mercato worker`: which workers to run.

@@ -9,14 +9,16 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         // Their stdout is data; logs go to stderr.
-        Command::Events(_) => mercato_telemetry::init_stderr("mercato"),
+        Command::Events(_) | Command::Projections(_) | Command::Seed(_) => {
+            mercato_telemetry::init_stderr("mercato")
+        }
         _ => mercato_telemetry::init("mercato"),
     }
     // Before any part starts, so no early metric is dropped.
     mercato_telemetry::metrics();
     match cli.command {
         Command::Migrate => mercato_cli::migrate(&cli.settings).await,
-        Command::Serve => mercato_cli::run(cli.settings, Parts::all()).await,
+        Command::Serve(args) => mercato_cli::serve(cli.settings, args).await,
         Command::Relay => mercato_cli::run(cli.settings, Parts::relay_only()).await,
         Command::CommandApi => mercato_cli::run(cli.settings, Parts::command_api_only()).await,
         Command::QueryApi => mercato_cli::run(cli.settings, Parts::query_api_only()).await,
@@ -34,6 +36,12 @@ async fn main() -> anyhow::Result<()> {
             mercato_cli::seed::seed(args, url, email, password)
                 .await
                 .map(|_| ())
+        }
+        Command::Projections(command) => {
+            // The read-model schema must exist for a status on a fresh database.
+            mercato_cli::migrate(&cli.settings).await?;
+            let pool = mercato_event_store::database::connect(&cli.settings.database()).await?;
+            mercato_cli::projections::run(pool, command).await
         }
         Command::Events(command) => {
             let pool = mercato_event_store::database::connect(&cli.settings.database()).await?;
