@@ -88,7 +88,6 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Prob
             .await);
     }
 
-    let scope = caller_scope(&state, &parts.headers);
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str());
     hasher.update(b"\n");
@@ -96,6 +95,10 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Prob
     hasher.update(b"\n");
     hasher.update(&bytes);
     let request_hash = hex::encode(hasher.finalize());
+    let scope = match caller_scope(&state, &parts.headers) {
+        Some(scope) => scope,
+        None => anonymous_scope(parts.uri.path(), &request_hash)?,
+    };
     let write_id = Uuid::new_v5(&KEY_NAMESPACE, format!("{scope}\n{key}").as_bytes());
     let pool = &state.stores().pool;
     let lock_secs = state.config().idempotency_lock.as_secs_f64();
@@ -256,8 +259,9 @@ fn replay(status: i32, headers: Option<serde_json::Value>, body: Vec<u8>) -> Res
 }
 
 /// Keys belong to the verified caller (role and subject), or to the anonymous holder of a
-/// cart token, so one caller can never replay another's response.
-fn caller_scope(state: &AppState, headers: &HeaderMap) -> String {
+/// cart token, so one caller can never replay another's response; `None` for a caller who
+/// is neither.
+fn caller_scope(state: &AppState, headers: &HeaderMap) -> Option<String> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -265,15 +269,27 @@ fn caller_scope(state: &AppState, headers: &HeaderMap) -> String {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
     if let Some(claims) = bearer.and_then(|t| state.keys().verify(t).ok()) {
-        return format!("{:?}:{}", claims.role, claims.sub).to_lowercase();
+        return Some(format!("{:?}:{}", claims.role, claims.sub).to_lowercase());
     }
-    match headers
+    headers
         .get(MERCATO_CART_TOKEN)
         .and_then(|v| v.to_str().ok())
-    {
-        Some(token) => format!("anonymous:{}", crate::routes::carts::token_hash(token)),
-        None => "anonymous".to_owned(),
+        .map(|token| format!("anonymous:{}", crate::routes::carts::token_hash(token)))
+}
+
+/// Anonymous writes whose body carries the caller's own secret (a password) are scoped by
+/// the request itself: only someone who sends the same password shares the key. Any other
+/// anonymous write (opening an anonymous cart) has no caller to scope a key to, and the
+/// replay would hand one stranger's cart token to another, so the key is refused.
+fn anonymous_scope(path: &str, request_hash: &str) -> Result<String, Problem> {
+    if matches!(path, "/v1/customers" | "/v1/auth/token") {
+        return Ok(format!("anonymous-request:{request_hash}"));
     }
+    Err(Problem::bad_request(
+        "idempotency_key_needs_caller",
+        "an anonymous request without a cart token cannot use an Idempotency-Key; \
+         log in, or send it without the key",
+    ))
 }
 
 /// Deletes answered keys older than `ttl` (and abandoned ones).

@@ -57,6 +57,11 @@ impl Customer {
         self.address.as_ref()
     }
 
+    /// The phone number, if one is on file.
+    pub fn phone(&self) -> Option<&Personal<PhoneNumber>> {
+        self.phone.as_ref()
+    }
+
     fn decide(&self, command: CustomerCommand) -> Result<Vec<CustomerEvent>, CustomerError> {
         if let CustomerCommand::RegisterCustomer {
             customer_id,

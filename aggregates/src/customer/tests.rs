@@ -182,3 +182,19 @@ fn event_types_and_codes_are_stable() {
     assert_eq!(CustomerError::Forgotten.code(), "customer_forgotten");
     assert_eq!(Customer::TYPE, "Customer");
 }
+
+#[test]
+fn the_phone_on_file_is_kept_in_state_and_cleared_when_forgotten() {
+    let phone = PhoneNumber::new("+44 20 7946 0958").unwrap();
+    let mut customer = Customer::default();
+    customer.apply(registered());
+    assert!(customer.phone().is_none());
+    customer.apply(CustomerEvent::CustomerProfileChanged {
+        name: Personal::new(name("Ada King")),
+        email: Personal::new(email("ada@example.org")),
+        phone: Some(Personal::new(phone.clone())),
+    });
+    assert_eq!(customer.phone().map(Personal::expose), Some(&phone));
+    customer.apply(forgotten());
+    assert!(customer.phone().is_none());
+}

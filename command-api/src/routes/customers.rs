@@ -75,15 +75,24 @@ impl AddressDto {
     }
 }
 
-/// Profile changes. `name`, `email` and `phone` change together (an omitted `phone`
-/// removes it); `address` is the default shipping address.
+/// Profile changes: an omitted field keeps its value; `"phone": null` removes the phone
+/// number; `address` is the default shipping address.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateCustomer {
     name: Option<String>,
     email: Option<String>,
-    phone: Option<String>,
+    /// Omitted: keep the number on file; `null`: remove it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    phone: Option<Option<String>>,
     address: Option<AddressDto>,
+}
+
+/// `Some(value)` for a field that is present, even as `null` (which serde's `Option` cannot
+/// tell from a missing field).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// Registers a customer (email unique, password hashed with argon2id).
@@ -216,10 +225,12 @@ pub(crate) async fn update(
         .email
         .as_deref()
         .and_then(|e| f.check("email", Email::new(e.trim())));
-    let phone = body
-        .phone
-        .as_deref()
-        .and_then(|p| f.check("phone", PhoneNumber::new(p)));
+    // `None`: keep the stored number; `Some(None)`: remove it.
+    let phone = match &body.phone {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(p)) => Some(f.check("phone", PhoneNumber::new(p))),
+    };
     let address = body
         .address
         .as_ref()
@@ -249,6 +260,7 @@ pub(crate) async fn update(
     if body.name.is_some() || body.email.is_some() || body.phone.is_some() {
         let name = name.or_else(|| customer.name().map(|n| n.expose().clone()));
         let email = email.or_else(|| customer.email().map(|e| e.expose().clone()));
+        let phone = phone.unwrap_or_else(|| customer.phone().map(|p| p.expose().clone()));
         let (Some(name), Some(email)) = (name, email) else {
             return Err(domain_problem(
                 "customer_forgotten",

@@ -109,3 +109,66 @@ async fn if_match_makes_a_write_conditional_on_the_version() {
     let (s, b) = send(price("nonsense", 900)).await;
     assert_eq!(s, 400, "{b}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_keys_do_not_share_one_scope_across_callers() {
+    let env = Env::with(mercato_command_api::CommandApiConfig::for_tests(), false).await;
+    // Opening an anonymous cart has no caller to scope a key to: the key is refused (a
+    // replay would hand one stranger's cart token to another).
+    let (s, b) = send(
+        env.http
+            .post(env.url("/v1/carts"))
+            .header("Idempotency-Key", "same")
+            .json(&json!({"currency": "EUR"})),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["code"], "idempotency_key_needs_caller");
+    // Registrations by two people with the same key are two registrations.
+    let register = |email: &str| {
+        env.http
+            .post(env.url("/v1/customers"))
+            .header("Idempotency-Key", "same")
+            .json(&json!({"email": email, "name": "Someone", "password": "correct horse battery"}))
+    };
+    let (s, a) = send(register("one@example.com")).await;
+    assert_eq!(s, 201, "{a}");
+    let (s, b) = send(register("two@example.com")).await;
+    assert_eq!(s, 201, "{b}");
+    assert_ne!(a["id"], b["id"]);
+    let (s, again) = send(register("one@example.com")).await;
+    assert_eq!(s, 201, "{again}");
+    assert_eq!(again["id"], a["id"], "the same caller's retry is replayed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_update_without_phone_keeps_the_phone_and_null_removes_it() {
+    let env = Env::with(mercato_command_api::CommandApiConfig::for_tests(), false).await;
+    let (id, token) = env.customer("ada@example.com").await;
+    let patch = |body: serde_json::Value| {
+        env.http
+            .patch(env.url(&format!("/v1/customers/{id}")))
+            .bearer_auth(&token)
+            .json(&body)
+    };
+    let customers =
+        mercato_event_store::AggregateStore::<mercato_aggregates::customer::Customer>::new(
+            env.deps.pool.clone(),
+            (),
+            &mercato_event_store::SnapshotPolicy::never(),
+        );
+    let phone = |c: &mercato_aggregates::customer::Customer| {
+        c.phone().map(|p| p.expose().as_str().to_owned())
+    };
+    let (s, b) = send(patch(json!({"phone": "+44 20 7946 0958"}))).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = send(patch(json!({"name": "Ada King"}))).await;
+    assert_eq!(s, 200, "{b}");
+    let (c, _) = customers.load(&id).await.unwrap();
+    assert_eq!(c.name().unwrap().expose().as_str(), "Ada King");
+    assert_eq!(phone(&c).as_deref(), Some("+44 20 7946 0958"));
+    let (s, b) = send(patch(json!({"phone": null}))).await;
+    assert_eq!(s, 200, "{b}");
+    let (c, _) = customers.load(&id).await.unwrap();
+    assert_eq!(phone(&c), None);
+}
