@@ -95,6 +95,22 @@ async fn count_events(db: &TestDatabase, event_type: &str) -> (i64, i64) {
     .unwrap()
 }
 
+/// Runs an ops command of `mercato` against the test database; returns its stdout.
+fn ops(db: &TestDatabase, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_mercato"))
+        .args(args)
+        .env("MERCATO_DATABASE_URL", database_url(db))
+        .env("MERCATO_DATABASE_MAX_CONNECTIONS", "4")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "mercato {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 async fn emails(db: &TestDatabase) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM command.notifications")
         .fetch_one(&db.pool)
@@ -152,6 +168,37 @@ async fn serve_runs_the_whole_shop_in_one_process() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Ops: the status table, and a rebuild of every projection while the shop keeps running.
+    let status = ops(&db, &["projections", "status"]);
+    for name in ["catalog", "stock", "carts", "orders", "customers", "sales"] {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("live")),
+            "{name} is listed as live:\n{status}"
+        );
+    }
+    let rebuilt = ops(&db, &["projections", "rebuild", "--all"]);
+    assert_eq!(
+        rebuilt.lines().filter(|l| l.contains("live at")).count(),
+        6,
+        "{rebuilt}"
+    );
+    let after: Value = http
+        .get(format!("http://{query_api}/v1/orders?limit=100"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        after["items"].as_array().unwrap().len(),
+        4,
+        "orders served after the switch"
+    );
+
     assert_eq!(
         serve.terminate().code(),
         Some(0),
