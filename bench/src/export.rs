@@ -88,7 +88,8 @@ async fn load_orders(env: &BenchEnv, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn copy_out(env: &BenchEnv) -> anyhow::Result<(f64, u64)> {
+/// The baseline: every event in log order through `COPY ... TO STDOUT` (seconds, bytes).
+pub(crate) async fn copy_out(env: &BenchEnv) -> anyhow::Result<(f64, u64)> {
     let mut conn = env.pool.acquire().await?;
     let started = Instant::now();
     let mut stream = conn

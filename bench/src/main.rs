@@ -3,6 +3,7 @@
 
 mod append;
 mod export;
+mod rebuild;
 mod report;
 mod setup;
 
@@ -38,6 +39,9 @@ enum Scenario {
     Append(append::Args),
     /// `mercato events export` (Parquet, JSON Lines) beside a plain COPY of the same events.
     Export(export::Args),
+    /// Zero-downtime rebuild of every PostgreSQL read model from a large log beside a plain
+    /// COPY of the same events.
+    Rebuild(rebuild::Args),
 }
 
 #[tokio::main]
@@ -55,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
     let result = match cli.scenario {
         Scenario::Append(args) => append::run(&env, &args).await,
         Scenario::Export(args) => export::run(&env, &args).await,
+        Scenario::Rebuild(args) => rebuild::run(&env, &args).await,
     };
     env.teardown().await;
     result
