@@ -1,6 +1,6 @@
 //! Back office: sales analytics and projection status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -163,16 +163,31 @@ pub(crate) async fn sales(
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ProjectionView {
     name: String,
+    /// The version that wrote the live tables (the code's version before the first run).
     version: i32,
     /// Consistency token of the last event handled.
     position: String,
     last_event_id: Option<uuid::Uuid>,
     lag_events: i64,
     lag_seconds: f64,
-    /// `live`, `rebuilding` or `failed`.
+    /// `live`, `rebuilding` (a rebuild is running now), `failed` or `not started`.
     state: String,
     error: Option<String>,
     updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// A rebuild's shadow: running, or left by an interrupted rebuild (a rerun resumes it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rebuild: Option<RebuildView>,
+}
+
+/// A rebuild's shadow version.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RebuildView {
+    version: i32,
+    /// How far the shadow has applied the log.
+    position: String,
+    lag_events: i64,
+    /// Whether a rebuild is running now (otherwise it was interrupted).
+    running: bool,
 }
 
 /// Every projection's position, lag and state (the search index of this replica included).
@@ -185,20 +200,34 @@ pub(crate) async fn projections(
     caller: Caller,
 ) -> Result<Response, Problem> {
     caller.require_admin()?;
-    let mut views: Vec<ProjectionView> = ProjectionStatus::all(&state.pool)
+    // The stored state column still says `rebuilding` after an interrupted rebuild; `status`
+    // tells a running rebuild (its lock is held) from a stopped one.
+    let last_events: HashMap<String, Option<uuid::Uuid>> = ProjectionStatus::all(&state.pool)
+        .await
+        .map_err(Problem::internal)?
+        .into_iter()
+        .map(|s| (s.name, s.last_event_id))
+        .collect();
+    let mut views: Vec<ProjectionView> = mercato_projections::status::status(&state.pool)
         .await
         .map_err(Problem::internal)?
         .into_iter()
         .map(|s| ProjectionView {
-            name: s.name,
-            version: s.version,
+            name: s.name.to_owned(),
+            version: s.version.unwrap_or(s.code_version),
             position: s.position.to_string(),
-            last_event_id: s.last_event_id,
+            last_event_id: last_events.get(s.name).copied().flatten(),
             lag_events: s.lag_events,
             lag_seconds: s.lag_seconds,
-            state: s.state,
+            state: s.state.to_string(),
             error: s.error,
-            updated_at: Some(s.updated_at),
+            updated_at: s.updated_at,
+            rebuild: s.rebuild.map(|r| RebuildView {
+                version: r.version,
+                position: r.position.to_string(),
+                lag_events: r.lag_events,
+                running: r.running,
+            }),
         })
         .collect();
     let (position, last_event_id) = state.search.position();
@@ -216,6 +245,7 @@ pub(crate) async fn projections(
         state: "live".into(),
         error: None,
         updated_at: None,
+        rebuild: None,
     });
     cached(&headers, &views, PRIVATE_CACHE)
 }
