@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod append;
+mod checkout;
 mod export;
 mod rebuild;
 mod report;
@@ -37,6 +38,9 @@ struct Cli {
 enum Scenario {
     /// Event-store append throughput and relay throughput and latency.
     Append(append::Args),
+    /// Checkouts through the command API (relay and saga in-process) beside one plain SQL
+    /// transaction per checkout, and a hot-SKU variant with a no-oversell check.
+    Checkout(checkout::Args),
     /// `mercato events export` (Parquet, JSON Lines) beside a plain COPY of the same events.
     Export(export::Args),
     /// Zero-downtime rebuild of every PostgreSQL read model from a large log beside a plain
@@ -58,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let env = setup::BenchEnv::new(&cli.database_url, &cli.nats_url).await?;
     let result = match cli.scenario {
         Scenario::Append(args) => append::run(&env, &args).await,
+        Scenario::Checkout(args) => checkout::run(&env, &args).await,
         Scenario::Export(args) => export::run(&env, &args).await,
         Scenario::Rebuild(args) => rebuild::run(&env, &args).await,
     };
