@@ -80,7 +80,9 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
         for (i, sku) in skus.iter().enumerate() {
             stack.product(&admin, sku, 1000 + i as u64, 10_000).await?;
         }
-        stack.product(&admin, "HOT-1", 1500, hot_stock.into()).await?;
+        stack
+            .product(&admin, "HOT-1", 1500, hot_stock.into())
+            .await?;
         let shoppers: Vec<String> = futures::stream::iter(0..args.shoppers)
             .map(|i| stack.shopper(i))
             .buffer_unordered(4)
@@ -293,10 +295,7 @@ fn pick_lines(skus: &[String]) -> Vec<(String, u64)> {
     let n = rand::Rng::random_range(&mut rng, 1..=3usize).min(skus.len());
     skus.choose_multiple(&mut rng, n)
         .map(|sku| {
-            let i: u64 = sku
-                .trim_start_matches("BENCH-")
-                .parse()
-                .unwrap_or_default();
+            let i: u64 = sku.trim_start_matches("BENCH-").parse().unwrap_or_default();
             (sku.clone(), 1000 + i)
         })
         .collect()
@@ -460,8 +459,12 @@ impl Stack {
                    "attributes": {}, "images": []}),
         )
         .await?;
-        self.post(&format!("/v1/products/{sku}/publish"), Some(admin), json!({}))
-            .await?;
+        self.post(
+            &format!("/v1/products/{sku}/publish"),
+            Some(admin),
+            json!({}),
+        )
+        .await?;
         self.post(
             &format!("/v1/stock/{sku}/receipts"),
             Some(admin),
