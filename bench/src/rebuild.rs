@@ -243,22 +243,30 @@ impl Shop {
     }
 
     async fn product(&self, sku: &str, c: Value) -> anyhow::Result<()> {
-        self.products.execute(sku, serde_json::from_value(c)?, &meta(), None).await?;
+        self.products
+            .execute(sku, serde_json::from_value(c)?, &meta(), None)
+            .await?;
         Ok(())
     }
 
     async fn stock(&self, sku: &str, c: Value) -> anyhow::Result<()> {
-        self.stock.execute(sku, serde_json::from_value(c)?, &meta(), None).await?;
+        self.stock
+            .execute(sku, serde_json::from_value(c)?, &meta(), None)
+            .await?;
         Ok(())
     }
 
     async fn cart(&self, cart: &str, c: Value) -> anyhow::Result<()> {
-        self.carts.execute(cart, serde_json::from_value(c)?, &meta(), None).await?;
+        self.carts
+            .execute(cart, serde_json::from_value(c)?, &meta(), None)
+            .await?;
         Ok(())
     }
 
     async fn order(&self, order: &str, c: Value) -> anyhow::Result<()> {
-        self.orders.execute(order, serde_json::from_value(c)?, &meta(), None).await?;
+        self.orders
+            .execute(order, serde_json::from_value(c)?, &meta(), None)
+            .await?;
         Ok(())
     }
 
