@@ -42,9 +42,6 @@ pub struct Args {
     /// Units of the hot SKU (default: half the checkouts, so that half must be refused).
     #[arg(long)]
     hot_stock: Option<u32>,
-    /// The saga consumer's fetch wait in milliseconds (the production default is 500).
-    #[arg(long, default_value_t = 500)]
-    fetch_wait_ms: u64,
 }
 
 /// One variant's results.
@@ -74,7 +71,7 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
     let plain = plain_sql(env, args, &skus, None).await?;
     let plain_hot = plain_sql(env, args, &skus, Some(hot_stock)).await?;
 
-    let stack = Stack::start(env, args).await?;
+    let stack = Stack::start(env).await?;
     let setup = async {
         let admin = stack.admin().await?;
         for (i, sku) in skus.iter().enumerate() {
@@ -320,7 +317,7 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start(env: &BenchEnv, args: &Args) -> anyhow::Result<Self> {
+    async fn start(env: &BenchEnv) -> anyhow::Result<Self> {
         mercato_command_api::migrate(&env.pool).await?;
         let stream = env.fresh_stream().await?;
         let shutdown = CancellationToken::new();
@@ -394,8 +391,7 @@ impl Stack {
                 tracing::error!(error = %e, "command api stopped");
             }
         }));
-        let mut saga_config = SagaConfig::from_config(&config);
-        saga_config.consumer.fetch_wait = Duration::from_millis(args.fetch_wait_ms);
+        let saga_config = SagaConfig::from_config(&config);
         let saga = CheckoutSaga::with_gateway(
             saga_config,
             &deps,

@@ -3,8 +3,9 @@
 //!
 //! For each relevant event (order, stock, payment): in one transaction, lock the order's
 //! process row, let the process decide, and store the new state, its deadline and the
-//! commands (with their deterministic ids). Then, under a per-order advisory lock, dispatch
-//! the order's pending commands in order. Each dispatch carries the command id as the
+//! commands (with their deterministic ids). Then, under a per-order advisory lock (held on a
+//! small pool of its own, so dispatchers never starve the main pool), dispatch the order's
+//! pending commands in order. Each dispatch carries the command id as the
 //! events' correlation id and first looks for events with that id, so a command whose
 //! append succeeded but whose "dispatched" mark was lost is not executed twice. The message
 //! is acknowledged only after that, so a crash anywhere leads to a redelivery that finds the
@@ -30,6 +31,7 @@ use mercato_aggregates::values::{OrderId, PaymentId};
 use mercato_aggregates::ErrorCode;
 use mercato_event_store::EventStoreError;
 use mercato_nats::{ConsumerConfig, Delivery, Handler, HandlerError, NatsConfig, Worker};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -82,6 +84,10 @@ pub struct CheckoutSaga {
 
 struct SagaCore {
     stores: Stores,
+    /// Connections that only hold the per-order dispatch locks. The dispatch itself needs
+    /// connections of the main pool; taking the locks there too would let the dispatchers
+    /// (holding every connection of a small pool) wait on each other forever.
+    locks: PgPool,
     policy: CheckoutPolicy,
     checkout_grace: Duration,
 }
@@ -101,6 +107,12 @@ impl CheckoutSaga {
         Self {
             core: Arc::new(SagaCore {
                 stores: Stores::new(deps.pool.clone(), gateway, &deps.snapshots),
+                // One per concurrent order, and one for the poller.
+                locks: PgPoolOptions::new()
+                    .max_connections(CONCURRENT_ORDERS as u32 + 1)
+                    .min_connections(0)
+                    .acquire_timeout(deps.pool.options().get_acquire_timeout())
+                    .connect_lazy_with((*deps.pool.connect_options()).clone()),
                 policy: CheckoutPolicy {
                     reservation_ttl: ttl,
                 },
@@ -267,7 +279,7 @@ impl SagaCore {
 
     /// Sends the order's pending commands in order, one dispatcher per order at a time.
     async fn dispatch_pending(&self, order_id: Uuid) -> Result<(), HandlerError> {
-        let mut lock = self.pool().begin().await?;
+        let mut lock = self.locks.begin().await?;
         let key = i64::from_be_bytes(order_id.as_bytes()[..8].try_into()?);
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(key)

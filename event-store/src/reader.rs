@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::error::StoreError;
@@ -155,16 +155,18 @@ impl LogReader {
         filter: &LogFilter,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {SELECT_COLUMNS} FROM events WHERE {FILTERED} \
-             ORDER BY events.tx_id, events.global_position LIMIT $10"
-        );
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
-        let rows = bind_filter(sqlx::query(&sql), after, filter)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(decode_row).collect()
+        read_with(&self.pool, after, filter, limit).await
+    }
+
+    /// [`LogReader::read`] on a connection the caller holds (inside its transaction), so a
+    /// caller that already holds a pooled connection never waits for a second one.
+    pub async fn read_on(
+        conn: &mut PgConnection,
+        after: Position,
+        filter: &LogFilter,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        read_with(conn, after, filter, limit).await
     }
 
     /// How many readable events [`LogReader::read`] would return after `after` without a limit
@@ -283,6 +285,24 @@ impl LogReader {
         .await?;
         Ok(held)
     }
+}
+
+async fn read_with<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    after: Position,
+    filter: &LogFilter,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {SELECT_COLUMNS} FROM events WHERE {FILTERED} \
+         ORDER BY events.tx_id, events.global_position LIMIT $10"
+    );
+    let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+    let rows = bind_filter(sqlx::query(&sql), after, filter)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    rows.iter().map(decode_row).collect()
 }
 
 fn parse_position(tx_id: &str, global_position: i64) -> Result<Position, StoreError> {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, AckKind, Message};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use mercato_event_store::RecordedEvent;
 use tokio_util::sync::CancellationToken;
 
@@ -64,8 +64,9 @@ pub struct ConsumerConfig {
     pub max_deliver: i64,
     /// Messages per batch.
     pub batch_size: usize,
-    /// How long one pull waits for messages (also bounds shutdown latency).
-    pub fetch_wait: Duration,
+    /// How long one pull request stays open on the server before the worker renews it
+    /// (messages are handed over as they arrive, whatever this is).
+    pub pull_expires: Duration,
     /// Delay before a failed message is redelivered.
     pub retry_delay: Duration,
     /// Unacknowledged messages the server hands out at once.
@@ -81,7 +82,7 @@ impl ConsumerConfig {
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
             batch_size: 256,
-            fetch_wait: Duration::from_millis(500),
+            pull_expires: Duration::from_secs(30),
             retry_delay: Duration::from_secs(1),
             max_ack_pending: 4096,
         }
@@ -143,7 +144,13 @@ impl Worker {
         })
     }
 
-    /// Pulls and handles until `shutdown`; then finishes and acknowledges the batch in hand.
+    /// Pulls and handles until `shutdown`; then finishes and acknowledges the batch in hand
+    /// and hands back (negatively acknowledges) what it received but did not handle.
+    ///
+    /// One long-lived pull request stream: messages are handed over as soon as they arrive
+    /// (the server pushes them against the open request), and a batch is whatever has arrived
+    /// while the previous one was handled, up to `batch_size`. So an idle worker reacts to a
+    /// new event in about a round trip, and a busy one still works in large batches.
     pub async fn run<H: Handler>(
         mut self,
         handler: &H,
@@ -151,11 +158,29 @@ impl Worker {
     ) -> Result<(), NatsError> {
         let worker = self.config.durable_name.clone();
         tracing::info!(worker = %worker, "worker started");
+        let mut stream = None;
         while !shutdown.is_cancelled() {
-            let messages = match self.fetch().await {
+            let messages = match stream.as_mut() {
+                None => match self.open_stream().await {
+                    Ok(s) => {
+                        stream = Some(s);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+                Some(s) => tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break,
+                    batch = next_batch(s, self.config.batch_size) => batch,
+                },
+            };
+            let messages = match messages {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(worker = %worker, error = %e, "fetch failed; retrying");
+                    // Start over with a fresh pull stream (the server may have restarted or
+                    // the consumer been recreated); unacknowledged messages come back.
+                    tracing::warn!(worker = %worker, error = %e, "pull failed; retrying");
+                    stream = None;
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(self.config.retry_delay) => continue,
@@ -167,34 +192,42 @@ impl Worker {
             }
             self.process(handler, messages).await;
         }
+        // Hand back what was received but not handled, so the next puller of this durable
+        // consumer (another replica, or this worker restarted) gets it at once, not after
+        // `ack_wait`. First close the pull stream (its subscription ends, so the server stops
+        // sending to it), then refuse what it had buffered: refused while the stream was open,
+        // the server would only send it back to us. (A message that was on the wire as the
+        // stream closed comes back after `ack_wait`, like any unacknowledged message.)
+        if let Some(mut stream) = stream {
+            let mut buffered = Vec::new();
+            while let Some(Some(Ok(m))) = stream.next().now_or_never() {
+                buffered.push(m);
+            }
+            drop(stream);
+            let _ = self.client.flush().await;
+            let handed_back = buffered.len();
+            for m in &buffered {
+                ack(m, AckKind::Nak(None)).await;
+            }
+            if handed_back > 0 {
+                tracing::info!(worker = %worker, handed_back, "unhandled messages handed back");
+            }
+        }
         // Make sure the acks of the last batch have left before we go.
         let _ = self.client.flush().await;
         tracing::info!(worker = %worker, "worker stopped");
         Ok(())
     }
 
-    async fn fetch(&self) -> Result<Vec<Message>, NatsError> {
-        let mut batch = self
-            .consumer
-            .batch()
-            .max_messages(self.config.batch_size)
-            .expires(self.config.fetch_wait)
+    async fn open_stream(&self) -> Result<pull::Stream, NatsError> {
+        self.consumer
+            .stream()
+            .max_messages_per_batch(self.config.batch_size)
+            .expires(self.config.pull_expires)
+            .heartbeat(self.config.pull_expires / 4)
             .messages()
             .await
-            .map_err(|e| NatsError::js("fetch", e))?;
-        let mut messages = Vec::new();
-        while let Some(m) = batch.next().await {
-            match m {
-                Ok(m) => messages.push(m),
-                Err(e) => {
-                    if messages.is_empty() {
-                        return Err(NatsError::js("fetch", e));
-                    }
-                    break;
-                }
-            }
-        }
-        Ok(messages)
+            .map_err(|e| NatsError::js("pull", e))
     }
 
     async fn process<H: Handler>(&mut self, handler: &H, messages: Vec<Message>) {
@@ -357,6 +390,26 @@ impl Worker {
             }
         }
     }
+}
+
+/// Waits for the next message, then takes every message that has already arrived, up to
+/// `max`, without waiting for more.
+async fn next_batch(stream: &mut pull::Stream, max: usize) -> Result<Vec<Message>, NatsError> {
+    let first = match stream.next().await {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => return Err(NatsError::js("pull", e)),
+        None => return Err(NatsError::js("pull", "the pull stream ended")),
+    };
+    let mut messages = vec![first];
+    while messages.len() < max {
+        match stream.next().now_or_never() {
+            Some(Some(Ok(m))) => messages.push(m),
+            // Nothing more has arrived yet. (An error here is dropped: the stream recovers from
+            // a transient one, and one that ends it shows as `None` on the next call.)
+            _ => break,
+        }
+    }
+    Ok(messages)
 }
 
 fn aggregate_key(delivery: &Delivery) -> (String, String) {

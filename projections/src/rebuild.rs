@@ -218,8 +218,13 @@ impl RebuildLock {
         Ok(Self { conn })
     }
 
-    async fn release(self) {
-        // Closing the session releases its advisory locks.
+    async fn release(mut self) {
+        // Unlock before closing: the server ends a closed session after `close` returns, so
+        // its locks could still be seen for a moment by a status query that follows.
+        let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut self.conn)
+            .await;
+        // Closing the session releases its advisory locks in any case.
         let _ = self.conn.close().await;
     }
 }

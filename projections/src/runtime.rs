@@ -241,7 +241,7 @@ pub async fn apply_batch(
             if in_log == fresh.len() as i64 {
                 fresh
             } else {
-                from_log = read_range(pool, position, last.position).await?;
+                from_log = read_range(&mut tx, position, last.position).await?;
                 from_log.iter().collect()
             }
         }
@@ -293,7 +293,7 @@ pub async fn apply_batch(
         if event.sequence > applied + 1 {
             // The events in between were not delivered yet (a redelivery after a crash, or an
             // event that failed and waits for its retry): take them from the log itself.
-            chain = missing_events(pool, event, applied).await?;
+            chain = missing_events(&mut tx, event, applied).await?;
         }
         chain.push(event.clone());
         for e in &chain {
@@ -348,17 +348,17 @@ pub async fn apply_batch(
     Ok(outcome)
 }
 
-/// The log's events in `(after, to]`.
+/// The log's events in `(after, to]`, read in the batch's transaction (a second pooled
+/// connection could deadlock a small pool whose every connection holds such a transaction).
 async fn read_range(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     after: Position,
     to: Position,
 ) -> Result<Vec<RecordedEvent>, ProjectionError> {
-    let reader = LogReader::new(pool.clone());
     let mut out: Vec<RecordedEvent> = Vec::new();
     let mut from = after;
     loop {
-        let chunk = reader.read(from, &LogFilter::default(), 1000).await?;
+        let chunk = LogReader::read_on(conn, from, &LogFilter::default(), 1000).await?;
         let Some(last) = chunk.last() else {
             return Ok(out);
         };
@@ -373,7 +373,7 @@ async fn read_range(
 /// The events of `event`'s aggregate after sequence `applied` and before `event`, read from
 /// the log; a gap error if the log cannot hand all of them out yet (the consumer retries).
 async fn missing_events(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     event: &RecordedEvent,
     applied: i64,
 ) -> Result<Vec<RecordedEvent>, ProjectionError> {
@@ -383,13 +383,13 @@ async fn missing_events(
         ..LogFilter::default()
     };
     let wanted = usize::try_from(event.sequence - applied - 1).unwrap_or(0);
-    let history = LogReader::new(pool.clone())
-        .read(
-            Position::START,
-            &filter,
-            usize::try_from(event.sequence).unwrap_or(0),
-        )
-        .await?;
+    let history = LogReader::read_on(
+        conn,
+        Position::START,
+        &filter,
+        usize::try_from(event.sequence).unwrap_or(0),
+    )
+    .await?;
     let missing: Vec<RecordedEvent> = history
         .into_iter()
         .filter(|e| e.sequence > applied && e.sequence < event.sequence)

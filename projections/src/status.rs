@@ -101,7 +101,9 @@ pub async fn status(pool: &PgPool) -> Result<Vec<ProjectionOverview>, Projection
         .fetch_optional(pool)
         .await?;
         let running: bool = sqlx::query_scalar(
+            // pg_locks spans the cluster; advisory locks are per database.
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                AND classid = $1::int4::oid AND objid = hashtext($2)::oid AND objsubid = 2)",
         )
         .bind(REBUILD_LOCK_CLASS)

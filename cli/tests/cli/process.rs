@@ -150,6 +150,13 @@ impl Mercato {
 
 impl Drop for Mercato {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The failing test's evidence: what the process logged that nobody read yet.
+            eprintln!("--- log of mercato (pid {}) ---", self.child.id());
+            while let Ok(line) = self.lines.try_recv() {
+                eprintln!("{line}");
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.index_dir);

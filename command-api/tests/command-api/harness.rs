@@ -310,7 +310,6 @@ pub fn fast_consumer(name: &str, filter: Option<String>) -> ConsumerConfig {
     let mut c = ConsumerConfig::new(format!("test-{name}"));
     c.filter_subject = filter;
     c.ack_wait = Duration::from_secs(3);
-    c.fetch_wait = Duration::from_millis(200);
     c.retry_delay = Duration::from_millis(200);
     c
 }

@@ -51,7 +51,6 @@ impl Handler for Recorder {
 fn quick(name: &str) -> ConsumerConfig {
     ConsumerConfig {
         retry_delay: Duration::from_millis(50),
-        fetch_wait: Duration::from_millis(200),
         max_deliver: 3,
         ..ConsumerConfig::new(name)
     }
@@ -209,37 +208,66 @@ async fn later_events_of_a_failing_aggregate_in_later_batches_wait_for_it() {
 }
 
 #[tokio::test]
-async fn shutdown_finishes_and_acknowledges_the_batch_in_hand() {
+async fn shutdown_finishes_the_batch_in_hand_and_hands_back_the_rest() {
     let db = TestDatabase::new().await;
     let nats = TestNats::new().await;
     append(&counters(&db), 20).await;
     let relay = RunningRelay::start(&db, &nats, fast_relay());
-    nats.wait_for_events(20).await;
+    let events = nats.wait_for_events(20).await;
     relay.stop().await;
 
-    let handler = Arc::new(Recorder {
+    // An ack wait far beyond the test: whatever the first worker neither acknowledged nor
+    // handed back would not reach the second one in time.
+    let config = |batch_size| ConsumerConfig {
+        batch_size,
+        ack_wait: Duration::from_secs(600),
+        ..quick("graceful")
+    };
+    let first = Arc::new(Recorder {
         delay: Some(Duration::from_millis(300)),
         ..Recorder::default()
     });
-    let config = ConsumerConfig {
-        batch_size: 20,
-        ..quick("graceful")
-    };
-    let worker = Worker::bind(nats.client.clone(), nats.js.clone(), &nats.config, config)
-        .await
-        .unwrap();
-    // Stop as soon as the handler is inside its (slow) first batch.
-    run_until(worker, handler.clone(), |h| *h.calls.lock().unwrap() >= 1).await;
-
-    let applied = handler.applied.lock().unwrap().len() as u64;
-    assert!(applied > 0, "the batch in hand was not finished");
-    let stream = nats.js.get_stream(&nats.config.stream).await.unwrap();
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-        stream.get_consumer("graceful").await.unwrap();
-    let info = consumer.info().await.unwrap();
-    assert_eq!(
-        info.num_ack_pending, 0,
-        "handled messages were left unacknowledged"
+    let worker = Worker::bind(
+        nats.client.clone(),
+        nats.js.clone(),
+        &nats.config,
+        config(5),
+    )
+    .await
+    .unwrap();
+    // Stop as soon as the handler is inside its (slow) first batch, while the pull stream
+    // holds messages it has not handed to the handler yet.
+    run_until(worker, first.clone(), |h| *h.calls.lock().unwrap() >= 1).await;
+    let handled_first = first.applied.lock().unwrap().clone();
+    assert!(
+        !handled_first.is_empty(),
+        "the batch in hand was not finished"
     );
-    assert_eq!(info.num_pending, 20 - applied);
+    assert!(handled_first.len() < 20, "the worker did not stop early");
+    // The next worker on the same durable consumer gets exactly the rest, at once (not after
+    // the ack wait: the first worker handed back what it held but had not handled).
+    let second = Arc::new(Recorder::default());
+    let worker = Worker::bind(
+        nats.client.clone(),
+        nats.js.clone(),
+        &nats.config,
+        config(20),
+    )
+    .await
+    .unwrap();
+    let rest = 20 - handled_first.len();
+    run_until(worker, second.clone(), |h| {
+        h.applied.lock().unwrap().len() >= rest
+    })
+    .await;
+    let handled_second = second.applied.lock().unwrap().clone();
+    let mut all: Vec<Uuid> = handled_first
+        .iter()
+        .chain(&handled_second)
+        .copied()
+        .collect();
+    all.sort();
+    let mut expected: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    expected.sort();
+    assert_eq!(all, expected, "an event was lost or handled twice");
 }

@@ -386,7 +386,6 @@ async fn a_worker_rebuilds_its_projection_when_the_code_version_changed() {
     // Deploy version 2 of the catalog: its worker rebuilds before it consumes.
     let worker = ProjectionWorker::new(Arc::new(CatalogV2), shop.deps()).with_consumer(|c| {
         c.batch_size = 64;
-        c.fetch_wait = Duration::from_millis(100);
         c.retry_delay = Duration::from_millis(100);
         c.ack_wait = Duration::from_secs(2);
     });

@@ -300,7 +300,6 @@ impl RunningProjection {
             .unwrap()
             .with_consumer(|c| {
                 c.batch_size = batch_size;
-                c.fetch_wait = Duration::from_millis(100);
                 c.retry_delay = Duration::from_millis(100);
                 c.ack_wait = Duration::from_secs(2);
             });

@@ -63,7 +63,6 @@ impl Drop for Stack {
 fn fast_consumer(name: &str) -> ConsumerConfig {
     let mut c = ConsumerConfig::new(format!("e2e-{name}"));
     c.ack_wait = Duration::from_secs(5);
-    c.fetch_wait = Duration::from_millis(200);
     c.retry_delay = Duration::from_millis(200);
     c
 }
