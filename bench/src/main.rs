@@ -2,10 +2,15 @@
 #![forbid(unsafe_code)]
 
 mod append;
+mod catalog_data;
+mod catalog_read;
 mod checkout;
 mod export;
+mod load;
+mod projection_lag;
 mod rebuild;
 mod report;
+mod search;
 mod setup;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +48,13 @@ enum Scenario {
     Checkout(checkout::Args),
     /// `mercato events export` (Parquet, JSON Lines) beside a plain COPY of the same events.
     Export(export::Args),
+    /// Product detail and list requests through the query API beside primary-key selects.
+    CatalogRead(catalog_read::Args),
+    /// The tantivy search index beside PostgreSQL full-text search with pg_trgm: speed and
+    /// how many typo queries each finds.
+    Search(search::Args),
+    /// Commit-to-visible latency of the read models at a steady write rate.
+    ProjectionLag(projection_lag::Args),
     /// Zero-downtime rebuild of every PostgreSQL read model from a large log beside a plain
     /// COPY of the same events.
     Rebuild(rebuild::Args),
@@ -65,6 +77,9 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Checkout(args) => checkout::run(&env, &args).await,
         Scenario::Export(args) => export::run(&env, &args).await,
         Scenario::Rebuild(args) => rebuild::run(&env, &args).await,
+        Scenario::CatalogRead(args) => catalog_read::run(&env, &args).await,
+        Scenario::Search(args) => search::run(&env, &args).await,
+        Scenario::ProjectionLag(args) => projection_lag::run(&env, &args).await,
     };
     env.teardown().await;
     result

@@ -656,6 +656,7 @@ async fn apply_to_shadow(
     let tracked = projection.aggregate_types();
     let handled = projection.event_types();
     let mut sequences: HashMap<(String, String), i64> = HashMap::new();
+    let mut to_apply: Vec<&RecordedEvent> = Vec::new();
     for event in fresh {
         shadow.position = event.position;
         shadow.last_event_id = Some(event.event_id);
@@ -663,12 +664,15 @@ async fn apply_to_shadow(
             continue;
         }
         if handled.contains(&event.event_type.as_str()) {
-            projection.apply(&mut *conn, event).await?;
+            to_apply.push(event);
         }
         sequences.insert(
             (event.aggregate_type.clone(), event.aggregate_id.clone()),
             event.sequence,
         );
+    }
+    if !to_apply.is_empty() {
+        projection.apply(&mut *conn, &to_apply).await?;
     }
     if !sequences.is_empty() {
         let mut types = Vec::with_capacity(sequences.len());

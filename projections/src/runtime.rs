@@ -48,12 +48,15 @@ pub trait Projection: Send + Sync + 'static {
     fn shadow_ddl(&self) -> Option<&'static str> {
         None
     }
-    /// Updates the read model for one event. Runs in the runtime's transaction with
-    /// `search_path` set to the target schema, so SQL uses unqualified table names.
+    /// Updates the read model for `events`: only events of [`Projection::event_types`], each
+    /// exactly once, every aggregate's in sequence order. Runs in the runtime's transaction
+    /// with `search_path` set to the target schema, so SQL uses unqualified table names. A
+    /// batch is a few statements, whatever its size (load the rows it touches, fold, write
+    /// back; `read_models::rows`): live batches and a rebuild's large ones alike.
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &RecordedEvent,
+        events: &[&RecordedEvent],
     ) -> Result<(), ProjectionError>;
 }
 
@@ -274,6 +277,7 @@ pub async fn apply_batch(
     let mut outcome = BatchOutcome::default();
     let mut changed: HashMap<(String, String), i64> = HashMap::new();
     let mut last_event_id = None;
+    let mut to_apply: Vec<RecordedEvent> = Vec::new();
     for event in events {
         if event.position > position {
             position = event.position;
@@ -296,9 +300,9 @@ pub async fn apply_batch(
             chain = missing_events(&mut tx, event, applied).await?;
         }
         chain.push(event.clone());
-        for e in &chain {
+        for e in chain {
             if projection.event_types().contains(&e.event_type.as_str()) {
-                projection.apply(&mut tx, e).await?;
+                to_apply.push(e);
                 outcome.applied += 1;
             } else {
                 outcome.skipped += 1;
@@ -306,6 +310,10 @@ pub async fn apply_batch(
         }
         sequences.insert(key.clone(), event.sequence);
         changed.insert(key, event.sequence);
+    }
+    if !to_apply.is_empty() {
+        let refs: Vec<&RecordedEvent> = to_apply.iter().collect();
+        projection.apply(&mut tx, &refs).await?;
     }
 
     if !changed.is_empty() {

@@ -73,7 +73,17 @@ async fn serve_answers_metrics_and_stops_cleanly_on_sigterm() {
     nats.wait_for_events(5).await;
 
     let addr = serve.admin_addr.clone().unwrap();
-    let body = http_get(&addr, "/metrics").await;
+    // The relay counts a publish once it has settled its ack, which may come a moment after
+    // the message is on the stream.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let body = http_get(&addr, "/metrics").await;
+        if body.contains("mercato_relay_published_total 5") || std::time::Instant::now() > deadline
+        {
+            break body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(body.contains("mercato_relay_published_total 5"), "{body}");
     assert!(
         body.contains("mercato_relay_commit_to_ack_seconds_bucket"),

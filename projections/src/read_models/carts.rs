@@ -1,10 +1,16 @@
 //! Carts: lines and totals of every cart.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
 use mercato_aggregates::cart::CartEvent;
 use mercato_event_store::RecordedEvent;
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::{distinct, rows};
 use crate::decode::decode;
 use crate::error::ProjectionError;
 use crate::runtime::Projection;
@@ -39,116 +45,176 @@ impl Projection for Carts {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &RecordedEvent,
+        events: &[&RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let cart_id =
-            Uuid::parse_str(&event.aggregate_id).map_err(|e| ProjectionError::Invalid {
-                event_id: event.event_id,
-                reason: format!("cart id: {e}"),
-            })?;
-        let at = event.recorded_at;
-        match decode::<CartEvent>(event)? {
-            CartEvent::CartOpened {
-                customer_id,
-                currency,
-                ..
-            } => {
-                sqlx::query(
-                    "INSERT INTO carts (cart_id, customer_id, currency, status, total_amount, opened_at, updated_at) \
-                     VALUES ($1, $2, $3, 'open', 0, $4, $4) ON CONFLICT (cart_id) DO NOTHING",
-                )
-                .bind(cart_id)
-                .bind(customer_id.map(|c| c.as_uuid()))
-                .bind(currency.as_str())
-                .bind(at)
-                .execute(conn)
-                .await?;
+        let ids = distinct(events.iter().map(|e| e.aggregate_id.clone()));
+        let mut carts: HashMap<Uuid, CartRow> =
+            rows::load::<CartRow>(conn, "carts", "cart_id", "uuid", &ids)
+                .await?
+                .into_iter()
+                .map(|c| (c.cart_id, c))
+                .collect();
+        // `None`: the line was removed.
+        let mut lines: HashMap<(Uuid, String), Option<LineRow>> =
+            rows::load::<LineRow>(conn, "cart_lines", "cart_id", "uuid", &ids)
+                .await?
+                .into_iter()
+                .map(|l| ((l.cart_id, l.sku.clone()), Some(l)))
+                .collect();
+        let mut changed_carts = HashSet::new();
+        let mut changed_lines = HashSet::new();
+        for event in events {
+            let cart_id =
+                Uuid::parse_str(&event.aggregate_id).map_err(|e| ProjectionError::Invalid {
+                    event_id: event.event_id,
+                    reason: format!("cart id: {e}"),
+                })?;
+            let at = event.recorded_at;
+            let mut new_total = None;
+            match decode::<CartEvent>(event)? {
+                CartEvent::CartOpened {
+                    customer_id,
+                    currency,
+                    ..
+                } => {
+                    if let Entry::Vacant(slot) = carts.entry(cart_id) {
+                        slot.insert(CartRow {
+                            cart_id,
+                            customer_id: customer_id.map(|c| c.as_uuid()),
+                            currency: currency.as_str().to_owned(),
+                            status: "open".to_owned(),
+                            total_amount: 0,
+                            order_id: None,
+                            opened_at: at,
+                            updated_at: at,
+                        });
+                        changed_carts.insert(cart_id);
+                    }
+                }
+                CartEvent::CartItemAdded {
+                    sku,
+                    name,
+                    unit_price,
+                    line_quantity,
+                    line_total,
+                    cart_total,
+                    ..
+                } => {
+                    let key = (cart_id, sku.as_str().to_owned());
+                    let slot = lines.entry(key.clone()).or_insert(None);
+                    let added_at = slot.as_ref().map_or(at, |l| l.added_at);
+                    *slot = Some(LineRow {
+                        cart_id,
+                        sku: key.1.clone(),
+                        name: name.as_str().to_owned(),
+                        quantity: line_quantity.get() as i32,
+                        unit_price_amount: unit_price.amount(),
+                        line_total_amount: line_total.amount(),
+                        added_at,
+                    });
+                    changed_lines.insert(key);
+                    new_total = Some(cart_total.amount());
+                }
+                CartEvent::CartItemQuantityChanged {
+                    sku,
+                    quantity,
+                    line_total,
+                    cart_total,
+                } => {
+                    let key = (cart_id, sku.as_str().to_owned());
+                    if let Some(Some(line)) = lines.get_mut(&key) {
+                        line.quantity = quantity.get() as i32;
+                        line.line_total_amount = line_total.amount();
+                        changed_lines.insert(key);
+                    }
+                    new_total = Some(cart_total.amount());
+                }
+                CartEvent::CartItemRemoved { sku, cart_total } => {
+                    let key = (cart_id, sku.as_str().to_owned());
+                    lines.insert(key.clone(), None);
+                    changed_lines.insert(key);
+                    new_total = Some(cart_total.amount());
+                }
+                CartEvent::CartCheckedOut {
+                    order_id,
+                    customer_id,
+                    total,
+                    ..
+                } => {
+                    if let Some(cart) = carts.get_mut(&cart_id) {
+                        cart.status = "checked_out".to_owned();
+                        cart.order_id = Some(order_id.as_uuid());
+                        cart.customer_id = Some(customer_id.as_uuid());
+                        cart.total_amount = total.amount();
+                        cart.updated_at = at;
+                        changed_carts.insert(cart_id);
+                    }
+                }
             }
-            CartEvent::CartItemAdded {
-                sku,
-                name,
-                unit_price,
-                line_quantity,
-                line_total,
-                cart_total,
-                ..
-            } => {
-                sqlx::query(
-                    "INSERT INTO cart_lines (cart_id, sku, name, quantity, unit_price_amount, line_total_amount, added_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (cart_id, sku) DO UPDATE SET name = EXCLUDED.name, quantity = EXCLUDED.quantity, \
-                       unit_price_amount = EXCLUDED.unit_price_amount, line_total_amount = EXCLUDED.line_total_amount",
-                )
-                .bind(cart_id)
-                .bind(sku.as_str())
-                .bind(name.as_str())
-                .bind(line_quantity.get() as i32)
-                .bind(unit_price.amount())
-                .bind(line_total.amount())
-                .bind(at)
-                .execute(&mut *conn)
-                .await?;
-                set_total(conn, cart_id, cart_total.amount(), at).await?;
-            }
-            CartEvent::CartItemQuantityChanged {
-                sku,
-                quantity,
-                line_total,
-                cart_total,
-            } => {
-                sqlx::query(
-                    "UPDATE cart_lines SET quantity = $3, line_total_amount = $4 WHERE cart_id = $1 AND sku = $2",
-                )
-                .bind(cart_id)
-                .bind(sku.as_str())
-                .bind(quantity.get() as i32)
-                .bind(line_total.amount())
-                .execute(&mut *conn)
-                .await?;
-                set_total(conn, cart_id, cart_total.amount(), at).await?;
-            }
-            CartEvent::CartItemRemoved { sku, cart_total } => {
-                sqlx::query("DELETE FROM cart_lines WHERE cart_id = $1 AND sku = $2")
-                    .bind(cart_id)
-                    .bind(sku.as_str())
-                    .execute(&mut *conn)
-                    .await?;
-                set_total(conn, cart_id, cart_total.amount(), at).await?;
-            }
-            CartEvent::CartCheckedOut {
-                order_id,
-                customer_id,
-                total,
-                ..
-            } => {
-                sqlx::query(
-                    "UPDATE carts SET status = 'checked_out', order_id = $2, customer_id = $3, \
-                       total_amount = $4, updated_at = $5 WHERE cart_id = $1",
-                )
-                .bind(cart_id)
-                .bind(order_id.as_uuid())
-                .bind(customer_id.as_uuid())
-                .bind(total.amount())
-                .bind(at)
-                .execute(conn)
-                .await?;
+            if let (Some(total), Some(cart)) = (new_total, carts.get_mut(&cart_id)) {
+                cart.total_amount = total;
+                cart.updated_at = at;
+                changed_carts.insert(cart_id);
             }
         }
-        Ok(())
+        let upserts: Vec<&CartRow> = changed_carts
+            .iter()
+            .filter_map(|id| carts.get(id))
+            .collect();
+        rows::upsert(conn, "carts", &["cart_id"], &upserts).await?;
+        let (kept, removed): (Vec<_>, Vec<_>) = changed_lines
+            .iter()
+            .map(|key| (key, lines.get(key).and_then(Option::as_ref)))
+            .partition(|(_, line)| line.is_some());
+        let removed: Vec<LineKey> = removed
+            .into_iter()
+            .map(|((cart_id, sku), _)| LineKey {
+                cart_id: *cart_id,
+                sku: sku.clone(),
+            })
+            .collect();
+        rows::delete(
+            conn,
+            "cart_lines",
+            &[("cart_id", "uuid"), ("sku", "text")],
+            &removed,
+        )
+        .await?;
+        let kept: Vec<&LineRow> = kept.into_iter().filter_map(|(_, line)| line).collect();
+        rows::upsert(conn, "cart_lines", &["cart_id", "sku"], &kept).await
     }
 }
 
-async fn set_total(
-    conn: &mut PgConnection,
+/// A row of `carts`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CartRow {
     cart_id: Uuid,
-    total: i64,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<(), ProjectionError> {
-    sqlx::query("UPDATE carts SET total_amount = $2, updated_at = $3 WHERE cart_id = $1")
-        .bind(cart_id)
-        .bind(total)
-        .bind(at)
-        .execute(conn)
-        .await?;
-    Ok(())
+    customer_id: Option<Uuid>,
+    currency: String,
+    status: String,
+    total_amount: i64,
+    order_id: Option<Uuid>,
+    opened_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A row of `cart_lines`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineRow {
+    cart_id: Uuid,
+    sku: String,
+    name: String,
+    quantity: i32,
+    unit_price_amount: i64,
+    line_total_amount: i64,
+    added_at: DateTime<Utc>,
+}
+
+/// The key of a `cart_lines` row.
+#[derive(Debug, Serialize)]
+struct LineKey {
+    cart_id: Uuid,
+    sku: String,
 }

@@ -1,9 +1,14 @@
 //! Catalog: product list and detail (availability joins the stock read model).
 
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
 use mercato_aggregates::product::{ProductDetails, ProductEvent};
 use mercato_event_store::RecordedEvent;
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
+use super::{distinct, rows};
 use crate::decode::decode;
 use crate::error::ProjectionError;
 use crate::runtime::Projection;
@@ -39,81 +44,92 @@ impl Projection for Catalog {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &RecordedEvent,
+        events: &[&RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let sku = &event.aggregate_id;
-        let at = event.recorded_at;
-        match decode::<ProductEvent>(event)? {
-            ProductEvent::ProductCreated { details, price, .. } => {
-                let d = Details::from(&details);
-                sqlx::query(
-                    "INSERT INTO products (sku, name, description, brand, category, attributes, images, \
-                       price_amount, currency, status, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'draft', $10, $10) \
-                     ON CONFLICT (sku) DO NOTHING",
-                )
-                .bind(sku)
-                .bind(d.name)
-                .bind(d.description)
-                .bind(d.brand)
-                .bind(d.category)
-                .bind(d.attributes)
-                .bind(d.images)
-                .bind(price.amount())
-                .bind(price.currency().as_str())
-                .bind(at)
-                .execute(conn)
-                .await?;
+        let skus = distinct(events.iter().map(|e| e.aggregate_id.clone()));
+        let mut products: HashMap<String, ProductRow> =
+            rows::load::<ProductRow>(conn, "products", "sku", "text", &skus)
+                .await?
+                .into_iter()
+                .map(|p| (p.sku.clone(), p))
+                .collect();
+        let mut changed = HashSet::new();
+        for event in events {
+            let sku = &event.aggregate_id;
+            let at = event.recorded_at;
+            let decoded = decode::<ProductEvent>(event)?;
+            if let ProductEvent::ProductCreated { details, price, .. } = &decoded {
+                // A product is created once; a second creation changes nothing.
+                if !products.contains_key(sku) {
+                    let d = Details::from(details);
+                    products.insert(
+                        sku.clone(),
+                        ProductRow {
+                            sku: sku.clone(),
+                            name: d.name,
+                            description: d.description,
+                            brand: d.brand,
+                            category: d.category,
+                            attributes: d.attributes,
+                            images: d.images,
+                            price_amount: price.amount(),
+                            currency: price.currency().as_str().to_owned(),
+                            status: "draft".to_owned(),
+                            created_at: at,
+                            updated_at: at,
+                        },
+                    );
+                    changed.insert(sku.clone());
+                }
+                continue;
             }
-            ProductEvent::ProductDetailsUpdated { details } => {
-                let d = Details::from(&details);
-                sqlx::query(
-                    "UPDATE products SET name = $2, description = $3, brand = $4, category = $5, \
-                       attributes = $6, images = $7, updated_at = $8 WHERE sku = $1",
-                )
-                .bind(sku)
-                .bind(d.name)
-                .bind(d.description)
-                .bind(d.brand)
-                .bind(d.category)
-                .bind(d.attributes)
-                .bind(d.images)
-                .bind(at)
-                .execute(conn)
-                .await?;
+            // An event of a product this read model never saw created changes nothing.
+            let Some(p) = products.get_mut(sku) else {
+                continue;
+            };
+            match decoded {
+                ProductEvent::ProductCreated { .. } => {}
+                ProductEvent::ProductDetailsUpdated { details } => {
+                    let d = Details::from(&details);
+                    p.name = d.name;
+                    p.description = d.description;
+                    p.brand = d.brand;
+                    p.category = d.category;
+                    p.attributes = d.attributes;
+                    p.images = d.images;
+                }
+                ProductEvent::ProductPriceChanged { new_price, .. } => {
+                    p.price_amount = new_price.amount();
+                    p.currency = new_price.currency().as_str().to_owned();
+                }
+                ProductEvent::ProductPublished => p.status = "published".to_owned(),
+                ProductEvent::ProductUnpublished => p.status = "unpublished".to_owned(),
+                ProductEvent::ProductDiscontinued => p.status = "discontinued".to_owned(),
             }
-            ProductEvent::ProductPriceChanged { new_price, .. } => {
-                sqlx::query(
-                    "UPDATE products SET price_amount = $2, currency = $3, updated_at = $4 WHERE sku = $1",
-                )
-                .bind(sku)
-                .bind(new_price.amount())
-                .bind(new_price.currency().as_str())
-                .bind(at)
-                .execute(conn)
-                .await?;
-            }
-            ProductEvent::ProductPublished => set_status(conn, sku, "published", at).await?,
-            ProductEvent::ProductUnpublished => set_status(conn, sku, "unpublished", at).await?,
-            ProductEvent::ProductDiscontinued => set_status(conn, sku, "discontinued", at).await?,
+            p.updated_at = at;
+            changed.insert(sku.clone());
         }
-        Ok(())
+        let changed: Vec<&ProductRow> = changed.iter().filter_map(|s| products.get(s)).collect();
+        rows::upsert(conn, "products", &["sku"], &changed).await
     }
 }
 
-async fn set_status(
-    conn: &mut PgConnection,
-    sku: &str,
-    status: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<(), ProjectionError> {
-    sqlx::query("UPDATE products SET status = $2, updated_at = $3 WHERE sku = $1")
-        .bind(sku)
-        .bind(status)
-        .bind(at)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// A row of `products`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductRow {
+    sku: String,
+    name: String,
+    description: String,
+    brand: String,
+    category: Vec<String>,
+    attributes: serde_json::Value,
+    images: serde_json::Value,
+    price_amount: i64,
+    currency: String,
+    status: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
 }
 
 struct Details {

@@ -1,10 +1,16 @@
 //! Customers: profile data, erased on `CustomerForgotten` (GDPR).
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
 use mercato_aggregates::customer::CustomerEvent;
 use mercato_event_store::RecordedEvent;
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::{distinct, rows};
 use crate::decode::decode;
 use crate::error::ProjectionError;
 use crate::runtime::Projection;
@@ -38,60 +44,87 @@ impl Projection for Customers {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &RecordedEvent,
+        events: &[&RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let id = Uuid::parse_str(&event.aggregate_id).map_err(|e| ProjectionError::Invalid {
-            event_id: event.event_id,
-            reason: format!("customer id: {e}"),
-        })?;
-        let at = event.recorded_at;
-        match decode::<CustomerEvent>(event)? {
-            CustomerEvent::CustomerRegistered { email, name, .. } => {
-                sqlx::query(
-                    "INSERT INTO customers (customer_id, email, name, registered_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (customer_id) DO NOTHING",
-                )
-                .bind(id)
-                .bind(email.expose().as_str())
-                .bind(name.expose().as_str())
-                .bind(at)
-                .execute(conn)
-                .await?;
+        let ids = distinct(events.iter().map(|e| e.aggregate_id.clone()));
+        let mut customers: HashMap<Uuid, CustomerRow> =
+            rows::load::<CustomerRow>(conn, "customers", "customer_id", "uuid", &ids)
+                .await?
+                .into_iter()
+                .map(|c| (c.customer_id, c))
+                .collect();
+        let mut changed = HashSet::new();
+        for event in events {
+            let id =
+                Uuid::parse_str(&event.aggregate_id).map_err(|e| ProjectionError::Invalid {
+                    event_id: event.event_id,
+                    reason: format!("customer id: {e}"),
+                })?;
+            let at = event.recorded_at;
+            let decoded = decode::<CustomerEvent>(event)?;
+            if let CustomerEvent::CustomerRegistered { email, name, .. } = &decoded {
+                if let Entry::Vacant(slot) = customers.entry(id) {
+                    slot.insert(CustomerRow {
+                        customer_id: id,
+                        email: Some(email.expose().as_str().to_owned()),
+                        name: Some(name.expose().as_str().to_owned()),
+                        phone: None,
+                        address: None,
+                        forgotten: false,
+                        registered_at: at,
+                        updated_at: at,
+                    });
+                    changed.insert(id);
+                }
+                continue;
             }
-            CustomerEvent::CustomerProfileChanged { name, email, phone } => {
-                sqlx::query(
-                    "UPDATE customers SET name = $2, email = $3, phone = $4, updated_at = $5 \
-                     WHERE customer_id = $1 AND NOT forgotten",
-                )
-                .bind(id)
-                .bind(name.expose().as_str())
-                .bind(email.expose().as_str())
-                .bind(phone.as_ref().map(|p| p.expose().as_str().to_owned()))
-                .bind(at)
-                .execute(conn)
-                .await?;
+            let Some(c) = customers.get_mut(&id) else {
+                continue;
+            };
+            match decoded {
+                CustomerEvent::CustomerRegistered { .. } => continue,
+                // A forgotten customer's personal data never comes back.
+                CustomerEvent::CustomerProfileChanged { .. }
+                | CustomerEvent::CustomerAddressChanged { .. }
+                    if c.forgotten =>
+                {
+                    continue
+                }
+                CustomerEvent::CustomerProfileChanged { name, email, phone } => {
+                    c.name = Some(name.expose().as_str().to_owned());
+                    c.email = Some(email.expose().as_str().to_owned());
+                    c.phone = phone.as_ref().map(|p| p.expose().as_str().to_owned());
+                }
+                CustomerEvent::CustomerAddressChanged { address } => {
+                    c.address = Some(serde_json::to_value(address.expose()).unwrap_or_default());
+                }
+                CustomerEvent::CustomerForgotten { .. } => {
+                    c.email = None;
+                    c.name = None;
+                    c.phone = None;
+                    c.address = None;
+                    c.forgotten = true;
+                }
             }
-            CustomerEvent::CustomerAddressChanged { address } => {
-                sqlx::query(
-                    "UPDATE customers SET address = $2, updated_at = $3 WHERE customer_id = $1 AND NOT forgotten",
-                )
-                .bind(id)
-                .bind(serde_json::to_value(address.expose()).unwrap_or_default())
-                .bind(at)
-                .execute(conn)
-                .await?;
-            }
-            CustomerEvent::CustomerForgotten { .. } => {
-                sqlx::query(
-                    "UPDATE customers SET email = NULL, name = NULL, phone = NULL, address = NULL, \
-                       forgotten = true, updated_at = $2 WHERE customer_id = $1",
-                )
-                .bind(id)
-                .bind(at)
-                .execute(conn)
-                .await?;
-            }
+            c.updated_at = at;
+            changed.insert(id);
         }
-        Ok(())
+        let changed: Vec<&CustomerRow> =
+            changed.iter().filter_map(|id| customers.get(id)).collect();
+        rows::upsert(conn, "customers", &["customer_id"], &changed).await
     }
+}
+
+/// A row of `customers` (personal data as plain values: this is the place they are shown).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerRow {
+    customer_id: Uuid,
+    email: Option<String>,
+    name: Option<String>,
+    phone: Option<String>,
+    address: Option<serde_json::Value>,
+    forgotten: bool,
+    registered_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
 }

@@ -4,11 +4,17 @@
 //! its currency); refunds are counted on the order's day too, so `revenue - refunded` is the
 //! day's net. Sums are exact under redelivery because the runtime applies each event once.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDate;
 use mercato_aggregates::order::OrderEvent;
 use mercato_event_store::RecordedEvent;
-use sqlx::{PgConnection, Row};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::{distinct, rows};
 use crate::decode::{decode, tag};
 use crate::error::ProjectionError;
 use crate::runtime::Projection;
@@ -48,120 +54,172 @@ impl Projection for Sales {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &RecordedEvent,
+        events: &[&RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let order_id =
-            Uuid::parse_str(&event.aggregate_id).map_err(|e| ProjectionError::Invalid {
-                event_id: event.event_id,
-                reason: format!("order id: {e}"),
-            })?;
-        let status = match decode::<OrderEvent>(event)? {
-            OrderEvent::OrderPlaced {
-                lines,
-                total,
-                placed_at,
-                ..
-            } => {
-                let lines: Vec<serde_json::Value> = lines
-                    .iter()
-                    .map(|l| {
-                        serde_json::json!({
-                            "sku": l.sku.as_str(), "name": l.name.as_str(),
-                            "quantity": l.quantity.get(), "line_total": l.line_total.amount(),
-                        })
-                    })
-                    .collect();
-                sqlx::query(
-                    "INSERT INTO sales_orders (order_id, day, currency, total_amount, lines, status) \
-                     VALUES ($1, ($2 AT TIME ZONE 'UTC')::date, $3, $4, $5, 'placed') ON CONFLICT DO NOTHING",
-                )
-                .bind(order_id)
-                .bind(placed_at)
-                .bind(total.currency().as_str())
-                .bind(total.amount())
-                .bind(serde_json::Value::Array(lines))
-                .execute(conn)
-                .await?;
-                return Ok(());
+        let ids = distinct(events.iter().map(|e| e.aggregate_id.clone()));
+        let mut orders: HashMap<Uuid, SalesOrderRow> =
+            rows::load::<SalesOrderRow>(conn, "sales_orders", "order_id", "uuid", &ids)
+                .await?
+                .into_iter()
+                .map(|o| (o.order_id, o))
+                .collect();
+        let mut changed = HashSet::new();
+        let mut daily: HashMap<(NaiveDate, String), DailyDelta> = HashMap::new();
+        let mut by_sku: HashMap<(NaiveDate, String, String), SkuDelta> = HashMap::new();
+        let mut refunds: HashMap<(NaiveDate, String), i64> = HashMap::new();
+        for event in events {
+            let order_id =
+                Uuid::parse_str(&event.aggregate_id).map_err(|e| ProjectionError::Invalid {
+                    event_id: event.event_id,
+                    reason: format!("order id: {e}"),
+                })?;
+            let status = match decode::<OrderEvent>(event)? {
+                OrderEvent::OrderPlaced {
+                    lines,
+                    total,
+                    placed_at,
+                    ..
+                } => {
+                    if let Entry::Vacant(slot) = orders.entry(order_id) {
+                        let lines: Vec<serde_json::Value> = lines
+                            .iter()
+                            .map(|l| {
+                                serde_json::json!({
+                                    "sku": l.sku.as_str(), "name": l.name.as_str(),
+                                    "quantity": l.quantity.get(), "line_total": l.line_total.amount(),
+                                })
+                            })
+                            .collect();
+                        slot.insert(SalesOrderRow {
+                            order_id,
+                            day: placed_at.date_naive(),
+                            currency: total.currency().as_str().to_owned(),
+                            total_amount: total.amount(),
+                            lines: serde_json::Value::Array(lines),
+                            status: "placed".to_owned(),
+                            confirmed: false,
+                        });
+                        changed.insert(order_id);
+                    }
+                    continue;
+                }
+                OrderEvent::OrderConfirmed => {
+                    // Revenue is recognised once, on the order's day.
+                    if let Some(o) = orders.get_mut(&order_id).filter(|o| !o.confirmed) {
+                        o.confirmed = true;
+                        let lines = o.lines.as_array().cloned().unwrap_or_default();
+                        let day = daily.entry((o.day, o.currency.clone())).or_default();
+                        day.orders += 1;
+                        day.revenue_amount += o.total_amount;
+                        for line in &lines {
+                            let units = line["quantity"].as_i64().unwrap_or(0);
+                            day.units += units;
+                            let sku = line["sku"].as_str().unwrap_or_default().to_owned();
+                            let entry = by_sku.entry((o.day, sku, o.currency.clone())).or_default();
+                            entry.name = line["name"].as_str().unwrap_or_default().to_owned();
+                            entry.units += units;
+                            entry.revenue_amount += line["line_total"].as_i64().unwrap_or(0);
+                        }
+                    }
+                    "confirmed".to_owned()
+                }
+                OrderEvent::OrderRefunded { amount, status, .. } => {
+                    if let Some(o) = orders.get(&order_id) {
+                        *refunds.entry((o.day, o.currency.clone())).or_default() += amount.amount();
+                    }
+                    tag(&status)
+                }
+                OrderEvent::OrderLineReserved { status, .. } => tag(&status),
+                OrderEvent::OrderShipped { status, .. } => tag(&status),
+                OrderEvent::OrderLineRejected { .. } => "stock_rejected".to_owned(),
+                OrderEvent::OrderPaymentAuthorized { .. } => "payment_authorized".to_owned(),
+                OrderEvent::OrderPaymentDeclined { .. } => "payment_declined".to_owned(),
+                OrderEvent::OrderCancelled { .. } => "cancelled".to_owned(),
+                OrderEvent::OrderDelivered => "delivered".to_owned(),
+                OrderEvent::OrderPaymentCaptured { .. } => continue,
+            };
+            if let Some(o) = orders.get_mut(&order_id) {
+                o.status = status;
+                changed.insert(order_id);
             }
-            OrderEvent::OrderConfirmed => {
-                confirm(conn, order_id).await?;
-                "confirmed".to_owned()
-            }
-            OrderEvent::OrderRefunded { amount, status, .. } => {
-                sqlx::query(
-                    "UPDATE sales_daily d SET refunded_amount = d.refunded_amount + $2 \
-                     FROM sales_orders o WHERE o.order_id = $1 AND d.day = o.day AND d.currency = o.currency",
-                )
-                .bind(order_id)
-                .bind(amount.amount())
-                .execute(&mut *conn)
-                .await?;
-                tag(&status)
-            }
-            OrderEvent::OrderLineReserved { status, .. } => tag(&status),
-            OrderEvent::OrderShipped { status, .. } => tag(&status),
-            OrderEvent::OrderLineRejected { .. } => "stock_rejected".to_owned(),
-            OrderEvent::OrderPaymentAuthorized { .. } => "payment_authorized".to_owned(),
-            OrderEvent::OrderPaymentDeclined { .. } => "payment_declined".to_owned(),
-            OrderEvent::OrderCancelled { .. } => "cancelled".to_owned(),
-            OrderEvent::OrderDelivered => "delivered".to_owned(),
-            OrderEvent::OrderPaymentCaptured { .. } => return Ok(()),
-        };
-        sqlx::query("UPDATE sales_orders SET status = $2 WHERE order_id = $1")
-            .bind(order_id)
-            .bind(status)
-            .execute(conn)
+        }
+
+        let upserts: Vec<&SalesOrderRow> = changed.iter().filter_map(|id| orders.get(id)).collect();
+        rows::upsert(conn, "sales_orders", &["order_id"], &upserts).await?;
+        let daily: Vec<serde_json::Value> = daily
+            .into_iter()
+            .map(|((day, currency), d)| {
+                serde_json::json!({"day": day, "currency": currency, "orders": d.orders,
+                    "units": d.units, "revenue_amount": d.revenue_amount})
+            })
+            .collect();
+        if !daily.is_empty() {
+            sqlx::query(
+                "INSERT INTO sales_daily (day, currency, orders, units, revenue_amount)                  SELECT day, currency, orders, units, revenue_amount                  FROM jsonb_populate_recordset(NULL::sales_daily, $1)                  ON CONFLICT (day, currency) DO UPDATE SET orders = sales_daily.orders + EXCLUDED.orders,                    units = sales_daily.units + EXCLUDED.units,                    revenue_amount = sales_daily.revenue_amount + EXCLUDED.revenue_amount",
+            )
+            .bind(serde_json::Value::Array(daily))
+            .execute(&mut *conn)
             .await?;
+        }
+        let by_sku: Vec<serde_json::Value> = by_sku
+            .into_iter()
+            .map(|((day, sku, currency), d)| {
+                serde_json::json!({"day": day, "sku": sku, "currency": currency, "name": d.name,
+                    "units": d.units, "revenue_amount": d.revenue_amount})
+            })
+            .collect();
+        if !by_sku.is_empty() {
+            sqlx::query(
+                "INSERT INTO sales_by_sku (day, sku, currency, name, units, revenue_amount)                  SELECT day, sku, currency, name, units, revenue_amount                  FROM jsonb_populate_recordset(NULL::sales_by_sku, $1)                  ON CONFLICT (day, sku, currency) DO UPDATE SET name = EXCLUDED.name,                    units = sales_by_sku.units + EXCLUDED.units,                    revenue_amount = sales_by_sku.revenue_amount + EXCLUDED.revenue_amount",
+            )
+            .bind(serde_json::Value::Array(by_sku))
+            .execute(&mut *conn)
+            .await?;
+        }
+        // After the confirmations above: a refund counts on a day that has revenue.
+        let refunds: Vec<serde_json::Value> = refunds
+            .into_iter()
+            .map(|((day, currency), refunded)| {
+                serde_json::json!({"day": day, "currency": currency, "refunded": refunded})
+            })
+            .collect();
+        if !refunds.is_empty() {
+            sqlx::query(
+                "UPDATE sales_daily d SET refunded_amount = d.refunded_amount + r.refunded                  FROM jsonb_to_recordset($1) AS r(day date, currency text, refunded bigint)                  WHERE d.day = r.day AND d.currency = r.currency",
+            )
+            .bind(serde_json::Value::Array(refunds))
+            .execute(&mut *conn)
+            .await?;
+        }
         Ok(())
     }
 }
 
-async fn confirm(conn: &mut PgConnection, order_id: Uuid) -> Result<(), ProjectionError> {
-    let Some(row) = sqlx::query(
-        "UPDATE sales_orders SET confirmed = true WHERE order_id = $1 AND NOT confirmed \
-         RETURNING day, currency, total_amount, lines",
-    )
-    .bind(order_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    else {
-        return Ok(());
-    };
-    let day: chrono::NaiveDate = row.try_get("day")?;
-    let currency: String = row.try_get("currency")?;
-    let total: i64 = row.try_get("total_amount")?;
-    let lines: serde_json::Value = row.try_get("lines")?;
-    let lines = lines.as_array().cloned().unwrap_or_default();
-    let units: i64 = lines
-        .iter()
-        .map(|l| l["quantity"].as_i64().unwrap_or(0))
-        .sum();
-    sqlx::query(
-        "INSERT INTO sales_daily (day, currency, orders, units, revenue_amount) VALUES ($1, $2, 1, $3, $4) \
-         ON CONFLICT (day, currency) DO UPDATE SET orders = sales_daily.orders + 1, \
-           units = sales_daily.units + EXCLUDED.units, revenue_amount = sales_daily.revenue_amount + EXCLUDED.revenue_amount",
-    )
-    .bind(day)
-    .bind(&currency)
-    .bind(units)
-    .bind(total)
-    .execute(&mut *conn)
-    .await?;
-    for line in &lines {
-        sqlx::query(
-            "INSERT INTO sales_by_sku (day, sku, currency, name, units, revenue_amount) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (day, sku, currency) DO UPDATE SET name = EXCLUDED.name, \
-               units = sales_by_sku.units + EXCLUDED.units, revenue_amount = sales_by_sku.revenue_amount + EXCLUDED.revenue_amount",
-        )
-        .bind(day)
-        .bind(line["sku"].as_str().unwrap_or_default())
-        .bind(&currency)
-        .bind(line["name"].as_str().unwrap_or_default())
-        .bind(line["quantity"].as_i64().unwrap_or(0))
-        .bind(line["line_total"].as_i64().unwrap_or(0))
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
+/// A row of `sales_orders`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SalesOrderRow {
+    order_id: Uuid,
+    day: NaiveDate,
+    currency: String,
+    total_amount: i64,
+    lines: serde_json::Value,
+    status: String,
+    confirmed: bool,
+}
+
+/// What a batch adds to a day's sales.
+#[derive(Debug, Default)]
+struct DailyDelta {
+    orders: i64,
+    units: i64,
+    revenue_amount: i64,
+}
+
+/// What a batch adds to a SKU's sales on a day.
+#[derive(Debug, Default)]
+struct SkuDelta {
+    name: String,
+    units: i64,
+    revenue_amount: i64,
 }

@@ -1,9 +1,14 @@
 //! Stock: availability per warehouse and in total, per SKU.
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use mercato_aggregates::stock::{StockEvent, WarehouseLevel};
 use mercato_event_store::RecordedEvent;
+use serde::Serialize;
 use sqlx::PgConnection;
 
+use super::rows;
 use crate::decode::{big, decode};
 use crate::error::ProjectionError;
 use crate::runtime::Projection;
@@ -38,66 +43,91 @@ impl Projection for StockLevels {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &RecordedEvent,
+        events: &[&RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let (levels, total) = match decode::<StockEvent>(event)? {
-            StockEvent::StockReceived {
-                level,
-                total_available,
-                ..
+        // Every stock event carries the levels it touched and the total after it: the last
+        // event of a SKU (and of a warehouse) in the batch has the values to store.
+        let mut totals: HashMap<&str, StockRow> = HashMap::new();
+        let mut warehouses: HashMap<(&str, String), LevelRow> = HashMap::new();
+        for event in events {
+            let (levels, total) = match decode::<StockEvent>(event)? {
+                StockEvent::StockReceived {
+                    level,
+                    total_available,
+                    ..
+                }
+                | StockEvent::StockAdjusted {
+                    level,
+                    total_available,
+                    ..
+                } => (vec![level], total_available),
+                StockEvent::StockReserved {
+                    levels,
+                    total_available,
+                    ..
+                }
+                | StockEvent::StockReservationReleased {
+                    levels,
+                    total_available,
+                    ..
+                }
+                | StockEvent::StockReservationCommitted {
+                    levels,
+                    total_available,
+                    ..
+                } => (levels, total_available),
+                StockEvent::StockReservationRejected { .. } => continue,
+            };
+            let sku = event.aggregate_id.as_str();
+            totals.insert(
+                sku,
+                StockRow {
+                    sku: sku.to_owned(),
+                    total_available: big(event, total)?,
+                    updated_at: event.recorded_at,
+                },
+            );
+            for WarehouseLevel {
+                warehouse,
+                on_hand,
+                reserved,
+                available,
+            } in levels
+            {
+                let warehouse = warehouse.as_str().to_owned();
+                warehouses.insert(
+                    (sku, warehouse.clone()),
+                    LevelRow {
+                        sku: sku.to_owned(),
+                        warehouse,
+                        on_hand: big(event, on_hand)?,
+                        reserved: big(event, reserved)?,
+                        available: big(event, available)?,
+                    },
+                );
             }
-            | StockEvent::StockAdjusted {
-                level,
-                total_available,
-                ..
-            } => (vec![level], total_available),
-            StockEvent::StockReserved {
-                levels,
-                total_available,
-                ..
-            }
-            | StockEvent::StockReservationReleased {
-                levels,
-                total_available,
-                ..
-            }
-            | StockEvent::StockReservationCommitted {
-                levels,
-                total_available,
-                ..
-            } => (levels, total_available),
-            StockEvent::StockReservationRejected { .. } => return Ok(()),
-        };
-        let sku = &event.aggregate_id;
-        sqlx::query(
-            "INSERT INTO stock (sku, total_available, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (sku) DO UPDATE SET total_available = EXCLUDED.total_available, updated_at = EXCLUDED.updated_at",
-        )
-        .bind(sku)
-        .bind(big(event, total)?)
-        .bind(event.recorded_at)
-        .execute(&mut *conn)
-        .await?;
-        for WarehouseLevel {
-            warehouse,
-            on_hand,
-            reserved,
-            available,
-        } in levels
-        {
-            sqlx::query(
-                "INSERT INTO stock_levels (sku, warehouse, on_hand, reserved, available) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = EXCLUDED.on_hand, \
-                   reserved = EXCLUDED.reserved, available = EXCLUDED.available",
-            )
-            .bind(sku)
-            .bind(warehouse.as_str())
-            .bind(big(event, on_hand)?)
-            .bind(big(event, reserved)?)
-            .bind(big(event, available)?)
-            .execute(&mut *conn)
-            .await?;
         }
-        Ok(())
+        let totals: Vec<StockRow> = totals.into_values().collect();
+        rows::upsert(conn, "stock", &["sku"], &totals).await?;
+        let levels: Vec<LevelRow> = warehouses.into_values().collect();
+        rows::upsert(conn, "stock_levels", &["sku", "warehouse"], &levels).await
     }
+}
+
+/// A row of `stock`.
+#[derive(Debug, Serialize)]
+struct StockRow {
+    sku: String,
+    total_available: i64,
+    updated_at: DateTime<Utc>,
+}
+
+/// A row of `stock_levels`.
+#[derive(Debug, Serialize)]
+struct LevelRow {
+    sku: String,
+    warehouse: String,
+    on_hand: i64,
+    reserved: i64,
+    available: i64,
 }

@@ -55,6 +55,18 @@ async fn every_read_model_reflects_the_commands() {
         json!({"ChangeCartItemQuantity": {"sku": "SP-1", "quantity": 3}}),
     )
     .await;
+    // An anonymous cart whose shopper removes a line, then adds it back, then removes another.
+    let second = Uuid::new_v4();
+    shop.cart(second, None, &[("HP-1", 1), ("SP-1", 2)]).await;
+    shop.cart_cmd(second, json!({"RemoveCartItem": {"sku": "SP-1"}}))
+        .await;
+    shop.cart_cmd(
+        second,
+        json!({"AddCartItem": {"sku": "SP-1", "quantity": 1}}),
+    )
+    .await;
+    shop.cart_cmd(second, json!({"RemoveCartItem": {"sku": "HP-1"}}))
+        .await;
 
     // A confirmed, shipped and partly refunded order, and a cancelled one.
     let o1 = Uuid::new_v4();
@@ -137,6 +149,16 @@ async fn every_read_model_reflects_the_commands() {
         lines,
         vec![("HP-1".into(), 2, 2000), ("SP-1".into(), 3, 3000)]
     );
+    let lines: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT sku, quantity, line_total_amount FROM read.cart_lines WHERE cart_id = $1 ORDER BY sku")
+        .bind(second).fetch_all(pool).await.unwrap();
+    assert_eq!(lines, vec![("SP-1".into(), 1, 1000)]);
+    let total: i64 = sqlx::query_scalar("SELECT total_amount FROM read.carts WHERE cart_id = $1")
+        .bind(second)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(total, 1000);
 
     // Orders.
     let o = sqlx::query("SELECT * FROM read.orders WHERE order_id = $1")
@@ -182,6 +204,14 @@ async fn every_read_model_reflects_the_commands() {
     assert_eq!(cu.get::<Option<String>, _>("email"), None);
     assert_eq!(cu.get::<Option<String>, _>("name"), None);
     assert_eq!(cu.get::<Option<serde_json::Value>, _>("address"), None);
+
+    let shipped: Vec<(i32, String, i32, i32)> = sqlx::query_as(
+        "SELECT line_no, sku, quantity, shipped_quantity FROM read.order_lines WHERE order_id = $1 ORDER BY line_no")
+        .bind(o1).fetch_all(pool).await.unwrap();
+    assert_eq!(
+        shipped,
+        vec![(1, "HP-1".into(), 2, 2), (2, "SP-1".into(), 1, 1)]
+    );
 
     // Sales: only the confirmed order counts; the refund is on its day.
     let d = sqlx::query("SELECT orders, units, revenue_amount, refunded_amount FROM read.sales_daily WHERE day = '2026-03-01'")

@@ -364,9 +364,9 @@ impl Projection for CatalogV2 {
     async fn apply(
         &self,
         conn: &mut sqlx::PgConnection,
-        event: &mercato_event_store::RecordedEvent,
+        events: &[&mercato_event_store::RecordedEvent],
     ) -> Result<(), mercato_projections::ProjectionError> {
-        Catalog.apply(conn, event).await
+        Catalog.apply(conn, events).await
     }
 }
 

@@ -1,0 +1,114 @@
+//! Set-based reads and writes of read-model rows, so that a batch of events costs a handful
+//! of statements whatever its size (see `docs/adr/0010-set-based-projection-batches.md`).
+//!
+//! A projection loads the rows its batch touches in one query per table, folds the events
+//! into them in memory, and writes back the rows that changed in one statement per table.
+//! Rows travel as JSON (`to_jsonb` out, `jsonb_populate_recordset` in), so a row is one
+//! serde struct whose field names are the table's column names. Table names are unqualified:
+//! the runtime sets `search_path` to the live schema or to a rebuild's shadow.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use crate::error::ProjectionError;
+
+/// The rows of `table` whose column `key` (of SQL type `key_type`) is one of `keys`.
+pub(crate) async fn load<T: DeserializeOwned>(
+    conn: &mut PgConnection,
+    table: &str,
+    key: &str,
+    key_type: &str,
+    keys: &[String],
+) -> Result<Vec<T>, ProjectionError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<serde_json::Value> = sqlx::query_scalar(&format!(
+        "SELECT to_jsonb(t) FROM {table} t WHERE t.{key} = ANY($1::text[]::{key_type}[])"
+    ))
+    .bind(keys)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            serde_json::from_value(row).map_err(|e| {
+                ProjectionError::Payload(format!("a row of {table} does not match its type: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// Inserts `rows` into `table`, replacing every column but the key of rows that exist.
+pub(crate) async fn upsert<T: Serialize>(
+    conn: &mut PgConnection,
+    table: &str,
+    key: &[&str],
+    rows: &[T],
+) -> Result<(), ProjectionError> {
+    let rows = to_json(table, rows)?;
+    let Some(columns) = columns(&rows) else {
+        return Ok(());
+    };
+    let others: Vec<&str> = columns
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !key.contains(c))
+        .collect();
+    let all = columns.join(", ");
+    let excluded: Vec<String> = others.iter().map(|c| format!("EXCLUDED.{c}")).collect();
+    let on_conflict = if others.is_empty() {
+        "DO NOTHING".to_owned()
+    } else {
+        format!(
+            "DO UPDATE SET ({}) = ROW({})",
+            others.join(", "),
+            excluded.join(", ")
+        )
+    };
+    sqlx::query(&format!(
+        "INSERT INTO {table} ({all}) SELECT {all} FROM jsonb_populate_recordset(NULL::{table}, $1) \
+         ON CONFLICT ({}) {on_conflict}",
+        key.join(", ")
+    ))
+    .bind(rows)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the rows of `table` whose key columns equal one of `keys` (each a JSON object
+/// with those columns); `key` lists them as `column type`.
+pub(crate) async fn delete<T: Serialize>(
+    conn: &mut PgConnection,
+    table: &str,
+    key: &[(&str, &str)],
+    keys: &[T],
+) -> Result<(), ProjectionError> {
+    let keys = to_json(table, keys)?;
+    if keys.as_array().is_none_or(Vec::is_empty) {
+        return Ok(());
+    }
+    let definition: Vec<String> = key.iter().map(|(c, t)| format!("{c} {t}")).collect();
+    let matches: Vec<String> = key.iter().map(|(c, _)| format!("t.{c} = k.{c}")).collect();
+    sqlx::query(&format!(
+        "DELETE FROM {table} t USING jsonb_to_recordset($1) AS k({}) WHERE {}",
+        definition.join(", "),
+        matches.join(" AND ")
+    ))
+    .bind(keys)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn to_json<T: Serialize>(table: &str, rows: &[T]) -> Result<serde_json::Value, ProjectionError> {
+    serde_json::to_value(rows)
+        .map_err(|e| ProjectionError::Payload(format!("rows of {table} cannot be encoded: {e}")))
+}
+
+/// The column names: the fields of the first row.
+fn columns(rows: &serde_json::Value) -> Option<Vec<String>> {
+    let first = rows.as_array()?.first()?.as_object()?;
+    Some(first.keys().cloned().collect())
+}
