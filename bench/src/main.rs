@@ -15,6 +15,10 @@ mod setup;
 
 use clap::{Parser, Subcommand};
 
+// The same allocator as the `mercato` binary, so the numbers are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Benchmarks of Mercato. Each scenario prints a Markdown table with its baselines and ratios.
 #[derive(Debug, Parser)]
 #[command(name = "mercato-bench", version)]

@@ -4,6 +4,11 @@
 use clap::Parser;
 use mercato_cli::{Cli, Command, EventsCommand, Parts};
 
+// mimalloc: glibc malloc took a quarter of a projection rebuild's CPU time in its many
+// small allocations (JSON trees of events and rows); see docs/benchmarks.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

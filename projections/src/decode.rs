@@ -7,12 +7,15 @@ use crate::error::ProjectionError;
 
 /// The event's payload as the aggregate's event type, upcasting older versions first.
 pub(crate) fn decode<E: DeserializeOwned>(event: &RecordedEvent) -> Result<E, ProjectionError> {
-    let payload = if event.event_type == "ProductCreated" && event.event_version.starts_with("1.") {
-        mercato_aggregates::upcasting::product_created_v1_to_v2(event.payload.clone())
+    let decoded = if event.event_type == "ProductCreated" && event.event_version.starts_with("1.") {
+        let payload =
+            mercato_aggregates::upcasting::product_created_v1_to_v2(event.payload.clone());
+        serde_json::from_value(payload)
     } else {
-        event.payload.clone()
+        // Straight from the borrowed payload: no copy of the JSON tree.
+        E::deserialize(&event.payload)
     };
-    serde_json::from_value(payload).map_err(|e| ProjectionError::Decode {
+    decoded.map_err(|e| ProjectionError::Decode {
         event_id: event.event_id,
         event_type: event.event_type.clone(),
         reason: e.to_string(),

@@ -347,22 +347,30 @@ async fn prepare_shadow(
             .fetch_one(&mut *tx)
             .await?;
     if exists {
-        let (tx_id, gp, last_event_id): (String, i64, Option<Uuid>) = sqlx::query_as(&format!(
+        let row: Option<(String, i64, Option<Uuid>)> = sqlx::query_as(&format!(
             "SELECT tx_id::text, global_position, last_event_id FROM \"{schema}\".projection_status WHERE name = $1"
         ))
         .bind(name)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        tx.commit().await?;
-        let position = Position::new(tx_id.parse().unwrap_or_default(), gp);
-        tracing::info!(projection = name, %position, "resuming an interrupted rebuild");
-        return Ok(Shadow {
-            projection,
-            schema,
-            position,
-            last_event_id,
-            copied_shape,
-        });
+        // No row: the shadow was left half made. Start over (the schema is dropped below
+        // with the other stale shadows).
+        if let Some((tx_id, gp, last_event_id)) = row {
+            tx.commit().await?;
+            let position = Position::new(tx_id.parse().unwrap_or_default(), gp);
+            tracing::info!(projection = name, %position, "resuming an interrupted rebuild");
+            return Ok(Shadow {
+                projection,
+                schema,
+                position,
+                last_event_id,
+                copied_shape,
+            });
+        }
+        tracing::warn!(
+            projection = name,
+            "the interrupted rebuild's shadow has no checkpoint; starting over"
+        );
     }
 
     let stale: Vec<String> = sqlx::query_scalar(
@@ -565,7 +573,7 @@ impl Replay {
     async fn run(
         &mut self,
         pool: &PgPool,
-        shadows: &mut [Shadow],
+        shadows: &mut Vec<Shadow>,
         progress: &(dyn Fn(&RebuildProgress) + Sync),
     ) -> Result<(), ProjectionError> {
         let reader = LogReader::new(pool.clone());
@@ -593,6 +601,7 @@ impl Replay {
             if full {
                 next = read(last);
             }
+            let events = Arc::new(events);
             let applied = apply_to_shadows(pool, shadows, &events).await;
             if let Err(e) = applied {
                 next.abort();
@@ -616,20 +625,56 @@ fn slowest(shadows: &[Shadow]) -> Position {
         .unwrap_or(Position::START)
 }
 
-/// One transaction for a batch of every shadow (the shadows are private to the rebuild, and
-/// a crash loses at most the batches whose commit was not flushed yet, checkpoint included).
+/// Applies a batch to every shadow, each in a transaction of its own and all at once, each
+/// on a task of its own (its decoding and folding then use every core, and each PostgreSQL
+/// connection runs on a core of its own). A shadow's checkpoint is in its own schema,
+/// committed with its rows, so the shadows need not commit together: a crash loses at most
+/// the batches whose commit was not flushed yet, and the replay resumes from the slowest.
 async fn apply_to_shadows(
     pool: &PgPool,
-    shadows: &mut [Shadow],
+    shadows: &mut Vec<Shadow>,
+    events: &Arc<Vec<RecordedEvent>>,
+) -> Result<(), ProjectionError> {
+    let tasks: Vec<_> = std::mem::take(shadows)
+        .into_iter()
+        .map(|mut shadow| {
+            let (pool, events) = (pool.clone(), events.clone());
+            tokio::spawn(async move {
+                let applied = apply_in_own_transaction(&pool, &mut shadow, &events).await;
+                (shadow, applied)
+            })
+        })
+        .collect();
+    let mut first_error = None;
+    for task in tasks {
+        match task.await {
+            Ok((shadow, applied)) => {
+                shadows.push(shadow);
+                if let Err(e) = applied {
+                    first_error.get_or_insert(e);
+                }
+            }
+            Err(e) => {
+                first_error.get_or_insert(ProjectionError::Invalid {
+                    event_id: Uuid::nil(),
+                    reason: format!("a shadow's task failed: {e}"),
+                });
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn apply_in_own_transaction(
+    pool: &PgPool,
+    shadow: &mut Shadow,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET LOCAL synchronous_commit TO off")
         .execute(&mut *tx)
         .await?;
-    for shadow in shadows.iter_mut() {
-        apply_to_shadow(&mut tx, shadow, events).await?;
-    }
+    apply_to_shadow(&mut tx, shadow, events).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -655,7 +700,7 @@ async fn apply_to_shadow(
     .await?;
     let tracked = projection.aggregate_types();
     let handled = projection.event_types();
-    let mut sequences: HashMap<(String, String), i64> = HashMap::new();
+    let mut sequences: HashMap<(&str, &str), i64> = HashMap::new();
     let mut to_apply: Vec<&RecordedEvent> = Vec::new();
     for event in fresh {
         shadow.position = event.position;
@@ -667,7 +712,7 @@ async fn apply_to_shadow(
             to_apply.push(event);
         }
         sequences.insert(
-            (event.aggregate_type.clone(), event.aggregate_id.clone()),
+            (event.aggregate_type.as_str(), event.aggregate_id.as_str()),
             event.sequence,
         );
     }

@@ -3,7 +3,7 @@
 //!
 //! A projection loads the rows its batch touches in one query per table, folds the events
 //! into them in memory, and writes back the rows that changed in one statement per table.
-//! Rows travel as JSON (`to_jsonb` out, `jsonb_populate_recordset` in), so a row is one
+//! Rows travel as JSON (`to_jsonb` out, `json_populate_recordset` in), so a row is one
 //! serde struct whose field names are the table's column names. Table names are unqualified:
 //! the runtime sets `search_path` to the live schema or to a rebuild's shadow.
 
@@ -46,8 +46,7 @@ pub(crate) async fn upsert<T: Serialize>(
     key: &[&str],
     rows: &[T],
 ) -> Result<(), ProjectionError> {
-    let rows = to_json(table, rows)?;
-    let Some(columns) = columns(&rows) else {
+    let Some(columns) = columns(table, rows)? else {
         return Ok(());
     };
     let others: Vec<&str> = columns
@@ -67,11 +66,11 @@ pub(crate) async fn upsert<T: Serialize>(
         )
     };
     sqlx::query(&format!(
-        "INSERT INTO {table} ({all}) SELECT {all} FROM jsonb_populate_recordset(NULL::{table}, $1) \
+        "INSERT INTO {table} ({all}) SELECT {all} FROM json_populate_recordset(NULL::{table}, $1::json) \
          ON CONFLICT ({}) {on_conflict}",
         key.join(", ")
     ))
-    .bind(rows)
+    .bind(to_json(table, rows)?)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -85,30 +84,36 @@ pub(crate) async fn delete<T: Serialize>(
     key: &[(&str, &str)],
     keys: &[T],
 ) -> Result<(), ProjectionError> {
-    let keys = to_json(table, keys)?;
-    if keys.as_array().is_none_or(Vec::is_empty) {
+    if keys.is_empty() {
         return Ok(());
     }
     let definition: Vec<String> = key.iter().map(|(c, t)| format!("{c} {t}")).collect();
     let matches: Vec<String> = key.iter().map(|(c, _)| format!("t.{c} = k.{c}")).collect();
     sqlx::query(&format!(
-        "DELETE FROM {table} t USING jsonb_to_recordset($1) AS k({}) WHERE {}",
+        "DELETE FROM {table} t USING json_to_recordset($1::json) AS k({}) WHERE {}",
         definition.join(", "),
         matches.join(" AND ")
     ))
-    .bind(keys)
+    .bind(to_json(table, keys)?)
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-fn to_json<T: Serialize>(table: &str, rows: &[T]) -> Result<serde_json::Value, ProjectionError> {
-    serde_json::to_value(rows)
+/// Rows as JSON text: PostgreSQL's `json` input is parsed once by the recordset function,
+/// where `jsonb` would first be converted to its binary form.
+fn to_json<T: Serialize>(table: &str, rows: &[T]) -> Result<String, ProjectionError> {
+    serde_json::to_string(rows)
         .map_err(|e| ProjectionError::Payload(format!("rows of {table} cannot be encoded: {e}")))
 }
 
-/// The column names: the fields of the first row.
-fn columns(rows: &serde_json::Value) -> Option<Vec<String>> {
-    let first = rows.as_array()?.first()?.as_object()?;
-    Some(first.keys().cloned().collect())
+/// The column names: the fields of the first row (`None` without rows).
+fn columns<T: Serialize>(table: &str, rows: &[T]) -> Result<Option<Vec<String>>, ProjectionError> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let first = serde_json::to_value(first).map_err(|e| {
+        ProjectionError::Payload(format!("a row of {table} cannot be encoded: {e}"))
+    })?;
+    Ok(first.as_object().map(|o| o.keys().cloned().collect()))
 }
