@@ -87,7 +87,8 @@ pub fn stock_of(i: usize) -> Option<(u64, u64)> {
 
 /// Writes the products' events (and their stock's) to the log; returns the number of events.
 pub async fn load(env: &BenchEnv, products: &[DemoProduct]) -> anyhow::Result<u64> {
-    let metadata = serde_json::to_string(&EventMetadata::for_actor("bench"))?;
+    // As the event store writes it: a flat map of strings.
+    let metadata = serde_json::to_string(&EventMetadata::for_actor("bench").to_map())?;
     const CHUNK: usize = 2_000;
     let mut written = 0u64;
     for (c, chunk) in products.chunks(CHUNK).enumerate() {

@@ -25,9 +25,13 @@ use crate::runtime::ProjectionDeps;
 
 /// Bumped when the schema, the documents or the meaning of the payload change: an index of
 /// another version is rebuilt. 2: the position is a watermark (gaps filled from the log).
-pub const SEARCH_VERSION: u32 = 2;
+/// 3: typos and prefixes are matched on one field of the short texts (`tolerant`).
+pub const SEARCH_VERSION: u32 = 3;
 
 const WRITER_MEMORY: usize = 50_000_000;
+
+/// Most events the search worker applies in one commit.
+const SEARCH_BATCH: usize = 2048;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields {
@@ -39,6 +43,9 @@ pub(crate) struct Fields {
     pub category: Field,
     pub category_text: Field,
     pub attributes: Field,
+    /// Name, brand, category and attributes in one field: typos and prefixes are matched
+    /// here, one automaton per query word instead of one per field.
+    pub tolerant: Field,
     pub price: Field,
     pub available: Field,
     pub status: Field,
@@ -60,6 +67,7 @@ fn schema() -> (Schema, Fields) {
         category: b.add_facet_field("category", FacetOptions::default()),
         category_text: b.add_text_field("category_text", TEXT),
         attributes: b.add_text_field("attributes", TEXT),
+        tolerant: b.add_text_field("tolerant", TEXT),
         price: b.add_u64_field("price", num.clone()),
         available: b.add_u64_field("available", num),
         status: b.add_text_field("status", STRING),
@@ -405,7 +413,17 @@ fn to_document(f: &Fields, doc: &ProductDoc) -> TantivyDocument {
         .iter()
         .flat_map(|(k, v)| [k.as_str(), v.as_str()])
         .collect();
-    d.add_text(f.attributes, attributes.join(" "));
+    let attributes = attributes.join(" ");
+    d.add_text(
+        f.tolerant,
+        format!(
+            "{} {} {} {attributes}",
+            doc.name,
+            doc.brand,
+            doc.category.join(" ")
+        ),
+    );
+    d.add_text(f.attributes, attributes);
     d.add_u64(f.price, u64::try_from(doc.price).unwrap_or(0));
     d.add_u64(f.available, doc.available);
     d.add_text(f.status, &doc.status);
@@ -433,10 +451,14 @@ impl SearchWorker {
                 }
             })
             .collect();
+        let mut consumer = ConsumerConfig::new(format!("search-{name}"));
+        // A commit (segment write, fsync, reader reload) costs far more than indexing a
+        // document: under load, take everything that has arrived into one commit.
+        consumer.batch_size = SEARCH_BATCH;
         Self {
             index,
             deps,
-            consumer: ConsumerConfig::new(format!("search-{name}")),
+            consumer,
         }
     }
 
