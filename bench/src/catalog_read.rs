@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mercato_projections::runtime::find;
-use mercato_projections::{catch_up, ProjectionDeps, READ_SCHEMA};
-use mercato_query_api::{QueryApi, QueryApiConfig};
+use mercato_projections::{catch_up, READ_SCHEMA};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -68,19 +67,7 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let index_dir = std::env::temp_dir().join(format!("mercato-bench-{}", Uuid::new_v4()));
-    let config = QueryApiConfig {
-        addr: ([127, 0, 0, 1], 0).into(),
-        index_dir: index_dir.clone(),
-        replica_id: format!("bench-{}", Uuid::new_v4().simple()),
-        ..QueryApiConfig::new("bench-secret-bench-secret-bench-secret".to_owned().into())
-    };
-    let deps = ProjectionDeps {
-        pool: env.pool.clone(),
-        client: env.client.clone(),
-        js: env.js.clone(),
-        nats: env.fresh_stream().await?,
-    };
-    let api = QueryApi::build(config, deps).await?;
+    let api = env.query_api(&index_dir).await?;
     let base = Arc::new(format!("http://127.0.0.1:{}", api.port()));
     let server = tokio::spawn(api.run(shutdown.clone()));
     let http = reqwest::Client::builder()

@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 use mercato_cli::seed::catalog::DemoProduct;
 use mercato_event_store::{LogFilter, LogReader, Position};
 use mercato_projections::search::{SearchIndex, SearchRequest, SearchSort};
-use mercato_projections::ProjectionDeps;
-use mercato_query_api::{QueryApi, QueryApiConfig};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -411,19 +409,7 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
 
     // The query API serves the same index directory.
     let shutdown = CancellationToken::new();
-    let config = QueryApiConfig {
-        addr: ([127, 0, 0, 1], 0).into(),
-        index_dir: index_dir.clone(),
-        replica_id: format!("bench-{}", Uuid::new_v4().simple()),
-        ..QueryApiConfig::new("bench-secret-bench-secret-bench-secret".to_owned().into())
-    };
-    let deps = ProjectionDeps {
-        pool: env.pool.clone(),
-        client: env.client.clone(),
-        js: env.js.clone(),
-        nats: env.fresh_stream().await?,
-    };
-    let api = QueryApi::build(config, deps).await?;
+    let api = env.query_api(&index_dir).await?;
     let index = api.search_index();
     let base = format!("http://127.0.0.1:{}", api.port());
     let server = tokio::spawn(api.run(shutdown.clone()));

@@ -54,6 +54,28 @@ impl BenchEnv {
         })
     }
 
+    /// The query API on port 0 serving `index_dir`, with workers on a fresh stream.
+    pub async fn query_api(
+        &self,
+        index_dir: &std::path::Path,
+    ) -> anyhow::Result<mercato_query_api::QueryApi> {
+        let config = mercato_query_api::QueryApiConfig {
+            addr: ([127, 0, 0, 1], 0).into(),
+            index_dir: index_dir.to_path_buf(),
+            replica_id: format!("bench-{}", Uuid::new_v4().simple()),
+            ..mercato_query_api::QueryApiConfig::new(
+                "bench-secret-bench-secret-bench-secret".to_owned().into(),
+            )
+        };
+        let deps = mercato_projections::ProjectionDeps {
+            pool: self.pool.clone(),
+            client: self.client.clone(),
+            js: self.js.clone(),
+            nats: self.fresh_stream().await?,
+        };
+        Ok(mercato_query_api::QueryApi::build(config, deps).await?)
+    }
+
     /// A fresh events stream (and its dead-letter stream) with a prefix of its own.
     pub async fn fresh_stream(&self) -> anyhow::Result<NatsConfig> {
         let id = Uuid::new_v4().simple().to_string();
