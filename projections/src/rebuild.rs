@@ -568,8 +568,11 @@ impl Replay {
         }
     }
 
-    /// Applies the log to every shadow until the head, reading the next batch while the
-    /// current one is applied.
+    /// Applies the log to every shadow until the head. The log is read once, a batch ahead;
+    /// each shadow applies the batches on a task and a transaction of its own, at its own
+    /// pace, up to `SHADOW_AHEAD` batches ahead of the slowest (no barrier per batch: with
+    /// one, a batch's slowest shadow ran alone while the others waited, and the machine
+    /// idled a quarter of the time).
     async fn run(
         &mut self,
         pool: &PgPool,
@@ -577,42 +580,138 @@ impl Replay {
         progress: &(dyn Fn(&RebuildProgress) + Sync),
     ) -> Result<(), ProjectionError> {
         let reader = LogReader::new(pool.clone());
+        let (filter, batch_size) = (self.filter.clone(), self.batch_size);
         let read = |from: Position| {
-            let reader = reader.clone();
-            let filter = self.filter.clone();
-            let limit = self.batch_size;
-            tokio::spawn(async move { reader.read(from, &filter, limit).await })
+            let (reader, filter) = (reader.clone(), filter.clone());
+            tokio::spawn(async move { reader.read(from, &filter, batch_size).await })
         };
         let mut next = read(slowest(shadows));
-        loop {
+        let count = shadows.len();
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Position)>();
+        let mut senders = Vec::with_capacity(count);
+        let mut workers = ShadowTasks(Vec::with_capacity(count));
+        for (i, mut shadow) in std::mem::take(shadows).into_iter().enumerate() {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<RecordedEvent>>>(SHADOW_AHEAD);
+            let (pool, done) = (pool.clone(), done_tx.clone());
+            workers.0.push(tokio::spawn(async move {
+                while let Some(events) = rx.recv().await {
+                    if let Err(e) = apply_in_own_transaction(&pool, &mut shadow, &events).await {
+                        return (shadow, Err(e));
+                    }
+                    let _ = done.send((i, shadow.position));
+                }
+                (shadow, Ok(()))
+            }));
+            senders.push(tx);
+        }
+        drop(done_tx);
+        // Batches handed out and not yet applied by every shadow: (last position, events).
+        let mut in_flight: std::collections::VecDeque<(Position, u64)> = Default::default();
+        let mut applied = vec![Position::START; count];
+        let mut outcome: Result<(), ProjectionError> = Ok(());
+        'replay: loop {
             let events = match (&mut next).await {
-                Ok(events) => events?,
+                Ok(Ok(events)) => events,
+                Ok(Err(e)) => {
+                    outcome = Err(e.into());
+                    break;
+                }
                 Err(e) => {
-                    return Err(ProjectionError::Invalid {
+                    outcome = Err(ProjectionError::Invalid {
                         event_id: Uuid::nil(),
                         reason: format!("log reader task failed: {e}"),
-                    })
+                    });
+                    break;
                 }
             };
             let Some(last) = events.last().map(|e| e.position) else {
-                return Ok(());
+                break;
             };
-            let full = events.len() >= self.batch_size;
+            let full = events.len() >= batch_size;
             if full {
                 next = read(last);
             }
+            in_flight.push_back((last, events.len() as u64));
             let events = Arc::new(events);
-            let applied = apply_to_shadows(pool, shadows, &events).await;
-            if let Err(e) = applied {
-                next.abort();
-                return Err(e);
+            for sender in &senders {
+                // Waits while this shadow is `SHADOW_AHEAD` batches behind; fails when its
+                // task ended on an error (collected below).
+                if sender.send(events.clone()).await.is_err() {
+                    break 'replay;
+                }
+                self.settle(&mut done_rx, &mut applied, &mut in_flight, progress);
             }
-            self.done_now += events.len() as u64;
-            self.position = last;
-            progress(&self.progress(None, RebuildPhase::Replaying));
             if !full {
-                return Ok(());
+                break;
             }
+        }
+        next.abort();
+        drop(senders);
+        for task in std::mem::take(&mut workers.0) {
+            match task.await {
+                Ok((shadow, result)) => {
+                    shadows.push(shadow);
+                    if let Err(e) = result {
+                        if outcome.is_ok() {
+                            outcome = Err(e);
+                        }
+                    }
+                }
+                Err(e) => {
+                    if outcome.is_ok() {
+                        outcome = Err(ProjectionError::Invalid {
+                            event_id: Uuid::nil(),
+                            reason: format!("a shadow's task failed: {e}"),
+                        });
+                    }
+                }
+            }
+        }
+        self.settle(&mut done_rx, &mut applied, &mut in_flight, progress);
+        outcome
+    }
+
+    /// Takes in the shadows' finished batches and reports the batches every shadow has
+    /// applied.
+    fn settle(
+        &mut self,
+        done: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, Position)>,
+        applied: &mut [Position],
+        in_flight: &mut std::collections::VecDeque<(Position, u64)>,
+        progress: &(dyn Fn(&RebuildProgress) + Sync),
+    ) {
+        while let Ok((i, position)) = done.try_recv() {
+            applied[i] = position;
+        }
+        let everywhere = applied.iter().min().copied().unwrap_or(Position::START);
+        let mut moved = false;
+        while let Some(&(last, len)) = in_flight.front() {
+            if last > everywhere {
+                break;
+            }
+            in_flight.pop_front();
+            self.done_now += len;
+            self.position = last;
+            moved = true;
+        }
+        if moved {
+            progress(&self.progress(None, RebuildPhase::Replaying));
+        }
+    }
+}
+
+/// Batches a shadow may have queued ahead of the slowest one (memory: a batch of events
+/// each).
+const SHADOW_AHEAD: usize = 2;
+
+/// The shadows' tasks, aborted if the rebuild is dropped (Ctrl-C): a transaction cut off is
+/// rolled back, and the shadows resume from their last commit.
+struct ShadowTasks(Vec<tokio::task::JoinHandle<(Shadow, Result<(), ProjectionError>)>>);
+
+impl Drop for ShadowTasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
         }
     }
 }
@@ -623,46 +722,6 @@ fn slowest(shadows: &[Shadow]) -> Position {
         .map(|s| s.position)
         .min()
         .unwrap_or(Position::START)
-}
-
-/// Applies a batch to every shadow, each in a transaction of its own and all at once, each
-/// on a task of its own (its decoding and folding then use every core, and each PostgreSQL
-/// connection runs on a core of its own). A shadow's checkpoint is in its own schema,
-/// committed with its rows, so the shadows need not commit together: a crash loses at most
-/// the batches whose commit was not flushed yet, and the replay resumes from the slowest.
-async fn apply_to_shadows(
-    pool: &PgPool,
-    shadows: &mut Vec<Shadow>,
-    events: &Arc<Vec<RecordedEvent>>,
-) -> Result<(), ProjectionError> {
-    let tasks: Vec<_> = std::mem::take(shadows)
-        .into_iter()
-        .map(|mut shadow| {
-            let (pool, events) = (pool.clone(), events.clone());
-            tokio::spawn(async move {
-                let applied = apply_in_own_transaction(&pool, &mut shadow, &events).await;
-                (shadow, applied)
-            })
-        })
-        .collect();
-    let mut first_error = None;
-    for task in tasks {
-        match task.await {
-            Ok((shadow, applied)) => {
-                shadows.push(shadow);
-                if let Err(e) = applied {
-                    first_error.get_or_insert(e);
-                }
-            }
-            Err(e) => {
-                first_error.get_or_insert(ProjectionError::Invalid {
-                    event_id: Uuid::nil(),
-                    reason: format!("a shadow's task failed: {e}"),
-                });
-            }
-        }
-    }
-    first_error.map_or(Ok(()), Err)
 }
 
 async fn apply_in_own_transaction(
