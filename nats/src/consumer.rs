@@ -401,14 +401,20 @@ async fn next_batch(stream: &mut pull::Stream, max: usize) -> Result<Vec<Message
         None => return Err(NatsError::js("pull", "the pull stream ended")),
     };
     let mut messages = vec![first];
-    while messages.len() < max {
-        match stream.next().now_or_never() {
-            Some(Some(Ok(m))) => messages.push(m),
-            // Nothing more has arrived yet. (An error here is dropped: the stream recovers from
-            // a transient one, and one that ends it shows as `None` on the next call.)
-            _ => break,
+    // Outside tokio's cooperative budget: within it, after about 128 receives in one poll the
+    // subscription's channel reports "nothing yet" however much has arrived, and every batch
+    // was cut at 55-72 messages (one budget) while thousands waited.
+    tokio::task::unconstrained(async {
+        while messages.len() < max {
+            match stream.next().now_or_never() {
+                Some(Some(Ok(m))) => messages.push(m),
+                // Nothing more has arrived yet. (An error here is dropped: the stream recovers
+                // from a transient one, and one that ends it shows as `None` on the next call.)
+                _ => break,
+            }
         }
-    }
+    })
+    .await;
     Ok(messages)
 }
 

@@ -18,6 +18,7 @@ struct Recorder {
     applied: Mutex<Vec<Uuid>>,
     fail_deliveries: Mutex<HashMap<Uuid, i64>>,
     calls: Mutex<u32>,
+    batch_sizes: Mutex<Vec<usize>>,
     delay: Option<Duration>,
 }
 
@@ -25,6 +26,7 @@ struct Recorder {
 impl Handler for Recorder {
     async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
         *self.calls.lock().unwrap() += 1;
+        self.batch_sizes.lock().unwrap().push(batch.len());
         if let Some(d) = self.delay {
             tokio::time::sleep(d).await;
         }
@@ -270,4 +272,43 @@ async fn shutdown_finishes_the_batch_in_hand_and_hands_back_the_rest() {
     let mut expected: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     expected.sort();
     assert_eq!(all, expected, "an event was lost or handled twice");
+}
+
+#[tokio::test]
+async fn a_worker_behind_takes_everything_that_has_arrived_in_one_batch() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    append_concurrently(&db, 4, 100).await;
+    let relay = RunningRelay::start(&db, &nats, fast_relay());
+    nats.wait_for_events(400).await;
+    relay.stop().await;
+
+    // The first batch is whatever had arrived when the worker started; while the handler is
+    // busy with it, the rest of the 400 arrive, and all of them must come as the next batch
+    // (a batch cut at tokio's cooperative budget, about 64 messages, would make six or more).
+    let handler = Arc::new(Recorder {
+        delay: Some(Duration::from_millis(300)),
+        ..Recorder::default()
+    });
+    let worker = Worker::bind(
+        nats.client.clone(),
+        nats.js.clone(),
+        &nats.config,
+        ConsumerConfig {
+            batch_size: 1024,
+            ..quick("behind")
+        },
+    )
+    .await
+    .unwrap();
+    run_until(worker, handler.clone(), |h| {
+        h.applied.lock().unwrap().len() >= 400
+    })
+    .await;
+    assert_eq!(handler.applied.lock().unwrap().len(), 400);
+    let sizes = handler.batch_sizes.lock().unwrap().clone();
+    assert!(
+        sizes.len() <= 2,
+        "400 waiting events came in batches of {sizes:?}"
+    );
 }
