@@ -277,3 +277,39 @@ async fn a_gap_in_the_delivered_events_is_filled_from_the_log() {
     assert_eq!(index.published_count(), 6);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_typo_in_a_name_word_ranks_products_named_so_first() {
+    let shop = Shop::new().await;
+    // Created first, so on a tie of scores it would come first.
+    shop.product(
+        "EB-1",
+        "Sport Earbuds",
+        "Pulse",
+        &["audio", "headphones"],
+        3_999,
+        "In-ear buds for running",
+    )
+    .await;
+    shop.product(
+        "HP-1",
+        "Studio Headphones",
+        "Acme",
+        &["audio", "headphones"],
+        14_999,
+        "Closed back monitoring",
+    )
+    .await;
+    let dir = std::env::temp_dir().join(format!("mercato-search-{}", uuid::Uuid::new_v4()));
+    let index = SearchIndex::open(&dir).unwrap();
+    index
+        .apply(shop.settled_log(Position::START).await)
+        .await
+        .unwrap();
+    // Both are found (the earbuds by their category), the headphones first: as a finished
+    // word, as one being typed, and as a prefix being typed.
+    for q in ["headphnes ", "headphnes", "headpho"] {
+        assert_eq!(skus(&index, req(q)), vec!["HP-1", "EB-1"], "query {q:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
