@@ -11,8 +11,8 @@
 //! - to the search index's searchable position passing it.
 //!
 //! Visibility is sampled by polling every few milliseconds (`POLL_MS`), so its numbers carry
-//! up to that much resolution on top (polling every millisecond took a noticeable share of
-//! PostgreSQL's CPU on two cores).
+//! up to that much resolution on top (polling every millisecond would add a thousand queries
+//! a second to the two cores the measured workers share).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

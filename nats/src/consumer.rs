@@ -401,9 +401,9 @@ async fn next_batch(stream: &mut pull::Stream, max: usize) -> Result<Vec<Message
         None => return Err(NatsError::js("pull", "the pull stream ended")),
     };
     let mut messages = vec![first];
-    // Outside tokio's cooperative budget: within it, after about 128 receives in one poll the
-    // subscription's channel reports "nothing yet" however much has arrived, and every batch
-    // was cut at 55-72 messages (one budget) while thousands waited.
+    // Outside tokio's cooperative budget: within it, once the task's budget (128 operations
+    // per poll) is spent, the subscription's channel reports "nothing yet" however much has
+    // arrived, and every batch was cut at 55-72 messages while thousands waited.
     tokio::task::unconstrained(async {
         while messages.len() < max {
             match stream.next().now_or_never() {

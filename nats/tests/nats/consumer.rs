@@ -58,6 +58,12 @@ fn quick(name: &str) -> ConsumerConfig {
     }
 }
 
+async fn bind(nats: &TestNats, config: ConsumerConfig) -> Worker {
+    Worker::bind(nats.client.clone(), nats.js.clone(), &nats.config, config)
+        .await
+        .unwrap()
+}
+
 async fn run_until<F: Fn(&Recorder) -> bool>(worker: Worker, handler: Arc<Recorder>, done: F) {
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
@@ -89,14 +95,7 @@ async fn a_failing_event_is_redelivered_and_a_poison_event_is_dead_lettered_with
         .lock()
         .unwrap()
         .extend([(transient, 1), (poison, i64::MAX)]);
-    let worker = Worker::bind(
-        nats.client.clone(),
-        nats.js.clone(),
-        &nats.config,
-        quick("projector"),
-    )
-    .await
-    .unwrap();
+    let worker = bind(&nats, quick("projector")).await;
     let shutdown = CancellationToken::new();
     let (token, h) = (shutdown.clone(), handler.clone());
     let task = tokio::spawn(async move { worker.run(&*h, token).await.unwrap() });
@@ -179,9 +178,7 @@ async fn assert_aggregate_order_survives_a_failure(batch_size: usize, name: &str
         batch_size,
         ..quick(name)
     };
-    let worker = Worker::bind(nats.client.clone(), nats.js.clone(), &nats.config, config)
-        .await
-        .unwrap();
+    let worker = bind(&nats, config).await;
     run_until(worker, handler.clone(), |h| {
         h.applied.lock().unwrap().len() >= 10
     })
@@ -229,14 +226,7 @@ async fn shutdown_finishes_the_batch_in_hand_and_hands_back_the_rest() {
         delay: Some(Duration::from_millis(300)),
         ..Recorder::default()
     });
-    let worker = Worker::bind(
-        nats.client.clone(),
-        nats.js.clone(),
-        &nats.config,
-        config(5),
-    )
-    .await
-    .unwrap();
+    let worker = bind(&nats, config(5)).await;
     // Stop as soon as the handler is inside its (slow) first batch, while the pull stream
     // holds messages it has not handed to the handler yet.
     run_until(worker, first.clone(), |h| *h.calls.lock().unwrap() >= 1).await;
@@ -249,14 +239,7 @@ async fn shutdown_finishes_the_batch_in_hand_and_hands_back_the_rest() {
     // The next worker on the same durable consumer gets exactly the rest, at once (not after
     // the ack wait: the first worker handed back what it held but had not handled).
     let second = Arc::new(Recorder::default());
-    let worker = Worker::bind(
-        nats.client.clone(),
-        nats.js.clone(),
-        &nats.config,
-        config(20),
-    )
-    .await
-    .unwrap();
+    let worker = bind(&nats, config(20)).await;
     let rest = 20 - handled_first.len();
     run_until(worker, second.clone(), |h| {
         h.applied.lock().unwrap().len() >= rest
@@ -285,22 +268,19 @@ async fn a_worker_behind_takes_everything_that_has_arrived_in_one_batch() {
 
     // The first batch is whatever had arrived when the worker started; while the handler is
     // busy with it, the rest of the 400 arrive, and all of them must come as the next batch
-    // (a batch cut at tokio's cooperative budget, about 64 messages, would make six or more).
+    // (cut at tokio's cooperative budget, they came in batches of 8 and 119).
     let handler = Arc::new(Recorder {
         delay: Some(Duration::from_millis(300)),
         ..Recorder::default()
     });
-    let worker = Worker::bind(
-        nats.client.clone(),
-        nats.js.clone(),
-        &nats.config,
+    let worker = bind(
+        &nats,
         ConsumerConfig {
             batch_size: 1024,
             ..quick("behind")
         },
     )
-    .await
-    .unwrap();
+    .await;
     run_until(worker, handler.clone(), |h| {
         h.applied.lock().unwrap().len() >= 400
     })

@@ -229,9 +229,10 @@ impl SearchIndex {
 /// (the last word, unless the query ends with a space) as a prefix, in the short texts.
 ///
 /// Typos and prefixes are matched on `tolerant` (name, brand, category and attributes in one
-/// field) and again on the name, to rank name matches first; not on the description: each costs a Levenshtein automaton run over a field's
-/// terms, and the description's vocabulary is large, so matching them per field cost most of
-/// a query's time (the `search` benchmark) for words shoppers take from names and brands.
+/// field) and again on the name, to rank name matches first; not on the description: each
+/// costs a Levenshtein automaton run over a field's terms, and the description's vocabulary
+/// is large, so matching them per field cost most of a query's time (the `search`
+/// benchmark) for words shoppers take from names and brands.
 fn build_query(f: &Fields, words: &[String], request: &SearchRequest) -> BooleanQuery {
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let prefix_last = !request.q.ends_with(char::is_whitespace);
