@@ -594,13 +594,25 @@ impl Replay {
             let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<RecordedEvent>>>(SHADOW_AHEAD);
             let (pool, done) = (pool.clone(), done_tx.clone());
             workers.0.push(tokio::spawn(async move {
+                // A connection of its own, never returned to the pool: when a dropped rebuild
+                // aborts this task inside a transaction (even inside `begin`), closing the
+                // socket rolls it back, where a pooled connection could go back to the pool
+                // still in it (a test's later queries then ran inside that transaction and
+                // held locks that blocked the next switch-over).
+                let mut conn = match pool.acquire().await {
+                    Ok(c) => c.detach(),
+                    Err(e) => return (shadow, Err(e.into())),
+                };
+                let mut result = Ok(());
                 while let Some(events) = rx.recv().await {
-                    if let Err(e) = apply_in_own_transaction(&pool, &mut shadow, &events).await {
-                        return (shadow, Err(e));
+                    result = apply_in_own_transaction(&mut conn, &mut shadow, &events).await;
+                    if result.is_err() {
+                        break;
                     }
                     let _ = done.send((i, shadow.position));
                 }
-                (shadow, Ok(()))
+                let _ = conn.close().await;
+                (shadow, result)
             }));
             senders.push(tx);
         }
@@ -725,11 +737,11 @@ fn slowest(shadows: &[Shadow]) -> Position {
 }
 
 async fn apply_in_own_transaction(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     shadow: &mut Shadow,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     sqlx::query("SET LOCAL synchronous_commit TO off")
         .execute(&mut *tx)
         .await?;
