@@ -100,6 +100,14 @@ impl MoneyError {
         }
     }
 }
+impl MoneyError {
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        let _ = self;
+        K::Invalid
+    }
+}
 crate::impl_error_code!(MoneyError);
 
 /// A non-negative amount of money in minor units (cents for EUR) of one currency.

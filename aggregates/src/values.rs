@@ -102,6 +102,14 @@ impl ValueError {
         }
     }
 }
+impl ValueError {
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        let _ = self;
+        K::Invalid
+    }
+}
 crate::impl_error_code!(ValueError);
 
 /// Checks length (in characters) and the absence of control characters; blank text counts
@@ -287,6 +295,21 @@ validated_string!(
             Err(ValueError::InvalidTrackingNumber)
         }
     },
+    debug = plain
+);
+
+validated_string!(
+    /// The carrier that takes a shipment (`DHL`, `La Poste`): 1-64 characters without control
+    /// characters.
+    Carrier,
+    |v| check_text(v, "carrier", 1, 64, false),
+    debug = plain
+);
+
+validated_string!(
+    /// Why a customer sends units back: 1-500 characters, newlines allowed.
+    ReturnReason,
+    |v| check_text(v, "return reason", 1, 500, true),
     debug = plain
 );
 
@@ -570,7 +593,8 @@ impl TryFrom<RawPostalAddress> for PostalAddress {
 }
 
 impl PostalAddress {
-    /// Validates each line (1-100 characters; `line2` optional, 1-100 when given).
+    /// Validates each line (1-100 characters; `line2` optional, 1-100 when given; a blank
+    /// `line2` is the same as none, since forms send empty strings for empty fields).
     pub fn new(
         recipient: PersonName,
         line1: impl Into<String>,
@@ -582,6 +606,7 @@ impl PostalAddress {
         let line1 = line1.into();
         let city = city.into();
         let postal_code = postal_code.into();
+        let line2 = line2.filter(|l| !l.trim().is_empty());
         check_text(&line1, "address line 1", 1, 100, false)?;
         if let Some(line2) = &line2 {
             check_text(line2, "address line 2", 1, 100, false)?;
@@ -694,6 +719,15 @@ uuid_id!(
 uuid_id!(
     /// Identifies a payment (aggregate id of [`crate::payment::Payment`]).
     PaymentId
+);
+uuid_id!(
+    /// Identifies one refund of an order (the order derives it; the payment and the gateway
+    /// use it as the refund's idempotency key).
+    RefundId
+);
+uuid_id!(
+    /// Identifies a return (merchandise authorization) of an order.
+    ReturnId
 );
 
 #[cfg(test)]
@@ -916,6 +950,26 @@ mod tests {
             CountryCode::new("GB").unwrap()
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_blank_second_address_line_is_no_second_line() {
+        for blank in ["", "   "] {
+            let address = PostalAddress::new(
+                PersonName::new("Ada Lovelace").unwrap(),
+                "1 Main Street",
+                Some(blank.to_owned()),
+                "London",
+                "N1 9GU",
+                CountryCode::new("GB").unwrap(),
+            )
+            .unwrap();
+            assert_eq!(address.line2(), None, "{blank:?}");
+        }
+        let mut json = serde_json::to_value(address()).unwrap();
+        json["line2"] = json!("");
+        let read: PostalAddress = serde_json::from_value(json).unwrap();
+        assert_eq!(read, address());
     }
 
     #[test]

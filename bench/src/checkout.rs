@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use mercato_aggregates::stock::Stock;
-use mercato_command_api::{CheckoutSaga, CommandApi, CommandApiConfig, Deps, SagaConfig};
+use mercato_command_api::{OrderProcessWorker, CommandApi, CommandApiConfig, Deps, ProcessConfig};
 use mercato_event_store::{AggregateStore, SnapshotPolicy};
 use mercato_nats::{headers, Relay, RelayConfig};
 use rand::seq::IndexedRandom;
@@ -391,8 +391,8 @@ impl Stack {
                 tracing::error!(error = %e, "command api stopped");
             }
         }));
-        let saga_config = SagaConfig::from_config(&config);
-        let saga = CheckoutSaga::with_gateway(
+        let saga_config = ProcessConfig::from_config(&config);
+        let saga = OrderProcessWorker::with_gateway(
             saga_config,
             &deps,
             Arc::new(mercato_command_api::TestCardGateway::new(

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use mercato_command_api::{CheckoutSaga, CommandApi, NotificationWorker};
+use mercato_command_api::{OrderProcessWorker, CommandApi, NotificationWorker};
 use mercato_nats::{ensure_topology, Relay};
 use mercato_query_api::QueryApi;
 use secrecy::SecretString;
@@ -240,7 +240,7 @@ impl Application {
             tasks.spawn(async move { ("command-api", api.run(token).await) });
         }
         if parts.checkout {
-            let saga = CheckoutSaga::new(&command_config, &command_deps);
+            let saga = OrderProcessWorker::new(&command_config, &command_deps);
             let token = shutdown.clone();
             tasks.spawn(async move { ("checkout-saga", saga.run(token).await) });
         }

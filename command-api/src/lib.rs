@@ -3,7 +3,7 @@
 //!
 //! - [`CommandApi`] serves `/v1/...` writes with JWT auth, `Idempotency-Key`, `If-Match` and
 //!   RFC 9457 problems (see `docs/adr/0007-command-api-idempotency.md`).
-//! - [`CheckoutSaga`] drives the domain's `CheckoutProcess` from a durable JetStream consumer,
+//! - [`OrderProcessWorker`] drives the domain's `OrderProcess` from a durable JetStream consumer,
 //!   with its state, an outbox of commands and payment deadlines in PostgreSQL.
 //! - [`NotificationWorker`] emails customers about their orders (or records the message).
 #![forbid(unsafe_code)]
@@ -19,7 +19,7 @@ mod notify;
 mod panics;
 mod pending;
 mod routes;
-mod saga;
+mod process;
 mod stores;
 
 pub use api::{test_router, ApiDoc, CommandApi, Deps};
@@ -28,7 +28,7 @@ pub use config::CommandApiConfig;
 pub use gateway::TestCardGateway;
 pub use notify::NotificationWorker;
 pub use routes::carts::order_id_for;
-pub use saga::{CheckoutSaga, SagaConfig};
+pub use process::{OrderProcessWorker, ProcessConfig};
 
 /// The command side's migrations (`command-api/migrations`, schema `command`).
 ///

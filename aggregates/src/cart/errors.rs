@@ -80,4 +80,26 @@ impl CartError {
         }
     }
 }
+impl CartError {
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            CartError::NotFound => K::NotFound,
+            CartError::AlreadyExists | CartError::CheckedOut => K::Conflict,
+            // A product the request names is the request's fault, not a missing target.
+            CartError::ProductNotFound(_)
+            | CartError::ProductNotSellable(_)
+            | CartError::CurrencyMismatch { .. }
+            | CartError::TooManyLines { .. }
+            | CartError::LineQuantityLimit { .. }
+            | CartError::ItemNotInCart(_)
+            | CartError::EmptyCart
+            | CartError::CustomerRequired
+            | CartError::CustomerMismatch
+            | CartError::AmountOverflow => K::Invalid,
+            CartError::CatalogUnavailable => K::Unavailable,
+        }
+    }
+}
 crate::impl_error_code!(CartError);

@@ -22,4 +22,14 @@ impl CustomerError {
         }
     }
 }
+impl CustomerError {
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            CustomerError::NotFound => K::NotFound,
+            CustomerError::AlreadyExists | CustomerError::Forgotten => K::Conflict,
+        }
+    }
+}
 crate::impl_error_code!(CustomerError);

@@ -1,30 +1,26 @@
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use super::{OrderCommand, OrderError, OrderEvent, OrderLine, ShipmentLine};
+use super::{LineUnits, OrderCommand, OrderError, OrderEvent, OrderLine, RefundLine, RefundReason};
 use crate::money::Money;
-use crate::values::{CustomerId, OrderId, PaymentId, Sku};
+use crate::personal::Personal;
+use crate::values::{
+    Carrier, CustomerId, Email, OrderId, PaymentId, RefundId, ReturnId, Sku, TrackingNumber,
+};
 
-/// Where an order is in its life.
+/// Where an order is in its life (the aggregates README draws the state machine).
 ///
-/// ```text
-/// placed ─(all lines reserved)─> awaiting_payment ─(authorized)─> payment_authorized
-///   │                               │                                  │ (confirm)
-///   └─(line rejected)─> stock_rejected  └─(declined)─> payment_declined      v
-///                                                         confirmed ─(ship)─> partially_shipped ─> shipped
-///                                                                                                  │ (deliver)
-///                  cancelled <─(cancel before shipment*)                         delivered ─(refund)─> partially_refunded ─> refunded
-///
-/// * a confirmed order only once its payment capture is recorded
-/// ```
-///
-/// Refunds are also accepted in `confirmed`, `partially_shipped`, `shipped` and (once
-/// captured) `cancelled`; there they leave the status as it is, since fulfilment (or the
-/// cancellation) still decides it, and the refunded amount tells the refund progress.
+/// Checkout: `placed` → `awaiting_payment` → `payment_authorized` → `confirmed`, or
+/// `stock_rejected` / `payment_declined` → `cancelled`. Fulfilment: `confirmed` →
+/// `partially_shipped` → `shipped` → `delivered`, counted over the units left to fulfil
+/// (ordered minus cancelled). After delivery the refund progress is the status:
+/// `partially_refunded`, `refunded`. `cancelled` only when no unit ever shipped; cancelling
+/// after a partial shipment cancels the unshipped rest and the order goes on as `shipped`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
@@ -45,15 +41,15 @@ pub enum OrderStatus {
     Confirmed,
     /// Some units shipped.
     PartiallyShipped,
-    /// Every unit shipped.
+    /// Every unit to fulfil shipped.
     Shipped,
-    /// Delivered.
+    /// Every unit to fulfil delivered.
     Delivered,
     /// Delivered, and part of the captured amount refunded.
     PartiallyRefunded,
     /// Delivered, and the whole captured amount refunded.
     Refunded,
-    /// Cancelled before shipment.
+    /// Cancelled before any unit shipped.
     Cancelled,
 }
 
@@ -77,15 +73,16 @@ impl OrderStatus {
         }
     }
 
-    /// True once any unit has shipped (cancellation is no longer possible).
-    pub fn is_shipped(&self) -> bool {
+    /// True while the checkout is still running (before confirmation or its failure).
+    pub fn in_checkout(&self) -> bool {
         matches!(
             self,
-            OrderStatus::PartiallyShipped
-                | OrderStatus::Shipped
-                | OrderStatus::Delivered
-                | OrderStatus::PartiallyRefunded
-                | OrderStatus::Refunded
+            OrderStatus::Absent
+                | OrderStatus::Placed
+                | OrderStatus::StockRejected
+                | OrderStatus::AwaitingPayment
+                | OrderStatus::PaymentDeclined
+                | OrderStatus::PaymentAuthorized
         )
     }
 }
@@ -96,29 +93,130 @@ impl fmt::Display for OrderStatus {
     }
 }
 
-/// Reservation and shipment progress of one line.
+/// Progress of one line, in units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineProgress {
     /// The line.
     pub line: OrderLine,
     /// Stock reserved for it.
     pub reserved: bool,
-    /// Units shipped so far.
+    /// Units shipped.
     pub shipped: u32,
+    /// Units delivered.
+    #[serde(default)]
+    pub delivered: u32,
+    /// Units cancelled (never shipped).
+    #[serde(default)]
+    pub cancelled: u32,
+    /// Units in a return, announced or received.
+    #[serde(default)]
+    pub in_returns: u32,
+    /// Units received back.
+    #[serde(default)]
+    pub returned: u32,
+    /// When its latest delivery arrived (the return window counts from it).
+    #[serde(default)]
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl LineProgress {
+    /// Units ordered and not cancelled.
+    pub fn to_fulfil(&self) -> u32 {
+        self.line.quantity.get().saturating_sub(self.cancelled)
+    }
+
+    /// Units neither shipped nor cancelled.
+    pub fn unshipped(&self) -> u32 {
+        self.to_fulfil().saturating_sub(self.shipped)
+    }
+
+    /// Delivered units not in a return yet.
+    pub fn returnable(&self) -> u32 {
+        self.delivered.saturating_sub(self.in_returns)
+    }
+}
+
+/// One parcel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    /// Its tracking number (unique per order).
+    pub tracking_number: TrackingNumber,
+    /// Its carrier.
+    pub carrier: Option<Carrier>,
+    /// When it left (unknown for shipments recorded before version 1.1 of the event).
+    pub shipped_at: Option<DateTime<Utc>>,
+    /// Units per line.
+    pub lines: Vec<LineUnits>,
+    /// Whether it arrived.
+    pub delivered: bool,
+}
+
+/// A return of units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Return {
+    /// Units announced per line.
+    pub lines: Vec<LineUnits>,
+    /// Whether the units arrived (a return is received once).
+    pub received: bool,
+}
+
+/// Where a refund is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundState {
+    /// Requested; the payment has not made it yet.
+    Pending,
+    /// Made on the payment.
+    Refunded,
+    /// Refused by the gateway.
+    Failed,
+}
+
+/// A refund of this order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    /// Its amount.
+    pub amount: Money,
+    /// The units it pays back.
+    pub lines: Vec<RefundLine>,
+    /// Where it is.
+    pub state: RefundState,
+}
+
+/// Money owed back for cancelled or returned units while nothing was captured yet; it is
+/// requested when the capture is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwedRefund {
+    /// What it pays back.
+    pub reason: RefundReason,
+    /// The units.
+    pub lines: Vec<RefundLine>,
 }
 
 /// An order (aggregate id: the order UUID).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Order {
-    id: Option<OrderId>,
-    customer_id: Option<CustomerId>,
-    status: OrderStatus,
-    lines: Vec<LineProgress>,
-    total: Option<Money>,
-    payment_id: Option<PaymentId>,
-    authorized: Option<Money>,
-    captured: Option<Money>,
-    refunded: Option<Money>,
+    pub(super) id: Option<OrderId>,
+    pub(super) customer_id: Option<CustomerId>,
+    #[serde(default)]
+    pub(super) guest_email: Option<Personal<Email>>,
+    pub(super) status: OrderStatus,
+    pub(super) lines: Vec<LineProgress>,
+    pub(super) total: Option<Money>,
+    pub(super) payment_id: Option<PaymentId>,
+    pub(super) authorized: Option<Money>,
+    pub(super) captured: Option<Money>,
+    pub(super) refunded: Option<Money>,
+    #[serde(default)]
+    pub(super) voided: bool,
+    #[serde(default)]
+    pub(super) shipments: Vec<Shipment>,
+    #[serde(default)]
+    pub(super) returns: BTreeMap<ReturnId, Return>,
+    #[serde(default)]
+    pub(super) refunds: BTreeMap<RefundId, Refund>,
+    #[serde(default)]
+    pub(super) owed: Vec<OwedRefund>,
 }
 
 impl Order {
@@ -135,9 +233,14 @@ impl Order {
         self.id
     }
 
-    /// Who ordered.
+    /// Who ordered (`None` for a guest).
     pub fn customer_id(&self) -> Option<CustomerId> {
         self.customer_id
+    }
+
+    /// A guest's email.
+    pub fn guest_email(&self) -> Option<&Personal<Email>> {
+        self.guest_email.as_ref()
     }
 
     /// Lines with their progress.
@@ -165,336 +268,125 @@ impl Order {
         self.refunded
     }
 
-    fn invalid(&self, action: &'static str) -> OrderError {
-        OrderError::InvalidTransition {
-            status: self.status,
-            action,
-        }
+    /// Whether the authorization was voided.
+    pub fn voided(&self) -> bool {
+        self.voided
     }
 
-    fn require(&self, allowed: &[OrderStatus], action: &'static str) -> Result<(), OrderError> {
-        if allowed.contains(&self.status) {
-            Ok(())
-        } else {
-            Err(self.invalid(action))
-        }
+    /// Shipments, in shipping order.
+    pub fn shipments(&self) -> &[Shipment] {
+        &self.shipments
     }
 
-    fn line(&self, sku: &Sku) -> Result<&LineProgress, OrderError> {
+    /// Returns by id.
+    pub fn returns(&self) -> &BTreeMap<ReturnId, Return> {
+        &self.returns
+    }
+
+    /// Refunds by id.
+    pub fn refunds(&self) -> &BTreeMap<RefundId, Refund> {
+        &self.refunds
+    }
+
+    /// Sum of the refunds requested and not made or failed yet.
+    pub fn pending_refunds(&self) -> i64 {
+        self.refunds
+            .values()
+            .filter(|r| r.state == RefundState::Pending)
+            .map(|r| r.amount.amount())
+            .sum()
+    }
+
+    /// What can still be refunded: captured minus refunded minus pending refunds (zero
+    /// before the capture is recorded).
+    pub fn refundable(&self) -> Money {
+        let Some(captured) = self.captured else {
+            return Money::zero(self.currency());
+        };
+        let refunded = self.refunded.map_or(0, |m| m.amount());
+        let left = captured.amount() - refunded - self.pending_refunds();
+        Money::new(left.max(0), captured.currency()).unwrap_or(Money::zero(captured.currency()))
+    }
+
+    pub(super) fn currency(&self) -> crate::money::Currency {
+        self.total
+            .map(|t| t.currency())
+            .unwrap_or(crate::money::Currency::EUR)
+    }
+
+    pub(super) fn line(&self, sku: &Sku) -> Result<&LineProgress, OrderError> {
         self.lines
             .iter()
             .find(|l| &l.line.sku == sku)
             .ok_or_else(|| OrderError::UnknownLine(sku.clone()))
     }
 
-    fn total_or_missing(&self) -> Result<Money, OrderError> {
-        self.total.ok_or(OrderError::NotFound)
+    fn line_mut(&mut self, sku: &Sku) -> Option<&mut LineProgress> {
+        self.lines.iter_mut().find(|l| &l.line.sku == sku)
     }
 
-    fn place(&self, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
-        let OrderCommand::PlaceOrder {
-            order_id,
-            customer_id,
-            lines,
-            shipping_address,
-            payment_method,
-            placed_at,
-        } = command
-        else {
-            return Err(OrderError::NotFound);
-        };
-        if self.status != OrderStatus::Absent {
-            return Err(OrderError::AlreadyExists);
+    /// The status the fulfilment and refund progress give (after confirmation); during the
+    /// checkout and after a cancellation the status stays as it is.
+    pub(super) fn settled_status(&self) -> OrderStatus {
+        if self.status.in_checkout() || self.status == OrderStatus::Cancelled {
+            return self.status;
         }
-        let Some(first) = lines.first() else {
-            return Err(OrderError::NoLines);
-        };
-        if lines.len() > Order::MAX_LINES {
-            return Err(OrderError::TooManyLines {
-                max: Order::MAX_LINES,
-            });
-        }
-        let currency = first.unit_price.currency();
-        let mut seen = BTreeSet::new();
-        let mut placed = Vec::with_capacity(lines.len());
-        for line in lines {
-            if !seen.insert(line.sku.clone()) {
-                return Err(OrderError::DuplicateLine(line.sku));
+        let to_fulfil: u32 = self.lines.iter().map(LineProgress::to_fulfil).sum();
+        let shipped: u32 = self.lines.iter().map(|l| l.shipped).sum();
+        let delivered: u32 = self.lines.iter().map(|l| l.delivered).sum();
+        if shipped == 0 {
+            OrderStatus::Confirmed
+        } else if shipped < to_fulfil {
+            OrderStatus::PartiallyShipped
+        } else if delivered < to_fulfil {
+            OrderStatus::Shipped
+        } else {
+            match (self.refunded, self.captured) {
+                (Some(r), _) if r.is_zero() => OrderStatus::Delivered,
+                (None, _) => OrderStatus::Delivered,
+                (Some(r), Some(c)) if r == c => OrderStatus::Refunded,
+                _ => OrderStatus::PartiallyRefunded,
             }
-            if line.unit_price.currency() != currency {
-                return Err(OrderError::CurrencyMismatch);
-            }
-            let line_total = line
-                .unit_price
-                .checked_mul(line.quantity.get())
-                .map_err(|_| OrderError::AmountOverflow)?;
-            placed.push(OrderLine {
-                sku: line.sku,
-                name: line.name,
-                quantity: line.quantity,
-                unit_price: line.unit_price,
-                line_total,
-            });
         }
-        let total = Money::sum(currency, placed.iter().map(|l| l.line_total))
-            .map_err(|_| OrderError::AmountOverflow)?;
-        Ok(vec![OrderEvent::OrderPlaced {
-            order_id,
-            customer_id,
-            lines: placed,
-            total,
-            shipping_address: shipping_address.into(),
-            payment_method,
-            placed_at,
-        }])
     }
 
-    fn decide(&self, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
-        use OrderStatus as S;
-        if matches!(command, OrderCommand::PlaceOrder { .. }) {
-            return self.place(command);
-        }
-        if self.status == S::Absent {
-            return Err(OrderError::NotFound);
-        }
-        let event = match command {
-            OrderCommand::PlaceOrder { .. } => return Err(OrderError::AlreadyExists),
-            OrderCommand::RecordStockReserved { sku } => {
-                let line = self.line(&sku)?;
-                if line.reserved {
-                    return Ok(vec![]);
-                }
-                self.require(&[S::Placed], "record stock reserved for")?;
-                let all_reserved = self.lines.iter().all(|l| l.reserved || l.line.sku == sku);
-                let status = if all_reserved {
-                    S::AwaitingPayment
-                } else {
-                    S::Placed
-                };
-                OrderEvent::OrderLineReserved { sku, status }
-            }
-            OrderCommand::RecordStockRejected {
-                sku,
-                requested,
-                available,
-            } => {
-                let line = self.line(&sku)?;
-                self.require(&[S::Placed], "record stock rejected for")?;
-                if line.reserved {
-                    return Err(self.invalid("record stock rejected for a reserved line of"));
-                }
-                OrderEvent::OrderLineRejected {
-                    sku,
-                    requested,
-                    available,
-                }
-            }
-            OrderCommand::RecordPaymentAuthorized { payment_id, amount } => {
-                self.require(&[S::AwaitingPayment], "record payment authorized for")?;
-                let expected = self.total_or_missing()?;
-                if amount != expected {
-                    return Err(OrderError::PaymentAmountMismatch {
-                        expected,
-                        actual: amount,
-                    });
-                }
-                OrderEvent::OrderPaymentAuthorized { payment_id, amount }
-            }
-            OrderCommand::RecordPaymentDeclined { payment_id, reason } => {
-                self.require(&[S::AwaitingPayment], "record payment declined for")?;
-                OrderEvent::OrderPaymentDeclined { payment_id, reason }
-            }
-            OrderCommand::RecordPaymentCaptured { payment_id, amount } => {
-                // A checkout of an earlier version sent the capture together with the
-                // confirmation, so a cancellation could overtake it; the capture must still
-                // be recorded so the money can be refunded.
-                let cancelled_after_authorization =
-                    self.status == S::Cancelled && self.authorized.is_some();
-                if !cancelled_after_authorization {
-                    self.require(
-                        &[
-                            S::Confirmed,
-                            S::PartiallyShipped,
-                            S::Shipped,
-                            S::Delivered,
-                            S::PartiallyRefunded,
-                            S::Refunded,
-                        ],
-                        "record payment captured for",
-                    )?;
-                }
-                if self.captured.is_some() {
-                    return Ok(vec![]);
-                }
-                let expected = self.authorized.ok_or_else(|| self.invalid("capture"))?;
-                if amount != expected {
-                    return Err(OrderError::PaymentAmountMismatch {
-                        expected,
-                        actual: amount,
-                    });
-                }
-                OrderEvent::OrderPaymentCaptured { payment_id, amount }
-            }
-            OrderCommand::ConfirmOrder => {
-                self.require(&[S::PaymentAuthorized], "confirm")?;
-                OrderEvent::OrderConfirmed
-            }
-            OrderCommand::CancelOrder { reason } => {
-                if self.status == S::Cancelled {
-                    return Err(OrderError::AlreadyCancelled);
-                }
-                if self.status.is_shipped() {
-                    return Err(OrderError::CancelAfterShipment);
-                }
-                // Between confirmation and the recorded capture the checkout is moving the
-                // money; refusing here means a cancellation either lands before the
-                // confirmation (the checkout voids) or after the capture (refund path), so
-                // the checkout never has to refund.
-                if self.status == S::Confirmed && self.captured.is_none() {
-                    return Err(OrderError::CapturePending);
-                }
-                OrderEvent::OrderCancelled { reason }
-            }
-            OrderCommand::ShipOrder {
-                tracking_number,
-                lines,
-            } => {
-                self.require(&[S::Confirmed, S::PartiallyShipped], "ship")?;
-                if lines.is_empty() {
-                    return Err(OrderError::EmptyShipment);
-                }
-                let mut shipped_now: Vec<(Sku, u32)> = Vec::new();
-                for shipment in &lines {
-                    let line = self.line(&shipment.sku)?;
-                    let earlier: u32 = shipped_now
-                        .iter()
-                        .filter(|(sku, _)| sku == &shipment.sku)
-                        .map(|(_, n)| *n)
-                        .sum();
-                    let remaining = line
-                        .line
-                        .quantity
-                        .get()
-                        .saturating_sub(line.shipped)
-                        .saturating_sub(earlier);
-                    if shipment.quantity.get() > remaining {
-                        return Err(OrderError::ShipmentExceedsOrdered {
-                            sku: shipment.sku.clone(),
-                            remaining,
-                        });
-                    }
-                    shipped_now.push((shipment.sku.clone(), shipment.quantity.get()));
-                }
-                let shipped_after = |progress: &LineProgress| -> u32 {
-                    progress.shipped
-                        + shipped_now
-                            .iter()
-                            .filter(|(sku, _)| sku == &progress.line.sku)
-                            .map(|(_, n)| *n)
-                            .sum::<u32>()
-                };
-                let completed_lines = self
-                    .lines
-                    .iter()
-                    .filter(|p| {
-                        p.shipped < p.line.quantity.get()
-                            && shipped_after(p) == p.line.quantity.get()
-                    })
-                    .map(|p| p.line.sku.clone())
-                    .collect();
-                let all_shipped = self
-                    .lines
-                    .iter()
-                    .all(|p| shipped_after(p) == p.line.quantity.get());
-                let status = if all_shipped {
-                    S::Shipped
-                } else {
-                    S::PartiallyShipped
-                };
-                OrderEvent::OrderShipped {
-                    tracking_number,
-                    lines: merge_shipment(lines),
-                    completed_lines,
-                    status,
-                }
-            }
-            OrderCommand::DeliverOrder => {
-                self.require(&[S::Shipped], "deliver")?;
-                OrderEvent::OrderDelivered
-            }
-            OrderCommand::RefundOrder { amount } => {
-                // Refundable whenever money was captured and not yet fully refunded: a
-                // cancelled order only if it was captured (confirmed before cancellation).
-                let cancelled_after_capture =
-                    self.status == S::Cancelled && self.captured.is_some();
-                if !cancelled_after_capture {
-                    self.require(
-                        &[
-                            S::Confirmed,
-                            S::PartiallyShipped,
-                            S::Shipped,
-                            S::Delivered,
-                            S::PartiallyRefunded,
-                        ],
-                        "refund",
-                    )?;
-                }
-                let currency = self.total_or_missing()?.currency();
-                if amount.currency() != currency {
-                    return Err(OrderError::CurrencyMismatch);
-                }
-                if amount.is_zero() {
-                    return Err(OrderError::RefundAmountZero);
-                }
-                let captured = self.captured.unwrap_or(Money::zero(currency));
-                let refunded = self.refunded.unwrap_or(Money::zero(currency));
-                let refundable = captured
-                    .checked_sub(refunded)
-                    .unwrap_or(Money::zero(currency));
-                if amount.amount() > refundable.amount() {
-                    return Err(OrderError::RefundExceedsCaptured { refundable });
-                }
-                let total_refunded = refunded
-                    .checked_add(amount)
+    /// The money owed for `units` of their lines, at the captured prices.
+    pub(super) fn value_of(&self, units: &[LineUnits]) -> Result<Vec<RefundLine>, OrderError> {
+        units
+            .iter()
+            .map(|u| {
+                let line = self.line(&u.sku)?;
+                let amount = line
+                    .line
+                    .unit_price
+                    .checked_mul(u.quantity.get())
                     .map_err(|_| OrderError::AmountOverflow)?;
-                // Refund progress only becomes the status once nothing is left to fulfil
-                // (after delivery); before that, and after a cancellation, the status stays
-                // and the amounts (`total_refunded`) tell the refund progress.
-                let status = match self.status {
-                    S::Delivered | S::PartiallyRefunded if total_refunded == captured => {
-                        S::Refunded
-                    }
-                    S::Delivered | S::PartiallyRefunded => S::PartiallyRefunded,
-                    other => other,
-                };
-                OrderEvent::OrderRefunded {
+                Ok(RefundLine {
+                    sku: u.sku.clone(),
+                    quantity: u.quantity,
                     amount,
-                    total_refunded,
-                    status,
-                }
-            }
-        };
-        Ok(vec![event])
+                })
+            })
+            .collect()
+    }
+
+    /// The id of the next refund this order requests.
+    pub(super) fn next_refund_id(&self) -> RefundId {
+        let order = self.id.map(|id| id.as_uuid()).unwrap_or_default();
+        let n = self.refunds.len() + 1;
+        RefundId::new(uuid::Uuid::new_v5(&order, format!("refund-{n}").as_bytes()))
+    }
+
+    fn owe(&mut self, reason: RefundReason, lines: Vec<RefundLine>) {
+        if self.captured.is_none() && !lines.is_empty() {
+            self.owed.push(OwedRefund { reason, lines });
+        }
     }
 }
 
-/// One entry per SKU, in first-seen order, so the event states each line's units once.
-fn merge_shipment(lines: Vec<ShipmentLine>) -> Vec<ShipmentLine> {
-    let mut merged: Vec<ShipmentLine> = Vec::with_capacity(lines.len());
-    for line in lines {
-        match merged.iter_mut().find(|m| m.sku == line.sku) {
-            Some(existing) => {
-                // Bounded by the line quantity, which was checked above.
-                if let Ok(sum) =
-                    crate::values::Quantity::new(existing.quantity.get() + line.quantity.get())
-                {
-                    existing.quantity = sum;
-                }
-            }
-            None => merged.push(line),
-        }
-    }
-    merged
+/// The value of `lines`, in the order's currency.
+pub(super) fn total_of(lines: &[RefundLine], currency: crate::money::Currency) -> Money {
+    Money::sum(currency, lines.iter().map(|l| l.amount)).unwrap_or(Money::zero(currency))
 }
 
 impl Aggregate for Order {
@@ -521,25 +413,32 @@ impl Aggregate for Order {
             OrderEvent::OrderPlaced {
                 order_id,
                 customer_id,
+                guest_email,
                 lines,
                 total,
                 ..
             } => {
                 self.id = Some(order_id);
-                self.customer_id = Some(customer_id);
+                self.customer_id = customer_id;
+                self.guest_email = guest_email;
                 self.lines = lines
                     .into_iter()
                     .map(|line| LineProgress {
                         line,
                         reserved: false,
                         shipped: 0,
+                        delivered: 0,
+                        cancelled: 0,
+                        in_returns: 0,
+                        returned: 0,
+                        delivered_at: None,
                     })
                     .collect();
                 self.total = Some(total);
                 self.status = OrderStatus::Placed;
             }
             OrderEvent::OrderLineReserved { sku, status } => {
-                if let Some(line) = self.lines.iter_mut().find(|l| l.line.sku == sku) {
+                if let Some(line) = self.line_mut(&sku) {
                     line.reserved = true;
                 }
                 self.status = status;
@@ -556,24 +455,178 @@ impl Aggregate for Order {
             }
             OrderEvent::OrderConfirmed => self.status = OrderStatus::Confirmed,
             OrderEvent::OrderPaymentCaptured { amount, .. } => self.captured = Some(amount),
-            OrderEvent::OrderCancelled { .. } => self.status = OrderStatus::Cancelled,
-            OrderEvent::OrderShipped { lines, status, .. } => {
-                for shipment in lines {
-                    if let Some(line) = self.lines.iter_mut().find(|l| l.line.sku == shipment.sku) {
-                        line.shipped = line.shipped.saturating_add(shipment.quantity.get());
+            OrderEvent::OrderPaymentVoided { .. } => self.voided = true,
+            OrderEvent::OrderCancelled { .. } => {
+                let units: Vec<LineUnits> = unshipped_units(&self.lines);
+                let owed = self.value_of(&units).unwrap_or_default();
+                for line in &mut self.lines {
+                    line.cancelled += line.unshipped();
+                }
+                self.owe(RefundReason::Cancellation, owed);
+                self.status = OrderStatus::Cancelled;
+            }
+            OrderEvent::OrderRemainderCancelled { lines, status, .. } => {
+                let owed = self.value_of(&lines).unwrap_or_default();
+                for units in &lines {
+                    if let Some(line) = self.line_mut(&units.sku) {
+                        line.cancelled += units.quantity.get();
+                    }
+                }
+                self.owe(RefundReason::Cancellation, owed);
+                self.status = status;
+            }
+            OrderEvent::OrderShipped {
+                tracking_number,
+                carrier,
+                shipped_at,
+                lines,
+                status,
+                ..
+            } => {
+                for units in &lines {
+                    if let Some(line) = self.line_mut(&units.sku) {
+                        line.shipped = line.shipped.saturating_add(units.quantity.get());
+                    }
+                }
+                self.shipments.push(Shipment {
+                    tracking_number,
+                    carrier,
+                    shipped_at,
+                    lines,
+                    delivered: false,
+                });
+                self.status = status;
+            }
+            OrderEvent::OrderDelivered {
+                tracking_numbers,
+                lines,
+                delivered_at,
+                status,
+            } => {
+                if lines.is_empty() {
+                    // An upcast 1.0 event: everything shipped arrived.
+                    for line in &mut self.lines {
+                        line.delivered = line.shipped;
+                    }
+                    for shipment in &mut self.shipments {
+                        shipment.delivered = true;
+                    }
+                } else {
+                    for units in &lines {
+                        if let Some(line) = self.line_mut(&units.sku) {
+                            line.delivered = line.delivered.saturating_add(units.quantity.get());
+                            line.delivered_at = delivered_at.or(line.delivered_at);
+                        }
+                    }
+                    for shipment in &mut self.shipments {
+                        if tracking_numbers.contains(&shipment.tracking_number) {
+                            shipment.delivered = true;
+                        }
                     }
                 }
                 self.status = status;
             }
-            OrderEvent::OrderDelivered => self.status = OrderStatus::Delivered,
+            OrderEvent::OrderReturnRequested {
+                return_id, lines, ..
+            } => {
+                for units in &lines {
+                    if let Some(line) = self.line_mut(&units.sku) {
+                        line.in_returns += units.quantity.get();
+                    }
+                }
+                self.returns.insert(
+                    return_id,
+                    Return {
+                        lines,
+                        received: false,
+                    },
+                );
+            }
+            OrderEvent::OrderReturnReceived {
+                return_id, lines, ..
+            } => {
+                let announced = self
+                    .returns
+                    .get(&return_id)
+                    .map(|r| r.lines.clone())
+                    .unwrap_or_default();
+                for units in &announced {
+                    let received: u32 = lines
+                        .iter()
+                        .filter(|l| l.sku == units.sku)
+                        .map(|l| l.quantity.get())
+                        .sum();
+                    if let Some(line) = self.line_mut(&units.sku) {
+                        // Announced units that never came back stay with the customer.
+                        line.in_returns = line
+                            .in_returns
+                            .saturating_sub(units.quantity.get().saturating_sub(received));
+                        line.returned += received;
+                    }
+                }
+                let units: Vec<LineUnits> = lines
+                    .iter()
+                    .map(|l| LineUnits {
+                        sku: l.sku.clone(),
+                        quantity: l.quantity,
+                    })
+                    .collect();
+                let owed = self.value_of(&units).unwrap_or_default();
+                self.owe(RefundReason::Return { return_id }, owed);
+                if let Some(r) = self.returns.get_mut(&return_id) {
+                    r.received = true;
+                }
+            }
+            OrderEvent::OrderRefundRequested {
+                refund_id,
+                amount,
+                reason,
+                lines,
+            } => {
+                if let Some(i) = self.owed.iter().position(|o| o.reason == reason) {
+                    self.owed.remove(i);
+                }
+                self.refunds.insert(
+                    refund_id,
+                    Refund {
+                        amount,
+                        lines,
+                        state: RefundState::Pending,
+                    },
+                );
+            }
             OrderEvent::OrderRefunded {
+                refund_id,
                 total_refunded,
                 status,
                 ..
             } => {
+                if let Some(refund) = refund_id.and_then(|id| self.refunds.get_mut(&id)) {
+                    refund.state = RefundState::Refunded;
+                }
                 self.refunded = Some(total_refunded);
                 self.status = status;
             }
+            OrderEvent::OrderRefundFailed { refund_id, .. } => {
+                if let Some(refund) = self.refunds.get_mut(&refund_id) {
+                    refund.state = RefundState::Failed;
+                }
+            }
         }
     }
+}
+
+/// Each line's units neither shipped nor cancelled.
+pub(super) fn unshipped_units(lines: &[LineProgress]) -> Vec<LineUnits> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            crate::values::Quantity::new(l.unshipped())
+                .ok()
+                .map(|quantity| LineUnits {
+                    sku: l.line.sku.clone(),
+                    quantity,
+                })
+        })
+        .collect()
 }

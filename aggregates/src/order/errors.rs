@@ -1,6 +1,8 @@
+use chrono::{DateTime, Utc};
+
 use super::OrderStatus;
 use crate::money::Money;
-use crate::values::Sku;
+use crate::values::{Sku, TrackingNumber};
 
 /// Why an order command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,6 +13,9 @@ pub enum OrderError {
     /// Any other command before `PlaceOrder`.
     #[error("order not found")]
     NotFound,
+    /// `PlaceOrder` with neither a customer nor a guest email (or with both).
+    #[error("an order needs either a customer or a guest's email")]
+    CustomerRequired,
     /// `PlaceOrder` without lines.
     #[error("an order needs at least one line")]
     NoLines,
@@ -40,12 +45,8 @@ pub enum OrderError {
     /// `CancelOrder` on a cancelled order.
     #[error("order is already cancelled")]
     AlreadyCancelled,
-    /// `CancelOrder` on a confirmed order whose capture is not recorded yet: the checkout is
-    /// taking the money; cancel (and refund) once it is recorded.
-    #[error("order cannot be cancelled while its payment capture is pending")]
-    CapturePending,
-    /// `CancelOrder` once any unit has shipped.
-    #[error("an order cannot be cancelled once shipped")]
+    /// `CancelOrder` once every unit has shipped: use a return.
+    #[error("every unit of this order has shipped; request a return instead")]
     CancelAfterShipment,
     /// The SKU is not a line of this order.
     #[error("sku {0} is not on this order")]
@@ -58,8 +59,23 @@ pub enum OrderError {
     ShipmentExceedsOrdered {
         /// The line.
         sku: Sku,
-        /// Units not shipped yet.
+        /// Units not shipped (nor cancelled) yet.
         remaining: u32,
+    },
+    /// `ShipOrder` with a tracking number this order already shipped under.
+    #[error("a shipment with tracking number {0} already exists")]
+    DuplicateTrackingNumber(TrackingNumber),
+    /// `DeliverOrder` naming a shipment this order does not have.
+    #[error("no shipment with tracking number {0}")]
+    UnknownShipment(TrackingNumber),
+    /// `DeliverOrder` when every shipment (or the one named) is delivered already.
+    #[error("nothing shipped is waiting for delivery")]
+    NothingToDeliver,
+    /// `DeliverOrder` dated before the shipment left.
+    #[error("a delivery cannot be before its shipment ({shipped_at})")]
+    DeliveryBeforeShipment {
+        /// When the shipment left.
+        shipped_at: DateTime<Utc>,
     },
     /// A payment amount other than the order total.
     #[error("payment of {actual} does not match the order total {expected}")]
@@ -69,14 +85,61 @@ pub enum OrderError {
         /// The amount reported.
         actual: Money,
     },
-    /// `RefundOrder` of zero.
+    /// A refund of zero.
     #[error("refund amount must be positive")]
     RefundAmountZero,
-    /// `RefundOrder` of more than is captured and not yet refunded.
+    /// A refund of more than is captured and not yet refunded (or being refunded).
     #[error("at most {refundable} can be refunded")]
     RefundExceedsCaptured {
-        /// Captured minus already refunded.
+        /// Captured minus refunded and pending refunds.
         refundable: Money,
+    },
+    /// `RecordRefund`/`RecordRefundFailed` for a refund this order never requested.
+    #[error("no such refund on this order")]
+    RefundNotFound,
+    /// `RecordRefund` of another amount than requested.
+    #[error("refund of {actual} does not match the requested {expected}")]
+    RefundAmountMismatch {
+        /// The requested amount.
+        expected: Money,
+        /// The amount reported.
+        actual: Money,
+    },
+    /// A return (or receipt) without lines.
+    #[error("a return needs at least one line")]
+    EmptyReturn,
+    /// A return of more units than were delivered and not yet returned.
+    #[error("only {returnable} units of {sku} can be returned")]
+    ReturnExceedsDelivered {
+        /// The line.
+        sku: Sku,
+        /// Delivered units not yet in a return.
+        returnable: u32,
+    },
+    /// A return requested after the window.
+    #[error("the return window for {sku} closed at {closed_at}")]
+    ReturnWindowClosed {
+        /// The line.
+        sku: Sku,
+        /// When its window closed.
+        closed_at: DateTime<Utc>,
+    },
+    /// `RequestReturn` with an id already used.
+    #[error("return already exists")]
+    ReturnAlreadyExists,
+    /// `ReceiveReturn` for a return this order does not have.
+    #[error("return not found")]
+    ReturnNotFound,
+    /// `ReceiveReturn` of a return already received.
+    #[error("return already received")]
+    ReturnAlreadyReceived,
+    /// A receipt of more units than the return announced.
+    #[error("the return announced only {requested} units of {sku}")]
+    ReceiptExceedsReturn {
+        /// The line.
+        sku: Sku,
+        /// Units announced.
+        requested: u32,
     },
 }
 
@@ -86,6 +149,7 @@ impl OrderError {
         match self {
             OrderError::AlreadyExists => "order_already_exists",
             OrderError::NotFound => "order_not_found",
+            OrderError::CustomerRequired => "customer_required",
             OrderError::NoLines => "order_has_no_lines",
             OrderError::TooManyLines { .. } => "too_many_lines",
             OrderError::DuplicateLine(_) => "duplicate_line",
@@ -93,14 +157,63 @@ impl OrderError {
             OrderError::AmountOverflow => "amount_overflow",
             OrderError::InvalidTransition { .. } => "invalid_transition",
             OrderError::AlreadyCancelled => "order_already_cancelled",
-            OrderError::CapturePending => "payment_capture_pending",
             OrderError::CancelAfterShipment => "order_already_shipped",
             OrderError::UnknownLine(_) => "unknown_line",
             OrderError::EmptyShipment => "empty_shipment",
             OrderError::ShipmentExceedsOrdered { .. } => "shipment_exceeds_ordered",
+            OrderError::DuplicateTrackingNumber(_) => "duplicate_tracking_number",
+            OrderError::UnknownShipment(_) => "unknown_shipment",
+            OrderError::NothingToDeliver => "nothing_to_deliver",
+            OrderError::DeliveryBeforeShipment { .. } => "delivery_before_shipment",
             OrderError::PaymentAmountMismatch { .. } => "payment_amount_mismatch",
             OrderError::RefundAmountZero => "refund_amount_zero",
             OrderError::RefundExceedsCaptured { .. } => "refund_exceeds_captured",
+            OrderError::RefundNotFound => "refund_not_found",
+            OrderError::RefundAmountMismatch { .. } => "refund_amount_mismatch",
+            OrderError::EmptyReturn => "empty_return",
+            OrderError::ReturnExceedsDelivered { .. } => "return_exceeds_delivered",
+            OrderError::ReturnWindowClosed { .. } => "return_window_closed",
+            OrderError::ReturnAlreadyExists => "return_already_exists",
+            OrderError::ReturnNotFound => "return_not_found",
+            OrderError::ReturnAlreadyReceived => "return_already_received",
+            OrderError::ReceiptExceedsReturn { .. } => "receipt_exceeds_return",
+        }
+    }
+
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            OrderError::NotFound | OrderError::ReturnNotFound | OrderError::RefundNotFound => {
+                K::NotFound
+            }
+            OrderError::AlreadyExists
+            | OrderError::InvalidTransition { .. }
+            | OrderError::AlreadyCancelled
+            | OrderError::CancelAfterShipment
+            | OrderError::DuplicateTrackingNumber(_)
+            | OrderError::NothingToDeliver
+            | OrderError::ReturnWindowClosed { .. }
+            | OrderError::ReturnAlreadyExists
+            | OrderError::ReturnAlreadyReceived => K::Conflict,
+            OrderError::CustomerRequired
+            | OrderError::NoLines
+            | OrderError::TooManyLines { .. }
+            | OrderError::DuplicateLine(_)
+            | OrderError::CurrencyMismatch
+            | OrderError::AmountOverflow
+            | OrderError::UnknownLine(_)
+            | OrderError::EmptyShipment
+            | OrderError::ShipmentExceedsOrdered { .. }
+            | OrderError::UnknownShipment(_)
+            | OrderError::DeliveryBeforeShipment { .. }
+            | OrderError::PaymentAmountMismatch { .. }
+            | OrderError::RefundAmountZero
+            | OrderError::RefundExceedsCaptured { .. }
+            | OrderError::RefundAmountMismatch { .. }
+            | OrderError::EmptyReturn
+            | OrderError::ReturnExceedsDelivered { .. }
+            | OrderError::ReceiptExceedsReturn { .. } => K::Invalid,
         }
     }
 }

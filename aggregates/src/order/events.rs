@@ -2,13 +2,13 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use super::{CancellationReason, OrderStatus, ShipmentLine};
+use super::{CancellationReason, LineUnits, OrderStatus, ReceivedLine};
 use crate::money::Money;
 use crate::payment::DeclineReason;
 use crate::personal::Personal;
 use crate::values::{
-    CustomerId, OrderId, PaymentId, PaymentMethodToken, PostalAddress, ProductName, Quantity, Sku,
-    TrackingNumber,
+    Carrier, CustomerId, Email, OrderId, PaymentId, PaymentMethodToken, PostalAddress, ProductName,
+    Quantity, RefundId, ReturnId, ReturnReason, Sku, TrackingNumber, WarehouseId,
 };
 
 /// A placed order line with its derived total.
@@ -26,15 +26,45 @@ pub struct OrderLine {
     pub line_total: Money,
 }
 
+/// What a refund gives back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundReason {
+    /// Units were cancelled (the whole order, or the unshipped rest).
+    Cancellation,
+    /// A return was received.
+    Return {
+        /// The return.
+        return_id: ReturnId,
+    },
+    /// The merchant chose to refund an amount.
+    MerchantRequest,
+}
+
+/// The part of a refund that pays back units of one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundLine {
+    /// The line's SKU.
+    pub sku: Sku,
+    /// Units paid back.
+    pub quantity: Quantity,
+    /// Money for them (their price, less any share a cap on the refund took off).
+    pub amount: Money,
+}
+
 /// Events of the [`super::Order`] aggregate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderEvent {
-    /// An order was placed.
+    /// An order was placed (version 1.1: `customer_id` is `null` for a guest, who gives
+    /// `guest_email`; a 1.0 payload always has a customer and reads unchanged).
     OrderPlaced {
         /// The order.
         order_id: OrderId,
-        /// Who ordered.
-        customer_id: CustomerId,
+        /// Who ordered; `None` for a guest.
+        customer_id: Option<CustomerId>,
+        /// A guest's email (personal data).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        guest_email: Option<Personal<Email>>,
         /// Lines with totals.
         lines: Vec<OrderLine>,
         /// Sum of the line totals.
@@ -85,26 +115,102 @@ pub enum OrderEvent {
         /// Captured amount.
         amount: Money,
     },
-    /// The order was cancelled.
+    /// The authorization was released without capture.
+    OrderPaymentVoided {
+        /// The payment.
+        payment_id: PaymentId,
+        /// The amount that had been authorized.
+        amount: Money,
+    },
+    /// The whole order was cancelled before any unit shipped.
     OrderCancelled {
         /// Why.
         reason: CancellationReason,
     },
-    /// Units were shipped.
+    /// After a partial shipment, the units not shipped were cancelled; the shipped ones go on
+    /// to delivery.
+    OrderRemainderCancelled {
+        /// Why.
+        reason: CancellationReason,
+        /// Units cancelled per line.
+        lines: Vec<LineUnits>,
+        /// Their value.
+        value: Money,
+        /// Status after (`shipped`, or `delivered` when every shipped unit has arrived).
+        status: OrderStatus,
+    },
+    /// Units were shipped (version 1.1 adds the carrier and the time; 1.0 lacks them).
     OrderShipped {
         /// Carrier tracking number.
         tracking_number: TrackingNumber,
-        /// Units per line in this shipment.
-        lines: Vec<ShipmentLine>,
-        /// Lines fully shipped by this shipment (their stock reservations can be committed).
+        /// The carrier.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        carrier: Option<Carrier>,
+        /// When the parcel left.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shipped_at: Option<DateTime<Utc>>,
+        /// Units per line in this shipment: their stock reservations are committed.
+        lines: Vec<LineUnits>,
+        /// Lines fully shipped by this shipment.
         completed_lines: Vec<Sku>,
         /// Status after: `partially_shipped` or `shipped`.
         status: OrderStatus,
     },
-    /// The order was delivered.
-    OrderDelivered,
-    /// Money was refunded.
+    /// Shipped units arrived (version 2.0; a 1.0 event, a unit variant meaning "everything
+    /// shipped arrived", is upcast to empty `lines` and `tracking_numbers`).
+    OrderDelivered {
+        /// The shipments delivered.
+        tracking_numbers: Vec<TrackingNumber>,
+        /// Units delivered per line; empty only in an upcast 1.0 event, where it means every
+        /// shipped unit.
+        lines: Vec<LineUnits>,
+        /// When they arrived (`None` in an upcast 1.0 event).
+        delivered_at: Option<DateTime<Utc>>,
+        /// Status after: `delivered` once every unit to fulfil arrived, else unchanged.
+        status: OrderStatus,
+    },
+    /// The customer asked to return delivered units.
+    OrderReturnRequested {
+        /// The return.
+        return_id: ReturnId,
+        /// Units per line.
+        lines: Vec<LineUnits>,
+        /// Why.
+        reason: ReturnReason,
+        /// When asked.
+        requested_at: DateTime<Utc>,
+    },
+    /// A return's units reached the warehouse; its refund is requested with it (or when the
+    /// payment is captured, if it is not yet).
+    OrderReturnReceived {
+        /// The return.
+        return_id: ReturnId,
+        /// Where the units arrived.
+        warehouse: WarehouseId,
+        /// Units received per line, and whether each goes back on hand.
+        lines: Vec<ReceivedLine>,
+        /// Their value.
+        value: Money,
+        /// When they arrived.
+        received_at: DateTime<Utc>,
+    },
+    /// A refund was decided; the order process makes it on the payment.
+    OrderRefundRequested {
+        /// The refund.
+        refund_id: RefundId,
+        /// Amount to refund.
+        amount: Money,
+        /// What it pays back.
+        reason: RefundReason,
+        /// The units it pays back (empty for a merchant's refund of an amount).
+        lines: Vec<RefundLine>,
+    },
+    /// Money was refunded (version 1.1 names the refund and its lines; a 1.0 event, written
+    /// by the admin's refund before refunds were requested, has neither).
     OrderRefunded {
+        /// The refund.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refund_id: Option<RefundId>,
         /// Amount refunded now.
         amount: Money,
         /// All refunds so far.
@@ -112,6 +218,16 @@ pub enum OrderEvent {
         /// Status after: `partially_refunded` or `refunded` for a delivered order, else
         /// unchanged (the refund does not change fulfilment or a cancellation).
         status: OrderStatus,
+        /// The units it paid back.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lines: Vec<RefundLine>,
+    },
+    /// The gateway refused a requested refund; nothing was refunded.
+    OrderRefundFailed {
+        /// The refund.
+        refund_id: RefundId,
+        /// Its amount.
+        amount: Money,
     },
 }
 
@@ -125,15 +241,28 @@ impl DomainEvent for OrderEvent {
             OrderEvent::OrderPaymentDeclined { .. } => "OrderPaymentDeclined",
             OrderEvent::OrderConfirmed => "OrderConfirmed",
             OrderEvent::OrderPaymentCaptured { .. } => "OrderPaymentCaptured",
+            OrderEvent::OrderPaymentVoided { .. } => "OrderPaymentVoided",
             OrderEvent::OrderCancelled { .. } => "OrderCancelled",
+            OrderEvent::OrderRemainderCancelled { .. } => "OrderRemainderCancelled",
             OrderEvent::OrderShipped { .. } => "OrderShipped",
-            OrderEvent::OrderDelivered => "OrderDelivered",
+            OrderEvent::OrderDelivered { .. } => "OrderDelivered",
+            OrderEvent::OrderReturnRequested { .. } => "OrderReturnRequested",
+            OrderEvent::OrderReturnReceived { .. } => "OrderReturnReceived",
+            OrderEvent::OrderRefundRequested { .. } => "OrderRefundRequested",
             OrderEvent::OrderRefunded { .. } => "OrderRefunded",
+            OrderEvent::OrderRefundFailed { .. } => "OrderRefundFailed",
         }
         .to_owned()
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        match self {
+            OrderEvent::OrderPlaced { .. }
+            | OrderEvent::OrderShipped { .. }
+            | OrderEvent::OrderRefunded { .. } => "1.1",
+            OrderEvent::OrderDelivered { .. } => "2.0",
+            _ => "1.0",
+        }
+        .to_owned()
     }
 }

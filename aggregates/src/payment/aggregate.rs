@@ -9,7 +9,7 @@ use super::{
     PaymentEvent, PaymentServices,
 };
 use crate::money::Money;
-use crate::values::{OrderId, PaymentId};
+use crate::values::{OrderId, PaymentId, RefundId};
 
 /// Where a payment is in its life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -64,6 +64,9 @@ pub struct Payment {
     captured: Option<Money>,
     refunded: Option<Money>,
     refund_count: u32,
+    /// Refunds made or refused, by the order's refund id (a repeated one is a no-op).
+    #[serde(default)]
+    settled_refunds: std::collections::BTreeSet<RefundId>,
 }
 
 impl Payment {
@@ -196,7 +199,10 @@ impl Payment {
                     .await?;
                 Ok(vec![PaymentEvent::PaymentVoided { order_id, amount }])
             }
-            PaymentCommand::RefundPayment { amount } => {
+            PaymentCommand::RefundPayment { refund_id, amount } => {
+                if self.settled_refunds.contains(&refund_id) {
+                    return Ok(vec![]);
+                }
                 if !matches!(self.status, S::Captured | S::PartiallyRefunded) {
                     return Err(self.invalid("refund"));
                 }
@@ -218,17 +224,27 @@ impl Payment {
                 let total_refunded = refunded
                     .checked_add(amount)
                     .map_err(|_| PaymentError::RefundExceedsCaptured { refundable })?;
-                let key = self.key(&format!("refund:{}", self.refund_count.saturating_add(1)));
-                services
+                let key = self.key(&format!("refund:{refund_id}"));
+                match services
                     .gateway()
                     .refund(authorization_id, amount, &key)
-                    .await?;
-                Ok(vec![PaymentEvent::PaymentRefunded {
-                    order_id,
-                    amount,
-                    total_refunded,
-                    refundable: remaining,
-                }])
+                    .await
+                {
+                    Ok(()) => Ok(vec![PaymentEvent::PaymentRefunded {
+                        order_id,
+                        refund_id: Some(refund_id),
+                        amount,
+                        total_refunded,
+                        refundable: remaining,
+                    }]),
+                    // A refusal is an outcome the order must learn of, not a retry.
+                    Err(super::GatewayError::Refused) => Ok(vec![PaymentEvent::PaymentRefundFailed {
+                        order_id,
+                        refund_id,
+                        amount,
+                    }]),
+                    Err(e) => Err(e.into()),
+                }
             }
         }
     }
@@ -284,11 +300,16 @@ impl Aggregate for Payment {
                 self.status = PaymentStatus::Captured;
             }
             PaymentEvent::PaymentVoided { .. } => self.status = PaymentStatus::Voided,
+            PaymentEvent::PaymentRefundFailed { refund_id, .. } => {
+                self.settled_refunds.insert(refund_id);
+            }
             PaymentEvent::PaymentRefunded {
+                refund_id,
                 total_refunded,
                 refundable,
                 ..
             } => {
+                self.settled_refunds.extend(refund_id);
                 self.refunded = Some(total_refunded);
                 self.refund_count = self.refund_count.saturating_add(1);
                 self.status = if refundable.is_zero() {

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
-use crate::values::{OrderId, PaymentId, PaymentMethodToken};
+use crate::values::{OrderId, PaymentId, PaymentMethodToken, RefundId};
 
 /// Commands of the [`super::Payment`] aggregate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,8 +21,11 @@ pub enum PaymentCommand {
     CapturePayment,
     /// Releases the authorization; a no-op once voided.
     VoidPayment,
-    /// Refunds part or all of the captured amount.
+    /// Refunds part or all of the captured amount; a no-op for a refund id already made
+    /// (or refused).
     RefundPayment {
+        /// The order's refund (also the gateway's idempotency key).
+        refund_id: RefundId,
         /// Amount to refund (positive, at most captured minus refunded).
         amount: Money,
     },

@@ -53,6 +53,21 @@ impl PaymentError {
         }
     }
 }
+impl PaymentError {
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            PaymentError::NotFound => K::NotFound,
+            PaymentError::AlreadyExists | PaymentError::InvalidTransition { .. } => K::Conflict,
+            PaymentError::ZeroAmount
+            | PaymentError::CurrencyMismatch
+            | PaymentError::RefundExceedsCaptured { .. }
+            | PaymentError::GatewayRefused => K::Invalid,
+            PaymentError::GatewayUnavailable => K::Unavailable,
+        }
+    }
+}
 crate::impl_error_code!(PaymentError);
 
 impl From<super::GatewayError> for PaymentError {

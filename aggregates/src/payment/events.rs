@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuthorizationId, CardBrand, CardLast4, DeclineReason};
 use crate::money::Money;
-use crate::values::{OrderId, PaymentId, PaymentMethodToken};
+use crate::values::{OrderId, PaymentId, PaymentMethodToken, RefundId};
 
 /// Events of the [`super::Payment`] aggregate. None can hold a card number: every string in
 /// them is a validated type that refuses one.
@@ -51,16 +51,29 @@ pub enum PaymentEvent {
         /// Amount released.
         amount: Money,
     },
-    /// Part or all of the captured amount was refunded.
+    /// Part or all of the captured amount was refunded (version 1.1 names the order's
+    /// refund; 1.0 events, from refunds made before the order requested them, do not).
     PaymentRefunded {
         /// The order paid for.
         order_id: OrderId,
+        /// The order's refund.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refund_id: Option<RefundId>,
         /// Amount refunded now.
         amount: Money,
         /// All refunds so far.
         total_refunded: Money,
         /// Captured minus all refunds.
         refundable: Money,
+    },
+    /// The gateway refused a refund; nothing was refunded.
+    PaymentRefundFailed {
+        /// The order paid for.
+        order_id: OrderId,
+        /// The order's refund.
+        refund_id: RefundId,
+        /// Amount asked for.
+        amount: Money,
     },
 }
 
@@ -72,7 +85,8 @@ impl PaymentEvent {
             | PaymentEvent::PaymentDeclined { order_id, .. }
             | PaymentEvent::PaymentCaptured { order_id, .. }
             | PaymentEvent::PaymentVoided { order_id, .. }
-            | PaymentEvent::PaymentRefunded { order_id, .. } => *order_id,
+            | PaymentEvent::PaymentRefunded { order_id, .. }
+            | PaymentEvent::PaymentRefundFailed { order_id, .. } => *order_id,
         }
     }
 }
@@ -85,11 +99,16 @@ impl DomainEvent for PaymentEvent {
             PaymentEvent::PaymentCaptured { .. } => "PaymentCaptured",
             PaymentEvent::PaymentVoided { .. } => "PaymentVoided",
             PaymentEvent::PaymentRefunded { .. } => "PaymentRefunded",
+            PaymentEvent::PaymentRefundFailed { .. } => "PaymentRefundFailed",
         }
         .to_owned()
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        match self {
+            PaymentEvent::PaymentRefunded { .. } => "1.1",
+            _ => "1.0",
+        }
+        .to_owned()
     }
 }

@@ -9,7 +9,8 @@ use super::*;
 use crate::pci;
 use crate::test_support::execute;
 use crate::test_support::fixtures::{eur, order_id, payment_id, token, usd};
-use crate::values::PaymentMethodToken;
+use crate::money::Money;
+use crate::values::{PaymentMethodToken, RefundId};
 
 /// A scripted gateway that records the idempotency keys it was given.
 struct FakeGateway {
@@ -139,9 +140,22 @@ fn captured() -> PaymentEvent {
     }
 }
 
+fn refund_id(n: u128) -> RefundId {
+    RefundId::new(uuid::Uuid::from_u128(0xF000 + n))
+}
+
+fn refund(n: u128, amount: Money) -> PaymentCommand {
+    PaymentCommand::RefundPayment {
+        refund_id: refund_id(n),
+        amount,
+    }
+}
+
+/// The refund that brings the total to `total` (its id is numbered by that total).
 fn refunded(amount: i64, total: i64) -> PaymentEvent {
     PaymentEvent::PaymentRefunded {
         order_id: order_id(1),
+        refund_id: Some(refund_id(u128::try_from(total).unwrap())),
         amount: eur(amount),
         total_refunded: eur(total),
         refundable: eur(5000 - total),
@@ -192,7 +206,7 @@ fn zero_amount_is_refused() {
         .then_expect_error(PaymentError::ZeroAmount);
     fixture()
         .given(vec![authorized(), captured()])
-        .when(PaymentCommand::RefundPayment { amount: eur(0) })
+        .when(refund(0, eur(0)))
         .then_expect_error(PaymentError::ZeroAmount);
 }
 
@@ -257,6 +271,29 @@ fn gateway_failures_are_retryable_errors() {
 }
 
 #[test]
+fn a_refused_refund_is_an_event_the_order_learns_of() {
+    let failed = PaymentEvent::PaymentRefundFailed {
+        order_id: order_id(1),
+        refund_id: refund_id(1),
+        amount: eur(100),
+    };
+    TestFramework::<Payment>::with(services(FakeGateway::failing(GatewayError::Refused)))
+        .given(vec![authorized(), captured()])
+        .when(refund(1, eur(100)))
+        .then_expect_events(vec![failed.clone()]);
+    // Asked again (a redelivery), it is not retried.
+    TestFramework::<Payment>::with(services(FakeGateway::approving()))
+        .given(vec![authorized(), captured(), failed])
+        .when(refund(1, eur(100)))
+        .then_expect_events(vec![]);
+    // An unreachable gateway is a retryable error, not an outcome.
+    TestFramework::<Payment>::with(services(FakeGateway::failing(GatewayError::Unavailable)))
+        .given(vec![authorized(), captured()])
+        .when(refund(1, eur(100)))
+        .then_expect_error(PaymentError::GatewayUnavailable);
+}
+
+#[test]
 fn void_payment() {
     fixture()
         .given(vec![authorized()])
@@ -292,11 +329,11 @@ fn void_after_capture_is_refused() {
 fn refund_partially_then_fully() {
     fixture()
         .given(vec![authorized(), captured()])
-        .when(PaymentCommand::RefundPayment { amount: eur(2000) })
+        .when(refund(2000, eur(2000)))
         .then_expect_events(vec![refunded(2000, 2000)]);
     fixture()
         .given(vec![authorized(), captured(), refunded(2000, 2000)])
-        .when(PaymentCommand::RefundPayment { amount: eur(3000) })
+        .when(refund(5000, eur(3000)))
         .then_expect_events(vec![refunded(3000, 5000)]);
 }
 
@@ -304,7 +341,7 @@ fn refund_partially_then_fully() {
 fn refund_never_exceeds_captured() {
     fixture()
         .given(vec![authorized(), captured(), refunded(2000, 2000)])
-        .when(PaymentCommand::RefundPayment { amount: eur(3001) })
+        .when(refund(9, eur(3001)))
         .then_expect_error(PaymentError::RefundExceedsCaptured {
             refundable: eur(3000),
         });
@@ -314,14 +351,14 @@ fn refund_never_exceeds_captured() {
 fn refund_before_capture_or_after_full_refund_is_refused() {
     fixture()
         .given(vec![authorized()])
-        .when(PaymentCommand::RefundPayment { amount: eur(1) })
+        .when(refund(9, eur(1)))
         .then_expect_error(PaymentError::InvalidTransition {
             status: PaymentStatus::Authorized,
             action: "refund",
         });
     fixture()
         .given(vec![authorized(), captured(), refunded(5000, 5000)])
-        .when(PaymentCommand::RefundPayment { amount: eur(1) })
+        .when(refund(9, eur(1)))
         .then_expect_error(PaymentError::InvalidTransition {
             status: PaymentStatus::Refunded,
             action: "refund",
@@ -332,7 +369,7 @@ fn refund_before_capture_or_after_full_refund_is_refused() {
 fn refund_in_other_currency_is_refused() {
     fixture()
         .given(vec![authorized(), captured()])
-        .when(PaymentCommand::RefundPayment { amount: usd(1) })
+        .when(refund(9, usd(1)))
         .then_expect_error(PaymentError::CurrencyMismatch);
 }
 
@@ -343,23 +380,18 @@ fn gateway_gets_stable_idempotency_keys() {
     let mut payment = Payment::default();
     execute(&mut payment, authorize(eur(5000)), &services).unwrap();
     execute(&mut payment, PaymentCommand::CapturePayment, &services).unwrap();
-    for amount in [1000, 500] {
-        execute(
-            &mut payment,
-            PaymentCommand::RefundPayment {
-                amount: eur(amount),
-            },
-            &services,
-        )
-        .unwrap();
+    for (n, amount) in [(1, 1000), (2, 500)] {
+        execute(&mut payment, refund(n, eur(amount)), &services).unwrap();
     }
+    // The same refund again changes nothing and asks the gateway nothing.
+    assert_eq!(execute(&mut payment, refund(1, eur(1000)), &services), Ok(vec![]));
     let id = payment_id(1);
     assert_eq!(
         *gateway.keys.lock().unwrap(),
         vec![
             format!("{id}:capture"),
-            format!("{id}:refund:1"),
-            format!("{id}:refund:2")
+            format!("{id}:refund:{}", refund_id(1)),
+            format!("{id}:refund:{}", refund_id(2))
         ]
     );
     assert_eq!(payment.status(), PaymentStatus::PartiallyRefunded);
@@ -437,7 +469,7 @@ proptest! {
         .unwrap();
         for command in [
             PaymentCommand::CapturePayment,
-            PaymentCommand::RefundPayment { amount: eur(refund.min(amount)) },
+            PaymentCommand::RefundPayment { refund_id: refund_id(1), amount: eur(refund.min(amount)) },
         ] {
             if let Ok(more) = execute(&mut payment, command, &services) {
                 events.extend(more);

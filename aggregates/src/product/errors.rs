@@ -48,4 +48,18 @@ impl ProductError {
         }
     }
 }
+impl ProductError {
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            ProductError::NotFound => K::NotFound,
+            ProductError::AlreadyExists
+            | ProductError::Discontinued
+            | ProductError::AlreadyPublished
+            | ProductError::NotPublished => K::Conflict,
+            ProductError::CurrencyChange { .. } | ProductError::TooManyImages { .. } => K::Invalid,
+        }
+    }
+}
 crate::impl_error_code!(ProductError);

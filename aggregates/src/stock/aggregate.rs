@@ -31,6 +31,51 @@ pub struct Reservation {
     pub expires_at: DateTime<Utc>,
 }
 
+impl Reservation {
+    /// What is left after `taken` units leave; `None` when nothing is.
+    fn without(&self, taken: &[Allocation]) -> Option<Reservation> {
+        let allocations: Vec<Allocation> = self
+            .allocations
+            .iter()
+            .filter_map(|a| {
+                let gone: u32 = taken
+                    .iter()
+                    .filter(|t| t.warehouse == a.warehouse)
+                    .map(|t| t.quantity)
+                    .sum();
+                let left = a.quantity.saturating_sub(gone);
+                (left > 0).then(|| Allocation {
+                    warehouse: a.warehouse.clone(),
+                    quantity: left,
+                })
+            })
+            .collect();
+        let quantity = Quantity::new(allocations.iter().map(|a| a.quantity).sum()).ok()?;
+        Some(Reservation {
+            quantity,
+            allocations,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// `quantity` units out of `allocations`, taken in their order (the warehouse holding most
+/// first, as allocated).
+fn take_from(allocations: &[Allocation], quantity: u32) -> Vec<Allocation> {
+    let mut left = quantity;
+    allocations
+        .iter()
+        .filter_map(|a| {
+            let take = a.quantity.min(left);
+            left -= take;
+            (take > 0).then(|| Allocation {
+                warehouse: a.warehouse.clone(),
+                quantity: take,
+            })
+        })
+        .collect()
+}
+
 /// Stock of one SKU (aggregate id: the SKU).
 ///
 /// Orders whose reservation was released or committed are remembered, so a late duplicate
@@ -256,25 +301,58 @@ impl Stock {
                     total_available,
                 }])
             }
-            StockCommand::CommitReservation { sku, order_id } => {
+            StockCommand::CommitReservation {
+                sku,
+                order_id,
+                quantity,
+            } => {
                 if self.committed.contains(&order_id) {
                     return Ok(vec![]);
                 }
                 let Some(reservation) = self.reservations.get(&order_id) else {
                     return Err(StockError::ReservationNotFound);
                 };
-                let (levels, total_available) =
-                    self.levels_after(&reservation.allocations, |level, n| {
-                        level.reserved = level.reserved.saturating_sub(n);
-                        level.on_hand = level.on_hand.saturating_sub(n);
-                    });
+                let held = reservation.quantity.get();
+                let quantity = quantity.unwrap_or(reservation.quantity);
+                if quantity.get() > held {
+                    return Err(StockError::CommitExceedsReservation { reserved: held });
+                }
+                let allocations = take_from(&reservation.allocations, quantity.get());
+                let (levels, total_available) = self.levels_after(&allocations, |level, n| {
+                    level.reserved = level.reserved.saturating_sub(n);
+                    level.on_hand = level.on_hand.saturating_sub(n);
+                });
                 Ok(vec![StockEvent::StockReservationCommitted {
                     sku,
                     order_id,
-                    quantity: reservation.quantity,
-                    allocations: reservation.allocations.clone(),
+                    quantity,
+                    allocations,
                     levels,
                     total_available,
+                }])
+            }
+            StockCommand::RestockReturn {
+                sku,
+                warehouse,
+                quantity,
+                order_id,
+                return_id,
+            } => {
+                let mut level = self.warehouses.get(&warehouse).copied().unwrap_or_default();
+                level.on_hand += u64::from(quantity.get());
+                if level.on_hand > Self::MAX_ON_HAND {
+                    return Err(StockError::CapacityExceeded {
+                        warehouse,
+                        max: Self::MAX_ON_HAND,
+                    });
+                }
+                Ok(vec![StockEvent::StockRestocked {
+                    sku,
+                    order_id,
+                    return_id,
+                    quantity,
+                    level: Self::level_of(&warehouse, &level),
+                    total_available: self.total_available() + u64::from(quantity.get()),
                 }])
             }
         }
@@ -365,8 +443,26 @@ impl Aggregate for Stock {
                     level.reserved = level.reserved.saturating_sub(n);
                     level.on_hand = level.on_hand.saturating_sub(n);
                 });
-                self.reservations.remove(&order_id);
-                self.committed.insert(order_id);
+                // A partial commit leaves the rest held; the last one settles the order.
+                let rest = self
+                    .reservations
+                    .get(&order_id)
+                    .and_then(|r| r.without(&allocations));
+                match rest {
+                    Some(rest) => {
+                        self.reservations.insert(order_id, rest);
+                    }
+                    None => {
+                        self.reservations.remove(&order_id);
+                        self.committed.insert(order_id);
+                    }
+                }
+            }
+            StockEvent::StockRestocked {
+                quantity, level, ..
+            } => {
+                let entry = self.warehouses.entry(level.warehouse).or_default();
+                entry.on_hand = entry.on_hand.saturating_add(u64::from(quantity.get()));
             }
         }
     }

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::values::{OrderId, Quantity, Sku, WarehouseId};
+use crate::values::{OrderId, Quantity, ReturnId, Sku, WarehouseId};
 
 /// Why stock was adjusted by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -64,12 +64,29 @@ pub enum StockCommand {
         /// Whose reservation.
         order_id: OrderId,
     },
-    /// Takes an order's reserved units out of stock when it ships.
+    /// Takes an order's reserved units out of stock when they ship: `quantity` of them (a
+    /// partial shipment), or all it still holds.
     CommitReservation {
         /// The SKU (aggregate id).
         sku: Sku,
         /// Whose reservation.
         order_id: OrderId,
+        /// Units shipped; `None`: every unit still held.
+        #[serde(default)]
+        quantity: Option<Quantity>,
+    },
+    /// Puts returned units back on hand (creating the warehouse record if new).
+    RestockReturn {
+        /// The SKU (aggregate id).
+        sku: Sku,
+        /// Where they arrived.
+        warehouse: WarehouseId,
+        /// Units put back.
+        quantity: Quantity,
+        /// The order they were returned from.
+        order_id: OrderId,
+        /// The return.
+        return_id: ReturnId,
     },
 }
 
@@ -81,7 +98,8 @@ impl StockCommand {
             | StockCommand::AdjustStock { sku, .. }
             | StockCommand::ReserveStock { sku, .. }
             | StockCommand::ReleaseReservation { sku, .. }
-            | StockCommand::CommitReservation { sku, .. } => sku,
+            | StockCommand::CommitReservation { sku, .. }
+            | StockCommand::RestockReturn { sku, .. } => sku,
         }
     }
 }

@@ -38,6 +38,12 @@ pub enum StockError {
     /// `CommitReservation` for an order without a reservation (never made, or released).
     #[error("no reservation for this order")]
     ReservationNotFound,
+    /// `CommitReservation` of more units than the order still holds.
+    #[error("the order holds only {reserved} units of this sku")]
+    CommitExceedsReservation {
+        /// Units the order still holds.
+        reserved: u32,
+    },
 }
 
 impl StockError {
@@ -50,6 +56,21 @@ impl StockError {
             StockError::InsufficientStock { .. } => "insufficient_stock",
             StockError::CapacityExceeded { .. } => "warehouse_capacity_exceeded",
             StockError::ReservationNotFound => "reservation_not_found",
+            StockError::CommitExceedsReservation { .. } => "commit_exceeds_reservation",
+        }
+    }
+
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            StockError::ReservationNotFound => K::NotFound,
+            StockError::CommitExceedsReservation { .. } => K::Conflict,
+            StockError::SkuMismatch { .. }
+            | StockError::UnknownWarehouse(_)
+            | StockError::ZeroAdjustment
+            | StockError::InsufficientStock { .. }
+            | StockError::CapacityExceeded { .. } => K::Invalid,
         }
     }
 }

@@ -3,7 +3,7 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use super::AdjustmentReason;
-use crate::values::{OrderId, Quantity, Sku, WarehouseId};
+use crate::values::{OrderId, Quantity, ReturnId, Sku, WarehouseId};
 
 /// Units of a reservation taken from one warehouse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +98,23 @@ pub enum StockEvent {
         /// Available across all warehouses after.
         total_available: u64,
     },
-    /// An order's reserved units left stock (the order shipped).
+    /// Returned units went back on hand.
+    StockRestocked {
+        /// The SKU.
+        sku: Sku,
+        /// The order they came back from.
+        order_id: OrderId,
+        /// The return.
+        return_id: ReturnId,
+        /// Units put back.
+        quantity: Quantity,
+        /// The warehouse's quantities after.
+        level: WarehouseLevel,
+        /// Available across all warehouses after.
+        total_available: u64,
+    },
+    /// Reserved units of an order left stock (they shipped): all it held, or part of them
+    /// (the reservation keeps the rest).
     StockReservationCommitted {
         /// The SKU.
         sku: Sku,
@@ -106,7 +122,7 @@ pub enum StockEvent {
         order_id: OrderId,
         /// Units taken out.
         quantity: Quantity,
-        /// Where they were held.
+        /// Where they were taken from.
         allocations: Vec<Allocation>,
         /// Quantities of the touched warehouses after.
         levels: Vec<WarehouseLevel>,
@@ -124,7 +140,8 @@ impl StockEvent {
             | StockEvent::StockReserved { sku, .. }
             | StockEvent::StockReservationRejected { sku, .. }
             | StockEvent::StockReservationReleased { sku, .. }
-            | StockEvent::StockReservationCommitted { sku, .. } => sku,
+            | StockEvent::StockReservationCommitted { sku, .. }
+            | StockEvent::StockRestocked { sku, .. } => sku,
         }
     }
 }
@@ -138,6 +155,7 @@ impl DomainEvent for StockEvent {
             StockEvent::StockReservationRejected { .. } => "StockReservationRejected",
             StockEvent::StockReservationReleased { .. } => "StockReservationReleased",
             StockEvent::StockReservationCommitted { .. } => "StockReservationCommitted",
+            StockEvent::StockRestocked { .. } => "StockRestocked",
         }
         .to_owned()
     }

@@ -375,6 +375,7 @@ fn commit_reservation() {
         .when(StockCommand::CommitReservation {
             sku: sku("MUG"),
             order_id: order_id(1),
+            quantity: None,
         })
         .then_expect_events(vec![StockEvent::StockReservationCommitted {
             sku: sku("MUG"),
@@ -401,6 +402,7 @@ fn committing_twice_is_idempotent() {
     let commit = StockCommand::CommitReservation {
         sku: sku("MUG"),
         order_id: order_id(1),
+        quantity: None,
     };
     assert_eq!(execute(&mut stock, commit.clone(), &()).unwrap().len(), 1);
     assert_eq!(execute(&mut stock, commit, &()).unwrap(), vec![]);
@@ -414,8 +416,93 @@ fn commit_without_reservation_is_refused() {
         .when(StockCommand::CommitReservation {
             sku: sku("MUG"),
             order_id: order_id(1),
+            quantity: None,
         })
         .then_expect_error(StockError::ReservationNotFound);
+}
+
+fn commit(order: u128, quantity: u32) -> StockCommand {
+    StockCommand::CommitReservation {
+        sku: sku("MUG"),
+        order_id: order_id(order),
+        quantity: Some(qty(quantity)),
+    }
+}
+
+#[test]
+fn partial_commits_take_shipped_units_warehouse_by_warehouse() {
+    let mut stock = Stock::default();
+    for event in [
+        received("berlin", 3, 3, 3),
+        received("paris", 2, 2, 5),
+        reserved_event(1, 5, &[("berlin", 3), ("paris", 2)]),
+    ] {
+        stock.apply(event);
+    }
+    let events = execute(&mut stock, commit(1, 4), &()).unwrap();
+    assert_eq!(
+        events,
+        vec![StockEvent::StockReservationCommitted {
+            sku: sku("MUG"),
+            order_id: order_id(1),
+            quantity: qty(4),
+            allocations: vec![
+                Allocation {
+                    warehouse: wh("berlin"),
+                    quantity: 3,
+                },
+                Allocation {
+                    warehouse: wh("paris"),
+                    quantity: 1,
+                },
+            ],
+            levels: vec![level("berlin", 0, 0), level("paris", 1, 1)],
+            total_available: 0,
+        }]
+    );
+    // One unit is still held for the order; it cannot commit more than that.
+    assert_eq!(stock.reservation(&order_id(1)).unwrap().quantity, qty(1));
+    assert_eq!(
+        execute(&mut stock, commit(1, 2), &()),
+        Err(StockError::CommitExceedsReservation { reserved: 1 })
+    );
+    // The rest is released when the remainder of the order is cancelled.
+    let release = StockCommand::ReleaseReservation {
+        sku: sku("MUG"),
+        order_id: order_id(1),
+    };
+    let events = execute(&mut stock, release, &()).unwrap();
+    assert!(matches!(
+        &events[..],
+        [StockEvent::StockReservationReleased { quantity, .. }] if quantity.get() == 1
+    ));
+    assert_eq!(stock.levels(), vec![level("berlin", 0, 0), level("paris", 1, 0)]);
+    assert!(stock.reservations().is_empty());
+}
+
+#[test]
+fn restocked_returns_go_back_on_hand() {
+    let mut stock = Stock::default();
+    stock.apply(received("berlin", 3, 3, 3));
+    let restock = |warehouse: &str| StockCommand::RestockReturn {
+        sku: sku("MUG"),
+        warehouse: wh(warehouse),
+        quantity: qty(2),
+        order_id: order_id(1),
+        return_id: crate::values::ReturnId::new(uuid::Uuid::from_u128(7)),
+    };
+    let events = execute(&mut stock, restock("berlin"), &()).unwrap();
+    assert!(matches!(
+        &events[..],
+        [StockEvent::StockRestocked { level, total_available: 5, .. }] if level == &level_of("berlin", 5)
+    ));
+    // A warehouse that never held the SKU takes it in too.
+    execute(&mut stock, restock("paris"), &()).unwrap();
+    assert_eq!(stock.levels(), vec![level("berlin", 5, 0), level("paris", 2, 0)]);
+}
+
+fn level_of(warehouse: &str, on_hand: u64) -> WarehouseLevel {
+    level(warehouse, on_hand, 0)
 }
 
 #[test]
@@ -445,7 +532,8 @@ enum Op {
     Adjust(usize, i64),
     Reserve(u128, u32),
     Release(u128),
-    Commit(u128),
+    Commit(u128, Option<u32>),
+    Restock(usize, u32),
 }
 
 const WAREHOUSES: [&str; 3] = ["a", "b", "c"];
@@ -456,7 +544,8 @@ fn op() -> impl Strategy<Value = Op> {
         (0..3usize, -60..60i64).prop_map(|(w, d)| Op::Adjust(w, d)),
         (0..6u128, 1..80u32).prop_map(|(o, q)| Op::Reserve(o, q)),
         (0..6u128).prop_map(Op::Release),
-        (0..6u128).prop_map(Op::Commit),
+        (0..6u128, prop::option::of(1..40u32)).prop_map(|(o, q)| Op::Commit(o, q)),
+        (0..3usize, 1..10u32).prop_map(|(w, q)| Op::Restock(w, q)),
     ]
 }
 
@@ -478,9 +567,17 @@ fn command(op: &Op) -> StockCommand {
             sku: sku("MUG"),
             order_id: order_id(o),
         },
-        Op::Commit(o) => StockCommand::CommitReservation {
+        Op::Commit(o, q) => StockCommand::CommitReservation {
             sku: sku("MUG"),
             order_id: order_id(o),
+            quantity: q.map(qty),
+        },
+        Op::Restock(w, q) => StockCommand::RestockReturn {
+            sku: sku("MUG"),
+            warehouse: wh(WAREHOUSES[w]),
+            quantity: qty(q),
+            order_id: order_id(9),
+            return_id: crate::values::ReturnId::new(uuid::Uuid::from_u128(9)),
         },
     }
 }
@@ -516,6 +613,11 @@ fn event_levels(event: &StockEvent) -> (Vec<WarehouseLevel>, Option<u64>) {
             level,
             total_available,
             ..
+        }
+        | StockEvent::StockRestocked {
+            level,
+            total_available,
+            ..
         } => (vec![level.clone()], Some(*total_available)),
         StockEvent::StockReserved {
             levels,
@@ -545,10 +647,31 @@ proptest! {
     fn stock_invariant_holds_for_any_command_sequence(ops in prop::collection::vec(op(), 1..60)) {
         let mut stock = Stock::default();
         let mut history = Vec::new();
+        // The ledger per warehouse: received + adjustments - shipped + restocked.
+        let mut ledger: std::collections::BTreeMap<WarehouseId, i64> = Default::default();
         for op in &ops {
             let before = stock.clone();
             match execute(&mut stock, command(op), &()) {
                 Ok(events) => {
+                    for event in &events {
+                        match event {
+                            StockEvent::StockReceived { quantity, level, .. }
+                            | StockEvent::StockRestocked { quantity, level, .. } => {
+                                *ledger.entry(level.warehouse.clone()).or_default() +=
+                                    i64::from(quantity.get());
+                            }
+                            StockEvent::StockAdjusted { delta, level, .. } => {
+                                *ledger.entry(level.warehouse.clone()).or_default() += delta;
+                            }
+                            StockEvent::StockReservationCommitted { allocations, .. } => {
+                                for a in allocations {
+                                    *ledger.entry(a.warehouse.clone()).or_default() -=
+                                        i64::from(a.quantity);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
                     history.extend(events.iter().cloned());
                     for event in &events {
                         let (levels, total) = event_levels(event);
@@ -564,6 +687,12 @@ proptest! {
                 Err(_) => prop_assert_eq!(&stock, &before, "a refused command changed state"),
             }
             check_invariants(&stock)?;
+            for level in stock.levels() {
+                prop_assert_eq!(
+                    i64::try_from(level.on_hand).unwrap(),
+                    ledger.get(&level.warehouse).copied().unwrap_or(0)
+                );
+            }
         }
         // Replaying the recorded events rebuilds the same state (apply is deterministic).
         let mut replayed = Stock::default();

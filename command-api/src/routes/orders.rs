@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
-use mercato_aggregates::checkout::CheckoutProcess;
+use mercato_aggregates::order_process::OrderProcess;
 use mercato_aggregates::order::{CancellationReason, Order, OrderCommand, ShipmentLine};
 use mercato_aggregates::payment::PaymentCommand;
 use mercato_aggregates::values::{OrderId, Quantity, Sku, TrackingNumber};
@@ -188,7 +188,7 @@ pub(crate) async fn refund(
     )
     .await
     .map_err(store_problem)?;
-    let payment_id = CheckoutProcess::payment_id_for(OrderId::new(id));
+    let payment_id = OrderProcess::payment_id_for(OrderId::new(id));
     execute(
         &stores.payments,
         &stores.pool,

@@ -177,7 +177,7 @@ async fn a_saga_worker_killed_mid_checkout_and_restarted_completes_the_order_exa
     let order = env.settled(&order_id).await;
     assert_eq!(order.status(), OrderStatus::Confirmed);
     let payment_id =
-        mercato_aggregates::checkout::CheckoutProcess::payment_id_for(order.id().unwrap())
+        mercato_aggregates::order_process::OrderProcess::payment_id_for(order.id().unwrap())
             .to_string();
     for (id, ty) in [
         (order_id.as_str(), "OrderPlaced"),
@@ -363,7 +363,7 @@ async fn a_panic_in_the_saga_is_retried_and_the_worker_keeps_running() {
         "the gateway did panic"
     );
     let payment_id =
-        mercato_aggregates::checkout::CheckoutProcess::payment_id_for(order.id().unwrap())
+        mercato_aggregates::order_process::OrderProcess::payment_id_for(order.id().unwrap())
             .to_string();
     assert_eq!(env.count_events(&payment_id, "PaymentAuthorized").await, 1);
 

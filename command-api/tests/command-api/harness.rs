@@ -7,7 +7,7 @@ use mercato_aggregates::order::{Order, OrderStatus};
 use mercato_aggregates::payment::PaymentGateway;
 use mercato_aggregates::stock::Stock;
 use mercato_command_api::{
-    CheckoutSaga, CommandApi, CommandApiConfig, Deps, NotificationWorker, SagaConfig,
+    OrderProcessWorker, CommandApi, CommandApiConfig, Deps, NotificationWorker, ProcessConfig,
     TestCardGateway,
 };
 use mercato_event_store::testing::TestDatabase;
@@ -90,11 +90,11 @@ impl Env {
 
     /// Starts a saga worker over `gateway`.
     pub fn start_saga_with(&mut self, gateway: Arc<dyn PaymentGateway>) {
-        let config = SagaConfig {
+        let config = ProcessConfig {
             consumer: fast_consumer("checkout", None),
-            ..SagaConfig::from_config(&self.config)
+            ..ProcessConfig::from_config(&self.config)
         };
-        let saga = CheckoutSaga::with_gateway(config, &self.deps, gateway);
+        let saga = OrderProcessWorker::with_gateway(config, &self.deps, gateway);
         let token = CancellationToken::new();
         let t = token.clone();
         let handle = tokio::spawn(async move {

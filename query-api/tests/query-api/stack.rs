@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mercato_command_api::{
-    CheckoutSaga, CommandApi, CommandApiConfig, Deps, SagaConfig, TestCardGateway,
+    OrderProcessWorker, CommandApi, CommandApiConfig, Deps, ProcessConfig, TestCardGateway,
 };
 use mercato_event_store::testing::TestDatabase;
 use mercato_event_store::{database, DatabaseConfig, SnapshotPolicy};
@@ -95,10 +95,10 @@ impl Stack {
             .unwrap();
         let command_base = format!("http://127.0.0.1:{}", command.port());
         tokio::spawn(command.run(shutdown.clone()));
-        let saga = CheckoutSaga::with_gateway(
-            SagaConfig {
+        let saga = OrderProcessWorker::with_gateway(
+            ProcessConfig {
                 consumer: fast_consumer("checkout"),
-                ..SagaConfig::from_config(&config)
+                ..ProcessConfig::from_config(&config)
             },
             &deps,
             Arc::new(TestCardGateway::new(config.payment_timeout)),

@@ -4,32 +4,32 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{CheckoutCommand, CheckoutEvent, CheckoutInput, TargetedCommand};
+use super::{ProcessCommand, ProcessEvent, ProcessInput, TargetedCommand};
 use crate::money::Money;
 use crate::order::{CancellationReason, OrderCommand};
 use crate::payment::PaymentCommand;
 use crate::stock::StockCommand;
-use crate::values::{OrderId, PaymentId, PaymentMethodToken, Quantity, Sku};
+use crate::values::{OrderId, PaymentId, PaymentMethodToken, Quantity, RefundId, Sku};
 
-/// Tunables of the checkout.
+/// Tunables of the order process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CheckoutPolicy {
+pub struct ProcessPolicy {
     /// How long stock stays reserved waiting for payment; also the payment deadline.
     pub reservation_ttl: Duration,
 }
 
-impl Default for CheckoutPolicy {
+impl Default for ProcessPolicy {
     fn default() -> Self {
-        CheckoutPolicy {
+        ProcessPolicy {
             reservation_ttl: Duration::minutes(15),
         }
     }
 }
 
-/// Where a checkout is.
+/// Where an order's process is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CheckoutPhase {
+pub enum ProcessPhase {
     /// No `OrderPlaced` seen yet.
     #[default]
     NotStarted,
@@ -42,12 +42,16 @@ pub enum CheckoutPhase {
     Confirming,
     /// Order confirmed, `CapturePayment` sent; waiting for the capture.
     Capturing,
-    /// Order confirmed, stock reserved, payment captured (final).
+    /// Order confirmed, stock reserved, payment captured: the checkout is done and the
+    /// process follows fulfilment (commits shipped units, releases cancelled ones, restocks
+    /// returns, makes refunds) until the order is cancelled.
     Completed,
-    /// Cancelling (the checkout gave up, or someone else cancelled the order): waiting for
-    /// reservations to be released and an authorization voided.
+    /// Cancelling (the checkout gave up, or someone cancelled the order): waiting for
+    /// reservations to be released and the money given back (an authorization voided, a
+    /// capture refunded in full).
     Compensating,
-    /// Order cancelled, every reservation released, nothing captured (final).
+    /// Order cancelled, every reservation released, nothing kept: the payment declined,
+    /// voided, never requested, or refunded in full (final).
     Cancelled,
 }
 
@@ -76,7 +80,8 @@ pub enum PaymentProgress {
     NotRequested,
     /// `AuthorizePayment` sent, no outcome yet.
     Requested,
-    /// Authorized; captured only once the order is confirmed.
+    /// Authorized; captured only once the order is confirmed (the capture is requested in
+    /// `capturing`, and may still arrive after a cancellation, which then refunds it).
     Authorized,
     /// Declined.
     Declined,
@@ -89,6 +94,18 @@ pub enum PaymentProgress {
     Voided,
 }
 
+/// Where one refund of the order is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundProgress {
+    /// `RefundPayment` sent.
+    Requested,
+    /// Made, and recorded on the order.
+    Refunded,
+    /// Refused by the gateway, and recorded on the order.
+    Failed,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Line {
     quantity: Quantity,
@@ -97,9 +114,9 @@ struct Line {
 
 /// The state of one checkout (one per order), serializable so the runtime can persist it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckoutProcess {
+pub struct OrderProcess {
     order_id: Option<OrderId>,
-    phase: CheckoutPhase,
+    phase: ProcessPhase,
     lines: BTreeMap<Sku, Line>,
     total: Option<Money>,
     payment_method: Option<PaymentMethodToken>,
@@ -108,18 +125,30 @@ pub struct CheckoutProcess {
     deadline: Option<DateTime<Utc>>,
     cancel_reason: Option<CancellationReason>,
     processed: BTreeSet<Uuid>,
+    /// Whether the order recorded the authorization (so it can record a void).
+    #[serde(default)]
+    authorization_recorded: bool,
+    /// The captured amount, once captured.
+    #[serde(default)]
+    captured: Option<Money>,
+    /// Refunded on the payment so far (requested by the order).
+    #[serde(default)]
+    refunded: Option<Money>,
+    /// The order's refunds, by id.
+    #[serde(default)]
+    refunds: BTreeMap<RefundId, RefundProgress>,
 }
 
 /// The outcome of handling one input: the next state and the commands to send, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckoutDecision {
+pub struct ProcessDecision {
     /// The state to persist.
-    pub process: CheckoutProcess,
+    pub process: OrderProcess,
     /// The commands to send (with deterministic ids).
-    pub commands: Vec<CheckoutCommand>,
+    pub commands: Vec<ProcessCommand>,
 }
 
-impl CheckoutProcess {
+impl OrderProcess {
     /// The payment id used for an order's checkout (UUID v5 of the order id).
     pub fn payment_id_for(order_id: OrderId) -> PaymentId {
         PaymentId::new(Uuid::new_v5(
@@ -134,7 +163,7 @@ impl CheckoutProcess {
     }
 
     /// Current phase.
-    pub fn phase(&self) -> CheckoutPhase {
+    pub fn phase(&self) -> ProcessPhase {
         self.phase
     }
 
@@ -146,6 +175,11 @@ impl CheckoutProcess {
     /// The payment id, once started.
     pub fn payment_id(&self) -> Option<PaymentId> {
         self.payment_id
+    }
+
+    /// The order's refunds and where each is.
+    pub fn refunds(&self) -> &BTreeMap<RefundId, RefundProgress> {
+        &self.refunds
     }
 
     /// Reservation progress per line.
@@ -162,23 +196,20 @@ impl CheckoutProcess {
         self.cancel_reason.as_ref()
     }
 
-    /// When the runtime must feed [`CheckoutEvent::PaymentDeadlinePassed`], while it still
+    /// When the runtime must feed [`ProcessEvent::PaymentDeadlinePassed`], while it still
     /// matters (reserving or authorizing).
     pub fn deadline(&self) -> Option<DateTime<Utc>> {
         matches!(
             self.phase,
-            CheckoutPhase::Reserving | CheckoutPhase::Authorizing
+            ProcessPhase::Reserving | ProcessPhase::Authorizing
         )
         .then_some(self.deadline)
         .flatten()
     }
 
-    /// True in a final phase.
+    /// True once the order is cancelled and everything is given back (nothing can follow).
     pub fn is_finished(&self) -> bool {
-        matches!(
-            self.phase,
-            CheckoutPhase::Completed | CheckoutPhase::Cancelled
-        )
+        self.phase == ProcessPhase::Cancelled
     }
 
     /// Handles one input. Pure: the same state and input always give the same decision.
@@ -188,8 +219,8 @@ impl CheckoutProcess {
     /// redelivery after that needs nothing; a redelivery before it replays from the old
     /// state and yields identical commands with identical ids. Inputs for another order, or
     /// that are meaningless in the current phase, change nothing.
-    pub fn handle(&self, input: &CheckoutInput, policy: &CheckoutPolicy) -> CheckoutDecision {
-        let unchanged = || CheckoutDecision {
+    pub fn handle(&self, input: &ProcessInput, policy: &ProcessPolicy) -> ProcessDecision {
+        let unchanged = || ProcessDecision {
             process: self.clone(),
             commands: Vec::new(),
         };
@@ -209,18 +240,18 @@ impl CheckoutProcess {
         next.step(&input.event, policy, &mut out);
         next.processed.insert(input.event_id);
         next.finish_compensation();
-        CheckoutDecision {
+        ProcessDecision {
             process: next,
             commands: out.commands,
         }
     }
 
-    fn step(&mut self, event: &CheckoutEvent, policy: &CheckoutPolicy, out: &mut Outbox) {
-        use CheckoutPhase as P;
+    fn step(&mut self, event: &ProcessEvent, policy: &ProcessPolicy, out: &mut Outbox) {
+        use ProcessPhase as P;
         match (self.phase, event) {
             (
                 P::NotStarted,
-                CheckoutEvent::OrderPlaced {
+                ProcessEvent::OrderPlaced {
                     order_id,
                     lines,
                     total,
@@ -260,18 +291,18 @@ impl CheckoutProcess {
                 }
             }
             (P::NotStarted, _) => {}
-            (_, CheckoutEvent::OrderPlaced { .. }) => {}
-            (P::Confirming, CheckoutEvent::OrderConfirmed { .. }) => {
+            (_, ProcessEvent::OrderPlaced { .. }) => {}
+            (P::Confirming, ProcessEvent::OrderConfirmed { .. }) => {
                 let Some(payment_id) = self.payment_id else {
                     return;
                 };
                 self.phase = P::Capturing;
                 out.payment("capture", payment_id, PaymentCommand::CapturePayment);
             }
-            (_, CheckoutEvent::OrderConfirmed { .. }) => {}
+            (_, ProcessEvent::OrderConfirmed { .. }) => {}
             (
                 P::Reserving | P::Authorizing | P::Confirming,
-                CheckoutEvent::OrderCancelled { reason, .. },
+                ProcessEvent::OrderCancelled { reason, .. },
             ) => {
                 // Cancelled by someone else (a customer or the merchant): undo without
                 // sending a CancelOrder of our own.
@@ -287,16 +318,20 @@ impl CheckoutProcess {
                     self.void(out);
                 }
             }
-            (P::Compensating | P::Cancelled, CheckoutEvent::OrderCancelled { reason, .. }) => {
+            (P::Capturing | P::Completed, ProcessEvent::OrderCancelled { reason, .. }) => {
+                // Cancelled after the confirmation, before any unit shipped: every line is
+                // held, and the money comes back as a refund the order requests (with the
+                // cancellation once captured, or when the capture in flight is recorded).
+                self.phase = P::Compensating;
+                self.cancel_reason = Some(reason.clone());
+                self.release_lines(out, |state| state == LineReservation::Reserved);
+            }
+            (P::Compensating | P::Cancelled, ProcessEvent::OrderCancelled { reason, .. }) => {
                 // Our own CancelOrder, or an outside one that overtook it: the releases
                 // are already sent; keep the reason the order recorded.
                 self.cancel_reason = Some(reason.clone());
             }
-            // Capturing: the order refuses a cancellation until the capture is recorded
-            // (`payment_capture_pending`). Completed: cancelling a confirmed, captured order
-            // (and refunding it) is fulfilment's job.
-            (_, CheckoutEvent::OrderCancelled { .. }) => {}
-            (phase, CheckoutEvent::StockReserved { sku, .. }) => {
+            (phase, ProcessEvent::StockReserved { sku, .. }) => {
                 let Some(line) = self.lines.get_mut(sku) else {
                     return;
                 };
@@ -324,7 +359,7 @@ impl CheckoutProcess {
             }
             (
                 phase,
-                CheckoutEvent::StockRejected {
+                ProcessEvent::StockRejected {
                     sku,
                     requested,
                     available,
@@ -351,7 +386,7 @@ impl CheckoutProcess {
                     self.compensate(out, CancellationReason::OutOfStock { sku: sku.clone() });
                 }
             }
-            (_, CheckoutEvent::StockReleased { sku, .. }) => {
+            (_, ProcessEvent::StockReleased { sku, .. }) => {
                 if let Some(line) = self.lines.get_mut(sku) {
                     if matches!(
                         line.reservation,
@@ -363,7 +398,7 @@ impl CheckoutProcess {
             }
             (
                 phase,
-                CheckoutEvent::PaymentAuthorized {
+                ProcessEvent::PaymentAuthorized {
                     payment_id, amount, ..
                 },
             ) => {
@@ -374,6 +409,7 @@ impl CheckoutProcess {
                 }
                 if phase == P::Authorizing {
                     self.payment = PaymentProgress::Authorized;
+                    self.authorization_recorded = true;
                     self.phase = P::Confirming;
                     self.order(
                         out,
@@ -393,7 +429,7 @@ impl CheckoutProcess {
             }
             (
                 phase,
-                CheckoutEvent::PaymentDeclined {
+                ProcessEvent::PaymentDeclined {
                     payment_id, reason, ..
                 },
             ) => {
@@ -417,18 +453,23 @@ impl CheckoutProcess {
             }
             (
                 phase,
-                CheckoutEvent::PaymentCaptured {
+                ProcessEvent::PaymentCaptured {
                     payment_id, amount, ..
                 },
             ) => {
+                // Only a requested capture arrives: in `capturing`, or in `compensating`
+                // when the order was cancelled while it was in flight (the order then
+                // requests its refund as it records the capture).
                 if Some(*payment_id) != self.payment_id
                     || self.payment != PaymentProgress::Authorized
-                    || phase != P::Capturing
                 {
                     return;
                 }
                 self.payment = PaymentProgress::Captured;
-                self.phase = P::Completed;
+                self.captured = Some(*amount);
+                if phase == P::Capturing {
+                    self.phase = P::Completed;
+                }
                 self.order(
                     out,
                     "record-captured",
@@ -438,17 +479,143 @@ impl CheckoutProcess {
                     },
                 );
             }
-            (_, CheckoutEvent::PaymentVoided { payment_id, .. }) => {
+            (_, ProcessEvent::PaymentVoided { payment_id, .. }) => {
                 if Some(*payment_id) == self.payment_id
                     && self.payment == PaymentProgress::VoidRequested
                 {
                     self.payment = PaymentProgress::Voided;
+                    if self.authorization_recorded {
+                        self.order(
+                            out,
+                            "record-voided",
+                            OrderCommand::RecordPaymentVoided {
+                                payment_id: *payment_id,
+                            },
+                        );
+                    }
                 }
             }
-            (P::Reserving | P::Authorizing, CheckoutEvent::PaymentDeadlinePassed { .. }) => {
+            (_, ProcessEvent::OrderShipped { lines, .. }) => {
+                for line in lines {
+                    self.stock_command(
+                        out,
+                        &format!("commit:{}", line.sku),
+                        &line.sku,
+                        |sku, order_id| StockCommand::CommitReservation {
+                            sku,
+                            order_id,
+                            quantity: Some(line.quantity),
+                        },
+                    );
+                }
+            }
+            (_, ProcessEvent::OrderRemainderCancelled { skus, .. }) => {
+                // The unshipped units of these lines are what their reservations still hold.
+                for sku in skus {
+                    if let Some(line) = self.lines.get_mut(sku) {
+                        line.reservation = LineReservation::ReleaseRequested;
+                    }
+                    self.release(out, sku);
+                }
+            }
+            (
+                _,
+                ProcessEvent::ReturnReceived {
+                    return_id,
+                    warehouse,
+                    restock,
+                    ..
+                },
+            ) => {
+                for line in restock {
+                    self.stock_command(
+                        out,
+                        &format!("restock:{}", line.sku),
+                        &line.sku,
+                        |sku, order_id| StockCommand::RestockReturn {
+                            sku,
+                            warehouse: warehouse.clone(),
+                            quantity: line.quantity,
+                            order_id,
+                            return_id: *return_id,
+                        },
+                    );
+                }
+            }
+            (
+                _,
+                ProcessEvent::RefundRequested {
+                    refund_id, amount, ..
+                },
+            ) => {
+                let Some(payment_id) = self.payment_id else {
+                    return;
+                };
+                if self.refunds.contains_key(refund_id) {
+                    return;
+                }
+                self.refunds.insert(*refund_id, RefundProgress::Requested);
+                out.payment(
+                    &format!("refund:{refund_id}"),
+                    payment_id,
+                    PaymentCommand::RefundPayment {
+                        refund_id: *refund_id,
+                        amount: *amount,
+                    },
+                );
+            }
+            (
+                _,
+                ProcessEvent::PaymentRefunded {
+                    payment_id,
+                    refund_id,
+                    amount,
+                    total_refunded,
+                    ..
+                },
+            ) => {
+                if Some(*payment_id) != self.payment_id
+                    || self.refunds.get(refund_id) != Some(&RefundProgress::Requested)
+                {
+                    return;
+                }
+                self.refunds.insert(*refund_id, RefundProgress::Refunded);
+                self.refunded = Some(*total_refunded);
+                self.order(
+                    out,
+                    &format!("record-refund:{refund_id}"),
+                    OrderCommand::RecordRefund {
+                        refund_id: *refund_id,
+                        amount: *amount,
+                    },
+                );
+            }
+            (
+                _,
+                ProcessEvent::PaymentRefundFailed {
+                    payment_id,
+                    refund_id,
+                    ..
+                },
+            ) => {
+                if Some(*payment_id) != self.payment_id
+                    || self.refunds.get(refund_id) != Some(&RefundProgress::Requested)
+                {
+                    return;
+                }
+                self.refunds.insert(*refund_id, RefundProgress::Failed);
+                self.order(
+                    out,
+                    &format!("record-refund-failed:{refund_id}"),
+                    OrderCommand::RecordRefundFailed {
+                        refund_id: *refund_id,
+                    },
+                );
+            }
+            (P::Reserving | P::Authorizing, ProcessEvent::PaymentDeadlinePassed { .. }) => {
                 self.compensate(out, CancellationReason::ReservationExpired);
             }
-            (_, CheckoutEvent::PaymentDeadlinePassed { .. }) => {}
+            (_, ProcessEvent::PaymentDeadlinePassed { .. }) => {}
         }
     }
 
@@ -465,7 +632,7 @@ impl CheckoutProcess {
         ) else {
             return;
         };
-        self.phase = CheckoutPhase::Authorizing;
+        self.phase = ProcessPhase::Authorizing;
         self.payment = PaymentProgress::Requested;
         out.payment(
             "authorize",
@@ -481,7 +648,7 @@ impl CheckoutProcess {
 
     /// Gives up: releases every held reservation and cancels the order with the reason.
     fn compensate(&mut self, out: &mut Outbox, reason: CancellationReason) {
-        self.phase = CheckoutPhase::Compensating;
+        self.phase = ProcessPhase::Compensating;
         self.cancel_reason = Some(reason.clone());
         self.release_lines(out, |state| state == LineReservation::Reserved);
         self.order(out, "cancel", OrderCommand::CancelOrder { reason });
@@ -517,10 +684,10 @@ impl CheckoutProcess {
         out.payment("void", payment_id, PaymentCommand::VoidPayment);
     }
 
-    /// Compensation is over once no reservation is held or pending and no payment is
-    /// authorized or pending.
+    /// Compensation is over once no reservation is held or pending and no money is held:
+    /// nothing authorized or pending, or the capture refunded in full.
     fn finish_compensation(&mut self) {
-        if self.phase != CheckoutPhase::Compensating {
+        if self.phase != ProcessPhase::Compensating {
             return;
         }
         let lines_settled = self.lines.values().all(|line| {
@@ -529,25 +696,37 @@ impl CheckoutProcess {
                 LineReservation::Rejected | LineReservation::Released
             )
         });
-        let payment_settled = matches!(
-            self.payment,
-            PaymentProgress::NotRequested | PaymentProgress::Declined | PaymentProgress::Voided
-        );
+        let payment_settled = match self.payment {
+            PaymentProgress::NotRequested | PaymentProgress::Declined | PaymentProgress::Voided => {
+                true
+            }
+            PaymentProgress::Captured => {
+                self.captured.is_some()
+                    && self.refunded == self.captured
+                    && !self.refunds.values().any(|r| *r == RefundProgress::Requested)
+            }
+            _ => false,
+        };
         if lines_settled && payment_settled {
-            self.phase = CheckoutPhase::Cancelled;
+            self.phase = ProcessPhase::Cancelled;
         }
     }
 
     fn release(&self, out: &mut Outbox, sku: &Sku) {
+        self.stock_command(out, &format!("release:{sku}"), sku, |sku, order_id| {
+            StockCommand::ReleaseReservation { sku, order_id }
+        });
+    }
+
+    fn stock_command(
+        &self,
+        out: &mut Outbox,
+        discriminator: &str,
+        sku: &Sku,
+        command: impl FnOnce(Sku, OrderId) -> StockCommand,
+    ) {
         if let Some(order_id) = self.order_id {
-            out.stock(
-                &format!("release:{sku}"),
-                sku,
-                StockCommand::ReleaseReservation {
-                    sku: sku.clone(),
-                    order_id,
-                },
-            );
+            out.stock(discriminator, sku, command(sku.clone(), order_id));
         }
     }
 
@@ -561,12 +740,12 @@ impl CheckoutProcess {
 /// Collects commands, giving each the id derived from the causing event.
 struct Outbox {
     event_id: Uuid,
-    commands: Vec<CheckoutCommand>,
+    commands: Vec<ProcessCommand>,
 }
 
 impl Outbox {
     fn push(&mut self, discriminator: &str, command: TargetedCommand) {
-        self.commands.push(CheckoutCommand {
+        self.commands.push(ProcessCommand {
             command_id: Uuid::new_v5(&self.event_id, discriminator.as_bytes()),
             command,
         });

@@ -15,8 +15,8 @@ mod process;
 #[cfg(test)]
 mod tests;
 
-pub use messages::{CheckoutCommand, CheckoutEvent, CheckoutInput, CheckoutLine, TargetedCommand};
+pub use messages::{ProcessCommand, ProcessEvent, ProcessInput, ProcessLine, TargetedCommand};
 pub use process::{
-    CheckoutDecision, CheckoutPhase, CheckoutPolicy, CheckoutProcess, LineReservation,
+    ProcessDecision, ProcessPhase, ProcessPolicy, OrderProcess, LineReservation,
     PaymentProgress,
 };

@@ -1,4 +1,4 @@
-//! The checkout saga runtime: the domain's `CheckoutProcess` on a durable JetStream
+//! The checkout saga runtime: the domain's `OrderProcess` on a durable JetStream
 //! consumer, with its state, an outbox of commands and the payment deadlines in PostgreSQL.
 //!
 //! For each relevant event (order, stock, payment): in one transaction, lock the order's
@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use mercato_aggregates::checkout::{
-    CheckoutEvent, CheckoutInput, CheckoutPolicy, CheckoutProcess, TargetedCommand,
+use mercato_aggregates::order_process::{
+    ProcessEvent, ProcessInput, ProcessPolicy, OrderProcess, TargetedCommand,
 };
 use mercato_aggregates::order::OrderEvent;
 use mercato_aggregates::payment::{PaymentEvent, PaymentGateway};
@@ -49,7 +49,7 @@ const CONCURRENT_ORDERS: usize = 4;
 
 /// Tunables of the saga.
 #[derive(Debug, Clone)]
-pub struct SagaConfig {
+pub struct ProcessConfig {
     /// The durable consumer (default name `<prefix>-checkout`).
     pub consumer: ConsumerConfig,
     /// Payment deadline after placement (also the reservations' expiry).
@@ -61,7 +61,7 @@ pub struct SagaConfig {
     pub checkout_grace: Duration,
 }
 
-impl SagaConfig {
+impl ProcessConfig {
     /// From the command side's configuration.
     pub fn from_config(config: &CommandApiConfig) -> Self {
         Self {
@@ -74,12 +74,12 @@ impl SagaConfig {
 }
 
 /// The checkout saga, ready to run.
-pub struct CheckoutSaga {
+pub struct OrderProcessWorker {
     core: Arc<SagaCore>,
     client: async_nats::Client,
     js: async_nats::jetstream::Context,
     nats: NatsConfig,
-    config: SagaConfig,
+    config: ProcessConfig,
 }
 
 struct SagaCore {
@@ -88,20 +88,20 @@ struct SagaCore {
     /// connections of the main pool; taking the locks there too would let the dispatchers
     /// (holding every connection of a small pool) wait on each other forever.
     locks: PgPool,
-    policy: CheckoutPolicy,
+    policy: ProcessPolicy,
     checkout_grace: Duration,
 }
 
-impl CheckoutSaga {
+impl OrderProcessWorker {
     /// A saga over `deps` with the test card gateway of `config`.
     pub fn new(config: &CommandApiConfig, deps: &Deps) -> Self {
         let gateway: Arc<dyn PaymentGateway> =
             Arc::new(TestCardGateway::new(config.payment_timeout));
-        Self::with_gateway(SagaConfig::from_config(config), deps, gateway)
+        Self::with_gateway(ProcessConfig::from_config(config), deps, gateway)
     }
 
     /// A saga with its own settings and payment gateway.
-    pub fn with_gateway(config: SagaConfig, deps: &Deps, gateway: Arc<dyn PaymentGateway>) -> Self {
+    pub fn with_gateway(config: ProcessConfig, deps: &Deps, gateway: Arc<dyn PaymentGateway>) -> Self {
         let ttl = chrono::Duration::from_std(config.reservation_ttl)
             .unwrap_or_else(|_| chrono::Duration::minutes(15));
         Self {
@@ -113,7 +113,7 @@ impl CheckoutSaga {
                     .min_connections(0)
                     .acquire_timeout(deps.pool.options().get_acquire_timeout())
                     .connect_lazy_with((*deps.pool.connect_options()).clone()),
-                policy: CheckoutPolicy {
+                policy: ProcessPolicy {
                     reservation_ttl: ttl,
                 },
                 checkout_grace: config.checkout_grace,
@@ -172,7 +172,7 @@ impl Handler for SagaHandler {
 
 impl SagaHandler {
     async fn handle_batch(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
-        let mut groups: BTreeMap<OrderId, Vec<CheckoutInput>> = BTreeMap::new();
+        let mut groups: BTreeMap<OrderId, Vec<ProcessInput>> = BTreeMap::new();
         for delivery in batch {
             if let Some(input) = checkout_input(delivery)? {
                 groups
@@ -196,26 +196,26 @@ impl SagaHandler {
 }
 
 /// The checkout's view of a delivered event, if it reacts to it.
-fn checkout_input(delivery: &Delivery) -> Result<Option<CheckoutInput>, HandlerError> {
+fn checkout_input(delivery: &Delivery) -> Result<Option<ProcessInput>, HandlerError> {
     let e = &delivery.event;
     let event = match e.aggregate_type.as_str() {
         "Order" => {
             let order_id: OrderId = e.aggregate_id.parse()?;
             let event: OrderEvent = serde_json::from_value(e.payload.clone())?;
-            CheckoutEvent::from_order_event(order_id, &event)
+            ProcessEvent::from_order_event(order_id, &event)
         }
         "Stock" => {
             let event: StockEvent = serde_json::from_value(e.payload.clone())?;
-            CheckoutEvent::from_stock_event(&event)
+            ProcessEvent::from_stock_event(&event)
         }
         "Payment" => {
             let payment_id: PaymentId = e.aggregate_id.parse()?;
             let event: PaymentEvent = serde_json::from_value(e.payload.clone())?;
-            CheckoutEvent::from_payment_event(payment_id, &event)
+            ProcessEvent::from_payment_event(payment_id, &event)
         }
         _ => None,
     };
-    Ok(event.map(|event| CheckoutInput {
+    Ok(event.map(|event| ProcessInput {
         event_id: e.event_id,
         event,
     }))
@@ -227,7 +227,7 @@ impl SagaCore {
     }
 
     /// Decides and records (state + commands in one transaction), then dispatches.
-    async fn apply(&self, input: &CheckoutInput) -> Result<(), HandlerError> {
+    async fn apply(&self, input: &ProcessInput) -> Result<(), HandlerError> {
         let order_id = input.event.order_id().as_uuid();
         let mut tx = self.pool().begin().await?;
         sqlx::query(
@@ -235,7 +235,7 @@ impl SagaCore {
              ON CONFLICT DO NOTHING",
         )
         .bind(order_id)
-        .bind(serde_json::to_value(CheckoutProcess::default())?)
+        .bind(serde_json::to_value(OrderProcess::default())?)
         .execute(&mut *tx)
         .await?;
         let state: serde_json::Value = sqlx::query_scalar(
@@ -244,7 +244,7 @@ impl SagaCore {
         .bind(order_id)
         .fetch_one(&mut *tx)
         .await?;
-        let process: CheckoutProcess = serde_json::from_value(state)?;
+        let process: OrderProcess = serde_json::from_value(state)?;
         let decision = process.handle(input, &self.policy);
         if decision.process != process {
             let next = &decision.process;
@@ -365,9 +365,9 @@ impl SagaCore {
         .fetch_all(self.pool())
         .await?;
         for order_id in due {
-            let input = CheckoutInput {
+            let input = ProcessInput {
                 event_id: Uuid::new_v5(&DEADLINE_NAMESPACE, order_id.as_bytes()),
-                event: CheckoutEvent::PaymentDeadlinePassed {
+                event: ProcessEvent::PaymentDeadlinePassed {
                     order_id: OrderId::new(order_id),
                 },
             };
