@@ -9,10 +9,10 @@
 #![warn(missing_docs)]
 
 pub mod cart;
-pub mod order_process;
 pub mod customer;
 pub mod money;
 pub mod order;
+pub mod order_process;
 pub mod payment;
 pub mod pci;
 pub mod personal;

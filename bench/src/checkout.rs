@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use mercato_aggregates::stock::Stock;
-use mercato_command_api::{OrderProcessWorker, CommandApi, CommandApiConfig, Deps, ProcessConfig};
+use mercato_command_api::{CommandApi, CommandApiConfig, Deps, OrderProcessWorker, ProcessConfig};
 use mercato_event_store::{AggregateStore, SnapshotPolicy};
 use mercato_nats::{headers, Relay, RelayConfig};
 use rand::seq::IndexedRandom;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use mercato_command_api::{OrderProcessWorker, CommandApi, NotificationWorker};
+use mercato_command_api::{CommandApi, NotificationWorker, OrderProcessWorker};
 use mercato_nats::{ensure_topology, Relay};
 use mercato_query_api::QueryApi;
 use secrecy::SecretString;
@@ -23,8 +23,8 @@ pub struct Parts {
     pub command_api: bool,
     /// The query API (HTTP reads) with this replica's search index consumer.
     pub query_api: bool,
-    /// The checkout saga worker.
-    pub checkout: bool,
+    /// The order process worker.
+    pub order_process: bool,
     /// The notification worker.
     pub notifications: bool,
     /// Read-model projection workers: `None` runs none, an empty list runs every projection.
@@ -38,7 +38,7 @@ impl Parts {
             relay: true,
             command_api: true,
             query_api: true,
-            checkout: true,
+            order_process: true,
             notifications: true,
             projections: Some(Vec::new()),
         }
@@ -144,10 +144,9 @@ pub async fn serve(mut settings: Settings, args: crate::ServeArgs) -> anyhow::Re
 
 /// Seeds the demo shop unless the catalog already has products.
 async fn seed_demo(pool: sqlx::PgPool, settings: Settings, url: String) -> anyhow::Result<()> {
-    let has_products: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'Product')")
-            .fetch_one(&pool)
-            .await?;
+    let has_products = mercato_event_store::LogReader::new(pool.clone())
+        .has_aggregate_type("Product")
+        .await?;
     if has_products {
         tracing::info!("the shop already has products; not seeding demo data");
         return Ok(());
@@ -239,10 +238,10 @@ impl Application {
             let token = shutdown.clone();
             tasks.spawn(async move { ("command-api", api.run(token).await) });
         }
-        if parts.checkout {
-            let saga = OrderProcessWorker::new(&command_config, &command_deps);
+        if parts.order_process {
+            let worker = OrderProcessWorker::new(&command_config, &command_deps);
             let token = shutdown.clone();
-            tasks.spawn(async move { ("checkout-saga", saga.run(token).await) });
+            tasks.spawn(async move { ("order-process", worker.run(token).await) });
         }
         if parts.notifications {
             let worker = NotificationWorker::new(&command_config, &command_deps)

@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run everything in one process: migrations, the command API (:8080), the query API
-    /// (:8081), the relay, the projection workers, the checkout saga and the notification
+    /// (:8081), the relay, the projection workers, the order process and the notification
     /// worker. Ctrl-C stops it gracefully.
     ///
     /// With `--demo` it also fills an empty shop with demo data (`mercato seed`).
@@ -41,7 +41,7 @@ pub enum Command {
     /// Run only the query API (HTTP reads) with its own search index replica
     /// (give each replica its own MERCATO_REPLICA_ID and MERCATO_INDEX_DIR).
     QueryApi,
-    /// Run background workers: read-model projections, the checkout saga, notifications.
+    /// Run background workers: read-model projections, the order process, notifications.
     /// Without flags it runs all of them.
     ///
     /// Example: `mercato worker --projection catalog --projection stock`
@@ -79,9 +79,9 @@ pub struct WorkerArgs {
     /// A projection to run (repeatable); `all` runs every projection.
     #[arg(long = "projection", value_name = "NAME")]
     pub projections: Vec<String>,
-    /// Run the checkout saga.
-    #[arg(long)]
-    pub checkout: bool,
+    /// Run the order process (checkout, shipments, cancellations, returns, refunds).
+    #[arg(long, alias = "checkout")]
+    pub order_process: bool,
     /// Run the notification worker.
     #[arg(long)]
     pub notifications: bool,
@@ -90,7 +90,8 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     /// The parts these flags select.
     pub fn parts(&self) -> Parts {
-        let nothing_chosen = self.projections.is_empty() && !self.checkout && !self.notifications;
+        let nothing_chosen =
+            self.projections.is_empty() && !self.order_process && !self.notifications;
         let projections = if nothing_chosen || self.projections.iter().any(|p| p == "all") {
             Some(Vec::new())
         } else if self.projections.is_empty() {
@@ -99,7 +100,7 @@ impl WorkerArgs {
             Some(self.projections.clone())
         };
         Parts {
-            checkout: nothing_chosen || self.checkout,
+            order_process: nothing_chosen || self.order_process,
             notifications: nothing_chosen || self.notifications,
             projections,
             ..Parts::default()

@@ -143,7 +143,7 @@ pub struct Settings {
         global = true
     )]
     pub admin_password: Option<SecretString>,
-    /// Seconds stock stays reserved for an unpaid order before the checkout cancels it.
+    /// Seconds stock stays reserved for an unpaid order before the order process cancels it.
     #[arg(
         long,
         env = "MERCATO_RESERVATION_TTL_SECS",
@@ -151,6 +151,23 @@ pub struct Settings {
         global = true
     )]
     pub reservation_ttl_secs: u64,
+    /// Days after delivery within which a customer may return what they received.
+    #[arg(
+        long,
+        env = "MERCATO_RETURN_WINDOW_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub return_window_days: u32,
+    /// The payment gateway (`test`: the test card processor, whose documented tokens
+    /// approve, decline or time out; no money moves).
+    #[arg(
+        long,
+        env = "MERCATO_PAYMENT_GATEWAY",
+        default_value = "test",
+        global = true
+    )]
+    pub payment_gateway: mercato_command_api::PaymentGatewayKind,
     /// SMTP server for notification emails (`smtp://user:pass@host:587`); without it the
     /// rendered emails are only recorded in the `notifications` table.
     #[arg(long, env = "MERCATO_SMTP_URL", hide_env_values = true, global = true)]
@@ -224,7 +241,7 @@ impl Settings {
         }
     }
 
-    /// The command API, checkout saga and notification worker part.
+    /// The command API, order process and notification worker part.
     pub fn command_api(&self, jwt_secret: SecretString) -> mercato_command_api::CommandApiConfig {
         let mut config = mercato_command_api::CommandApiConfig::new(jwt_secret);
         config.addr = self.command_api_addr;
@@ -232,6 +249,8 @@ impl Settings {
         config.admin_email = self.admin_email.clone();
         config.admin_password = self.admin_password.clone();
         config.reservation_ttl = Duration::from_secs(self.reservation_ttl_secs.max(1));
+        config.return_window_days = self.return_window_days;
+        config.payment_gateway = self.payment_gateway;
         config.smtp_url = self.smtp_url.clone();
         config.mail_from = self.mail_from.clone();
         config.consumer_prefix = self.subject_prefix.clone();

@@ -1,18 +1,12 @@
 //! The HTTP application: state, router, OpenAPI document and the server task.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use argon2::{Algorithm, Argon2, Params, Version};
-use axum::extract::FromRef;
 use axum::routing::{patch, post};
 use axum::Router;
-use mercato_aggregates::payment::PaymentGateway;
 use mercato_event_store::SnapshotPolicy;
-use mercato_nats::NatsConfig;
 use mercato_web::health::Dependencies;
-use mercato_web::JwtKeys;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -20,77 +14,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::config::CommandApiConfig;
-use crate::gateway::TestCardGateway;
-use crate::routes::{auth, carts, customers, orders, products, stock};
-use crate::stores::Stores;
-
-/// What the command side runs on (shared with the saga and the notification worker).
-#[derive(Clone)]
-pub struct Deps {
-    /// PostgreSQL (events and the `command` schema).
-    pub pool: PgPool,
-    /// The NATS connection (readiness; workers consume through it).
-    pub nats_client: async_nats::Client,
-    /// JetStream on that connection.
-    pub js: async_nats::jetstream::Context,
-    /// Stream and subject names.
-    pub nats: NatsConfig,
-    /// Snapshot intervals per aggregate type.
-    pub snapshots: SnapshotPolicy,
-}
-
-pub(crate) struct Shared {
-    pub config: CommandApiConfig,
-    pub stores: Stores,
-    pub argon2: Argon2<'static>,
-}
-
-/// Handler state: the shared parts and the JWT keys.
-#[derive(Clone)]
-pub struct AppState {
-    shared: Arc<Shared>,
-    keys: JwtKeys,
-}
-
-impl FromRef<AppState> for JwtKeys {
-    fn from_ref(state: &AppState) -> JwtKeys {
-        state.keys.clone()
-    }
-}
-
-impl AppState {
-    pub(crate) fn new(config: CommandApiConfig, pool: PgPool, snapshots: &SnapshotPolicy) -> Self {
-        let gateway: Arc<dyn PaymentGateway> =
-            Arc::new(TestCardGateway::new(config.payment_timeout));
-        let keys = JwtKeys::new(&config.jwt_secret, config.token_ttl);
-        let params = Params::new(config.argon2_memory_kib.max(8), 2, 1, None)
-            .unwrap_or_else(|_| Params::default());
-        Self {
-            keys,
-            shared: Arc::new(Shared {
-                stores: Stores::new(pool, gateway, snapshots),
-                argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-                config,
-            }),
-        }
-    }
-
-    pub(crate) fn config(&self) -> &CommandApiConfig {
-        &self.shared.config
-    }
-
-    pub(crate) fn stores(&self) -> &Stores {
-        &self.shared.stores
-    }
-
-    pub(crate) fn keys(&self) -> &JwtKeys {
-        &self.keys
-    }
-
-    pub(crate) fn argon2(&self) -> &Argon2<'static> {
-        &self.shared.argon2
-    }
-}
+use crate::routes::{auth, carts, customers, orders, products, returns, stock};
+use crate::state::{AppState, Deps};
 
 /// The OpenAPI 3.1 document of the command API.
 #[derive(OpenApi)]
@@ -116,13 +41,16 @@ impl AppState {
         carts::checkout,
         orders::cancel,
         orders::ship,
+        orders::deliver,
         orders::refund,
+        orders::request_return,
+        returns::receive,
     ),
     components(schemas(mercato_web::problem::ProblemBody, mercato_web::FieldError)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth"), (name = "customers"), (name = "catalog"), (name = "stock"),
-        (name = "carts"), (name = "orders")
+        (name = "carts"), (name = "orders"), (name = "returns")
     )
 )]
 pub struct ApiDoc;
@@ -174,7 +102,10 @@ pub(crate) fn router(state: AppState, deps: Option<Dependencies>) -> Router {
         .route("/v1/carts/{id}/checkout", post(carts::checkout))
         .route("/v1/orders/{id}/cancel", post(orders::cancel))
         .route("/v1/orders/{id}/shipments", post(orders::ship))
+        .route("/v1/orders/{id}/deliveries", post(orders::deliver))
         .route("/v1/orders/{id}/refunds", post(orders::refund))
+        .route("/v1/orders/{id}/returns", post(orders::request_return))
+        .route("/v1/returns/{id}/receive", post(returns::receive))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::guard,

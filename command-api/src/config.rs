@@ -4,7 +4,47 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use mercato_aggregates::payment::PaymentGateway;
 use secrecy::SecretString;
+
+use crate::gateway::TestCardGateway;
+
+/// The payment gateways Mercato can talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PaymentGatewayKind {
+    /// The test card processor with documented tokens (`tok_visa`, `tok_decline`, ...); no
+    /// money moves.
+    #[default]
+    Test,
+}
+
+impl PaymentGatewayKind {
+    /// Every accepted name, for help texts and errors.
+    pub const NAMES: &'static [&'static str] = &["test"];
+
+    /// The gateway of this kind.
+    pub fn build(self, config: &CommandApiConfig) -> Arc<dyn PaymentGateway> {
+        match self {
+            PaymentGatewayKind::Test => Arc::new(TestCardGateway::new(config.payment_timeout)),
+        }
+    }
+}
+
+impl std::str::FromStr for PaymentGatewayKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "test" => Ok(PaymentGatewayKind::Test),
+            other => Err(format!(
+                "unknown payment gateway {other:?}; one of: {}",
+                Self::NAMES.join(", ")
+            )),
+        }
+    }
+}
 
 /// Everything the command API, the saga and the notification worker need to know.
 #[derive(Debug, Clone)]
@@ -21,10 +61,15 @@ pub struct CommandApiConfig {
     pub admin_password: Option<SecretString>,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
+    /// Which payment gateway authorizes, captures, voids and refunds
+    /// (`MERCATO_PAYMENT_GATEWAY`).
+    pub payment_gateway: PaymentGatewayKind,
     /// How long the test card gateway waits for the "processor" before declining with `timeout`.
     pub payment_timeout: Duration,
     /// How long stock stays reserved waiting for payment (the payment deadline).
     pub reservation_ttl: Duration,
+    /// Days after a line's delivery within which the customer may return it.
+    pub return_window_days: u32,
     /// How often the saga looks for passed deadlines and undispatched commands.
     pub deadline_poll: Duration,
     /// How old a recorded checkout whose order is still missing must be before the saga's
@@ -55,8 +100,10 @@ impl CommandApiConfig {
             admin_email: None,
             admin_password: None,
             body_limit: mercato_web::layers::DEFAULT_BODY_LIMIT,
+            payment_gateway: PaymentGatewayKind::Test,
             payment_timeout: Duration::from_secs(10),
             reservation_ttl: Duration::from_secs(15 * 60),
+            return_window_days: 30,
             deadline_poll: Duration::from_secs(1),
             checkout_grace: Duration::from_secs(10),
             idempotency_ttl: Duration::from_secs(24 * 3600),

@@ -3,40 +3,25 @@
 use std::fmt::Display;
 
 use axum::http::StatusCode;
-use mercato_aggregates::{ErrorCode, ValueError};
+use mercato_aggregates::{ErrorCode, ErrorKind, ValueError};
 use mercato_event_store::EventStoreError;
 use mercato_web::{FieldError, Problem};
 
-/// A rule violation of an aggregate: 404 for a missing target, 409 for a state conflict,
-/// 503 for a retryable outside failure, 422 otherwise; `code` is the aggregate error's.
-pub(crate) fn domain_problem(code: &'static str, detail: impl Display) -> Problem {
-    let status = match code {
-        "cart_not_found" | "order_not_found" | "customer_not_found" | "payment_not_found"
-        | "product_not_found" => StatusCode::NOT_FOUND,
-        "catalog_unavailable" | "payment_gateway_unavailable" => {
-            return Problem::unavailable(code, detail, 1)
-        }
-        c if c.ends_with("already_exists")
-            || c.starts_with("order_already")
-            || c.starts_with("product_already")
-            || c == "cart_checked_out"
-            || c == "invalid_transition"
-            || c == "payment_capture_pending"
-            || c == "product_discontinued"
-            || c == "product_not_published"
-            || c == "customer_forgotten"
-            || c == "email_taken" =>
-        {
-            StatusCode::CONFLICT
-        }
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    };
-    let title = match status {
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::CONFLICT => "Conflict",
-        _ => "Business rule violated",
+/// A refusal: the status follows from what kind of refusal it is, in this one `match`; the
+/// `code` is the domain's (or the API's own, for rules it checks itself).
+pub(crate) fn refusal(kind: ErrorKind, code: &'static str, detail: impl Display) -> Problem {
+    let (status, title) = match kind {
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+        ErrorKind::Conflict => (StatusCode::CONFLICT, "Conflict"),
+        ErrorKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "Business rule violated"),
+        ErrorKind::Unavailable => return Problem::unavailable(code, detail, 1),
     };
     Problem::new(status, code, title).detail(detail)
+}
+
+/// A rule violation of an aggregate.
+pub(crate) fn domain_problem<E: ErrorCode + Display>(error: &E) -> Problem {
+    refusal(error.kind(), error.code(), error)
 }
 
 /// Maps an event store failure; the internals of 5xx causes are logged, never sent.
@@ -45,7 +30,7 @@ where
     E: std::error::Error + ErrorCode,
 {
     match err {
-        EventStoreError::Domain(e) => domain_problem(e.code(), &e),
+        EventStoreError::Domain(e) => domain_problem(&e),
         EventStoreError::Conflict {
             actual_version: Some(current),
             expected_version,

@@ -7,7 +7,6 @@ use std::time::Duration;
 use cqrs_es::Aggregate;
 use mercato_event_store::{AggregateStore, EventMetadata, EventStoreError, Position};
 use rand::Rng;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 /// How many times a write that lost a race is retried (without `If-Match`).
@@ -17,14 +16,15 @@ const CONFLICT_RETRIES: u32 = 8;
 #[derive(Debug, Clone)]
 pub(crate) struct WriteContext {
     /// Stored as the events' `correlation_id`: the id of the request (derived from its
-    /// `Idempotency-Key`) or of the saga command. Indexed, so "did this id already append to
+    /// `Idempotency-Key`) or of the process command. Indexed, so "did this id already append to
     /// that aggregate?" is one lookup.
     pub write_id: Uuid,
-    /// Look for events of an earlier attempt with the same id first (keyed requests, saga).
+    /// Look for events of an earlier attempt with the same id first (keyed requests, the
+    /// process).
     pub check_prior: bool,
-    /// `customer:<id>`, `admin:<email>`, `anonymous`, `system:checkout`.
+    /// `customer:<id>`, `admin:<email>`, `guest:<order id>`, `anonymous`, `system:process`.
     pub actor: String,
-    /// The event that caused this write (saga).
+    /// The event that caused this write (the order process).
     pub causation_id: Option<Uuid>,
 }
 
@@ -57,7 +57,6 @@ pub(crate) struct Written {
 /// lost race is retried with jitter.
 pub(crate) async fn execute<A>(
     store: &AggregateStore<A>,
-    pool: &PgPool,
     aggregate_id: &str,
     command: A::Command,
     ctx: &WriteContext,
@@ -68,8 +67,13 @@ where
     A::Command: Clone,
 {
     if ctx.check_prior {
-        if let Some(prior) = prior_write(pool, A::TYPE, aggregate_id, ctx.write_id).await? {
-            return Ok(prior);
+        if let Some((version, position)) = store.prior_write(aggregate_id, ctx.write_id).await? {
+            return Ok(Written {
+                aggregate_id: aggregate_id.to_owned(),
+                version,
+                position: Some(position),
+                appended: 0,
+            });
         }
     }
     let metadata = ctx.metadata();
@@ -83,7 +87,7 @@ where
             Ok(committed) => {
                 let position = match committed.position {
                     Some(p) => Some(p),
-                    None => latest_position(pool, A::TYPE, aggregate_id).await?,
+                    None => store.head(aggregate_id).await?.map(|(_, p)| p),
                 };
                 return Ok(Written {
                     aggregate_id: committed.aggregate_id,
@@ -99,7 +103,7 @@ where
                 actual_version: None,
             }) if expected_version.is_some() => {
                 // An `If-Match` write raced and lost: report the version now current.
-                let current = current_version(pool, A::TYPE, aggregate_id).await?;
+                let current = store.head(aggregate_id).await?.map_or(0, |(v, _)| v);
                 return Err(EventStoreError::Conflict {
                     aggregate_type,
                     aggregate_id: id,
@@ -119,59 +123,4 @@ where
             Err(e) => return Err(e),
         }
     }
-}
-
-async fn prior_write<E: std::error::Error>(
-    pool: &PgPool,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    write_id: Uuid,
-) -> Result<Option<Written>, EventStoreError<E>> {
-    let row: Option<(i64, String, i64)> = sqlx::query_as(
-        "SELECT sequence, tx_id::text, global_position FROM events \
-         WHERE correlation_id = $1 AND aggregate_type = $2 AND aggregate_id = $3 \
-         ORDER BY sequence DESC LIMIT 1",
-    )
-    .bind(write_id.to_string())
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(sequence, tx, gp)| Written {
-        aggregate_id: aggregate_id.to_owned(),
-        version: sequence as u64,
-        position: tx.parse().ok().map(|tx| Position::new(tx, gp)),
-        appended: 0,
-    }))
-}
-
-async fn latest_position<E: std::error::Error>(
-    pool: &PgPool,
-    aggregate_type: &str,
-    aggregate_id: &str,
-) -> Result<Option<Position>, EventStoreError<E>> {
-    let row: Option<(String, i64)> = sqlx::query_as(
-        "SELECT tx_id::text, global_position FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1",
-    )
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.and_then(|(tx, gp)| tx.parse().ok().map(|tx| Position::new(tx, gp))))
-}
-
-async fn current_version<E: std::error::Error>(
-    pool: &PgPool,
-    aggregate_type: &str,
-    aggregate_id: &str,
-) -> Result<u64, EventStoreError<E>> {
-    let v: Option<i64> = sqlx::query_scalar(
-        "SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
-    )
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .fetch_one(pool)
-    .await?;
-    Ok(v.unwrap_or(0) as u64)
 }

@@ -11,8 +11,8 @@ use mercato_web::{Problem, IDEMPOTENCY_KEY, MERCATO_CART_TOKEN, MERCATO_POSITION
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::api::AppState;
 use crate::error::db_problem;
+use crate::state::AppState;
 
 /// Namespace of request ids derived from idempotency keys.
 const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_7263_6174_6f2d_6964_656d_706f_7400);
@@ -274,7 +274,7 @@ fn caller_scope(state: &AppState, headers: &HeaderMap) -> Option<String> {
     headers
         .get(MERCATO_CART_TOKEN)
         .and_then(|v| v.to_str().ok())
-        .map(|token| format!("anonymous:{}", crate::routes::carts::token_hash(token)))
+        .map(|token| format!("anonymous:{}", crate::cart_tokens::hash(token)))
 }
 
 /// Anonymous writes whose body carries the caller's own secret (a password) are scoped by

@@ -1,14 +1,18 @@
-//! Mercato's command side: the HTTP command API (the only way anything changes), the
-//! checkout saga runtime and the notification worker.
+//! Mercato's command side: the HTTP command API (the only way anything changes), the order
+//! process runtime and the notification worker.
 //!
 //! - [`CommandApi`] serves `/v1/...` writes with JWT auth, `Idempotency-Key`, `If-Match` and
-//!   RFC 9457 problems (see `docs/adr/0007-command-api-idempotency.md`).
-//! - [`OrderProcessWorker`] drives the domain's `OrderProcess` from a durable JetStream consumer,
-//!   with its state, an outbox of commands and payment deadlines in PostgreSQL.
-//! - [`NotificationWorker`] emails customers about their orders (or records the message).
+//!   RFC 9457 problems (see `docs/adr/0007-command-api-idempotency.md`). Handlers parse and
+//!   authorize, call a service (`services`), and shape the answer.
+//! - [`OrderProcessWorker`] drives the domain's `OrderProcess` (checkout, then the order's
+//!   whole life) from a durable JetStream consumer, with its state, an outbox of commands and
+//!   payment deadlines in PostgreSQL (`docs/adr/0011-order-lifecycle.md`).
+//! - [`NotificationWorker`] emails customers and guests about their orders (or records the
+//!   message).
 #![forbid(unsafe_code)]
 
 mod api;
+mod cart_tokens;
 mod catalog;
 mod config;
 mod error;
@@ -18,17 +22,20 @@ mod idempotency;
 mod notify;
 mod panics;
 mod pending;
-mod routes;
 mod process;
+mod routes;
+mod services;
+mod state;
 mod stores;
 
-pub use api::{test_router, ApiDoc, CommandApi, Deps};
+pub use api::{test_router, ApiDoc, CommandApi};
 pub use catalog::StoreCatalog;
-pub use config::CommandApiConfig;
+pub use config::{CommandApiConfig, PaymentGatewayKind};
 pub use gateway::TestCardGateway;
 pub use notify::NotificationWorker;
-pub use routes::carts::order_id_for;
 pub use process::{OrderProcessWorker, ProcessConfig};
+pub use services::checkout::order_id_for;
+pub use state::Deps;
 
 /// The command side's migrations (`command-api/migrations`, schema `command`).
 ///

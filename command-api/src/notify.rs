@@ -1,4 +1,5 @@
-//! Emails to customers about their orders: confirmed, cancelled, shipped, refunded.
+//! Emails to customers and guests about their orders: confirmed, cancelled (in whole or the
+//! unshipped rest), shipped, delivered, return requested and received, refunded.
 //!
 //! At most one notification per event: the `command.notifications` row (keyed by event id)
 //! is written before the email is sent, and removed again if sending fails so that the
@@ -11,15 +12,15 @@ use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use mercato_aggregates::customer::Customer;
 use mercato_aggregates::order::{Order, OrderEvent};
-use mercato_aggregates::upcasting::upcasters;
+use mercato_aggregates::upcasting::{decode, upcasters};
 use mercato_event_store::AggregateStore;
 use mercato_nats::{ConsumerConfig, Delivery, Handler, HandlerError, NatsConfig, Worker};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::Deps;
 use crate::config::CommandApiConfig;
+use crate::state::Deps;
 
 /// The notification worker, ready to run.
 pub struct NotificationWorker {
@@ -99,64 +100,58 @@ impl Handler for Notifier {
     }
 }
 
+/// Order events that are worth an email.
+const NOTIFIED: &[&str] = &[
+    "OrderConfirmed",
+    "OrderCancelled",
+    "OrderRemainderCancelled",
+    "OrderShipped",
+    "OrderDelivered",
+    "OrderReturnRequested",
+    "OrderReturnReceived",
+    "OrderRefunded",
+];
+
 impl Notifier {
-    async fn notify(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        let e = &delivery.event;
-        if e.aggregate_type != "Order"
-            || !matches!(
-                e.event_type.as_str(),
-                "OrderConfirmed" | "OrderCancelled" | "OrderShipped" | "OrderRefunded"
-            )
-        {
-            return Ok(());
+    /// The recipient of an order's emails and how to greet them: the customer's account, or
+    /// a guest's email; `None` for a forgotten customer.
+    async fn recipient(&self, order: &Order) -> Result<Option<(String, String)>, HandlerError> {
+        if let Some(email) = order.guest_email() {
+            return Ok(Some((
+                email.expose().as_str().to_owned(),
+                "Hello,".to_owned(),
+            )));
         }
-        let event: OrderEvent = serde_json::from_value(e.payload.clone())?;
-        let (order, _) = self.orders.load(&e.aggregate_id).await?;
         let Some(customer_id) = order.customer_id() else {
-            return Ok(());
+            return Ok(None);
         };
         let (customer, _) = self.customers.load(&customer_id.to_string()).await?;
-        let (Some(email), Some(name)) = (customer.email(), customer.name()) else {
+        Ok(match (customer.email(), customer.name()) {
+            (Some(email), Some(name)) => Some((
+                email.expose().as_str().to_owned(),
+                format!("Hello {},", name.expose()),
+            )),
             // Forgotten (or unknown) customers get nothing.
+            _ => None,
+        })
+    }
+
+    async fn notify(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let e = &delivery.event;
+        if e.aggregate_type != "Order" || !NOTIFIED.contains(&e.event_type.as_str()) {
+            return Ok(());
+        }
+        let event: OrderEvent = decode(&e.event_type, &e.event_version, &e.payload)?;
+        let (order, _) = self.orders.load(&e.aggregate_id).await?;
+        let Some((email, greeting)) = self.recipient(&order).await? else {
             return Ok(());
         };
         let order_ref = &e.aggregate_id[..8.min(e.aggregate_id.len())];
-        let greeting = format!("Hello {},\n\n", name.expose());
-        let (kind, subject, text) = match &event {
-            OrderEvent::OrderConfirmed => (
-                "order_confirmed",
-                format!("Your order {order_ref} is confirmed"),
-                "we have received your payment and your order is confirmed.".to_owned(),
-            ),
-            OrderEvent::OrderCancelled { reason } => (
-                "order_cancelled",
-                format!("Your order {order_ref} was cancelled"),
-                format!(
-                    "your order was cancelled ({}). Nothing was charged unless a refund follows.",
-                    cancel_text(reason)
-                ),
-            ),
-            OrderEvent::OrderShipped {
-                tracking_number, ..
-            } => (
-                "order_shipped",
-                format!("Your order {order_ref} has shipped"),
-                format!("your parcel is on its way; tracking number {tracking_number}."),
-            ),
-            OrderEvent::OrderRefunded { amount, .. } => (
-                "order_refunded",
-                format!("A refund for your order {order_ref}"),
-                format!(
-                    "we refunded {}.{:02} {}.",
-                    amount.amount() / 100,
-                    amount.amount() % 100,
-                    amount.currency().as_str()
-                ),
-            ),
-            _ => return Ok(()),
+        let Some((kind, subject, text)) = message(&event, order_ref) else {
+            return Ok(());
         };
         let body = format!(
-            "{greeting}{text}\n\nOrder: {}\n\n-- Mercato\n",
+            "{greeting}\n\n{text}\n\nOrder: {}\n\n-- Mercato\n",
             e.aggregate_id
         );
         let delivery_kind = if self.smtp.is_some() {
@@ -171,7 +166,7 @@ impl Notifier {
         .bind(e.event_id)
         .bind(&e.aggregate_id)
         .bind(kind)
-        .bind(email.expose().as_str())
+        .bind(&email)
         .bind(&subject)
         .bind(&body)
         .bind(delivery_kind)
@@ -189,7 +184,7 @@ impl Notifier {
         let sent = async {
             let message = Message::builder()
                 .from(self.from.parse::<Mailbox>()?)
-                .to(email.expose().as_str().parse::<Mailbox>()?)
+                .to(email.parse::<Mailbox>()?)
                 .subject(subject)
                 .body(body)?;
             smtp.send(message).await?;
@@ -208,6 +203,85 @@ impl Notifier {
     }
 }
 
+/// The kind, subject and text of the email about `event`, if it gets one.
+fn message(event: &OrderEvent, order_ref: &str) -> Option<(&'static str, String, String)> {
+    Some(match event {
+        OrderEvent::OrderConfirmed => (
+            "order_confirmed",
+            format!("Your order {order_ref} is confirmed"),
+            "we have received your payment and your order is confirmed.".to_owned(),
+        ),
+        OrderEvent::OrderCancelled { reason } => (
+            "order_cancelled",
+            format!("Your order {order_ref} was cancelled"),
+            format!(
+                "your order was cancelled ({}). Anything you paid is refunded.",
+                cancel_text(reason)
+            ),
+        ),
+        OrderEvent::OrderRemainderCancelled { reason, value, .. } => (
+            "order_remainder_cancelled",
+            format!("Part of your order {order_ref} was cancelled"),
+            format!(
+                "the items of your order that had not shipped yet were cancelled ({}); we refund {}.",
+                cancel_text(reason),
+                money_text(*value)
+            ),
+        ),
+        OrderEvent::OrderShipped {
+            tracking_number, ..
+        } => (
+            "order_shipped",
+            format!("Your order {order_ref} has shipped"),
+            format!("your parcel is on its way; tracking number {tracking_number}."),
+        ),
+        OrderEvent::OrderDelivered { .. } => (
+            "order_delivered",
+            format!("Your order {order_ref} was delivered"),
+            "your parcel was delivered. Something not right? You can return it within the return window.".to_owned(),
+        ),
+        OrderEvent::OrderReturnRequested { .. } => (
+            "return_requested",
+            format!("Your return for order {order_ref}"),
+            "we have registered your return; please send the items back. We refund them when they arrive.".to_owned(),
+        ),
+        OrderEvent::OrderReturnReceived { value, .. } => (
+            "return_received",
+            format!("We received your return for order {order_ref}"),
+            format!("your returned items arrived; we refund {}.", money_text(*value)),
+        ),
+        OrderEvent::OrderRefunded { amount, .. } => (
+            "order_refunded",
+            format!("A refund for your order {order_ref}"),
+            format!("we refunded {}.", money_text(*amount)),
+        ),
+        _ => return None,
+    })
+}
+
+/// `12.50 EUR`, with the currency's minor-unit digits (ISO 4217: none for JPY, three for
+/// KWD, BHD, JOD, OMR, TND, two for the others).
+fn money_text(money: mercato_aggregates::Money) -> String {
+    let currency = money.currency();
+    let digits = match currency.as_str() {
+        "JPY" | "KRW" | "CLP" | "ISK" | "VND" | "XAF" | "XOF" => 0,
+        "KWD" | "BHD" | "JOD" | "OMR" | "TND" | "IQD" | "LYD" => 3,
+        _ => 2,
+    };
+    let amount = money.amount();
+    if digits == 0 {
+        return format!("{amount} {}", currency.as_str());
+    }
+    let unit = 10i64.pow(digits);
+    format!(
+        "{}.{:0width$} {}",
+        amount / unit,
+        amount % unit,
+        currency.as_str(),
+        width = digits as usize
+    )
+}
+
 fn cancel_text(reason: &mercato_aggregates::order::CancellationReason) -> String {
     use mercato_aggregates::order::CancellationReason as R;
     match reason {
@@ -216,5 +290,21 @@ fn cancel_text(reason: &mercato_aggregates::order::CancellationReason) -> String
         R::ReservationExpired => "the payment did not arrive in time".to_owned(),
         R::CustomerRequest => "at your request".to_owned(),
         R::MerchantRequest => "by the shop".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mercato_aggregates::money::{Currency, Money};
+
+    use super::money_text;
+
+    #[test]
+    fn amounts_are_written_with_their_currencys_decimals() {
+        let money = |amount, code| Money::new(amount, Currency::new(code).unwrap()).unwrap();
+        assert_eq!(money_text(money(1250, "EUR")), "12.50 EUR");
+        assert_eq!(money_text(money(5, "EUR")), "0.05 EUR");
+        assert_eq!(money_text(money(1250, "JPY")), "1250 JPY");
+        assert_eq!(money_text(money(1250, "KWD")), "1.250 KWD");
     }
 }

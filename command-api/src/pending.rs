@@ -1,25 +1,26 @@
 //! Checkouts between their two steps (`CheckOutCart`, then `PlaceOrder`).
 //!
-//! `CartCheckedOut` carries neither the shipping address nor the payment token, so a request
-//! that died after freezing the cart would leave it checked out with no order. The request
-//! therefore records both in `command.pending_checkouts` before the first step, and the
-//! saga's poller finishes any row older than a grace period: it places the order from the
-//! frozen cart under the request's write id (`order_already_exists` means the request, a
-//! retry or an earlier sweep got there first). The row holds personal data, so it is deleted
-//! as soon as the order exists, and rows whose cart was never checked out are dropped after
-//! [`ABANDONED_AFTER`].
+//! `CartCheckedOut` carries neither the shipping address, the payment token nor a guest's
+//! email, so a request that died after freezing the cart would leave it checked out with no
+//! order. The request therefore records them in `command.pending_checkouts` before the first
+//! step, and the order process's poller finishes any row older than a grace period: it
+//! places the order from the frozen cart under the request's write id
+//! (`order_already_exists` means the request, a retry or an earlier sweep got there first).
+//! The row holds personal data, so it is deleted as soon as the order exists, and rows whose
+//! cart was never checked out are dropped after [`ABANDONED_AFTER`].
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mercato_aggregates::cart::{Cart, CartError, CartStatus};
-use mercato_aggregates::order::{NewOrderLine, OrderCommand};
-use mercato_aggregates::values::{CustomerId, OrderId, PaymentMethodToken, PostalAddress};
+use mercato_aggregates::order::{NewOrderLine, OrderError};
+use mercato_aggregates::values::{Email, OrderId, PaymentMethodToken, PostalAddress};
 use mercato_nats::HandlerError;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::exec::{execute, WriteContext};
+use crate::exec::WriteContext;
+use crate::services::checkout::{place_order, Buyer, Checkout};
 use crate::stores::Stores;
 
 /// A row whose cart is still not checked out after this long belongs to a request that
@@ -31,7 +32,7 @@ pub(crate) const ABANDONED_AFTER: Duration = Duration::from_secs(10 * 60);
 pub(crate) struct PendingCheckout {
     pub cart_id: Uuid,
     pub order_id: Uuid,
-    pub customer_id: Uuid,
+    pub buyer: Buyer,
     /// The request's write id (correlation id of the order's first events).
     pub request_id: Uuid,
     pub shipping_address: PostalAddress,
@@ -42,17 +43,23 @@ pub(crate) struct PendingCheckout {
 pub(crate) async fn record(pool: &PgPool, p: &PendingCheckout) -> Result<(), sqlx::Error> {
     let address =
         serde_json::to_value(&p.shipping_address).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let (customer_id, guest_email) = match &p.buyer {
+        Buyer::Customer(id) => (Some(*id), None),
+        Buyer::Guest(email) => (None, Some(email.as_str())),
+    };
     sqlx::query(
         "INSERT INTO command.pending_checkouts \
-           (cart_id, order_id, customer_id, request_id, shipping_address, payment_token) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
+           (cart_id, order_id, customer_id, guest_email, request_id, shipping_address, payment_token) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (cart_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, \
-           request_id = EXCLUDED.request_id, shipping_address = EXCLUDED.shipping_address, \
+           guest_email = EXCLUDED.guest_email, request_id = EXCLUDED.request_id, \
+           shipping_address = EXCLUDED.shipping_address, \
            payment_token = EXCLUDED.payment_token, created_at = now()",
     )
     .bind(p.cart_id)
     .bind(p.order_id)
-    .bind(p.customer_id)
+    .bind(customer_id)
+    .bind(guest_email)
     .bind(p.request_id)
     .bind(address)
     .bind(p.payment_token.as_str())
@@ -104,7 +111,7 @@ pub(crate) fn order_lines(cart: &Cart) -> Result<Vec<NewOrderLine>, CartError> {
 pub(crate) async fn sweep(stores: &Stores, grace: Duration) -> Result<usize, HandlerError> {
     let grace = chrono::Duration::from_std(grace)?;
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT cart_id, order_id, customer_id, request_id, shipping_address, payment_token, created_at \
+        "SELECT cart_id, order_id, customer_id, guest_email, request_id, shipping_address, payment_token, created_at \
          FROM command.pending_checkouts WHERE created_at < now() - $1 ORDER BY created_at LIMIT 100",
     )
     .bind(grace)
@@ -128,7 +135,8 @@ pub(crate) async fn sweep(stores: &Stores, grace: Duration) -> Result<usize, Han
 struct Row {
     cart_id: Uuid,
     order_id: Uuid,
-    customer_id: Uuid,
+    customer_id: Option<Uuid>,
+    guest_email: Option<String>,
     request_id: Uuid,
     shipping_address: serde_json::Value,
     payment_token: String,
@@ -147,36 +155,25 @@ async fn finish(stores: &Stores, row: Row) -> Result<bool, HandlerError> {
         }
         return Ok(false);
     }
-    let command = OrderCommand::PlaceOrder {
-        order_id,
-        customer_id: CustomerId::new(row.customer_id),
-        lines: order_lines(&cart)?,
+    let buyer = match (row.customer_id, row.guest_email) {
+        (Some(id), _) => Buyer::Customer(id),
+        (None, Some(email)) => Buyer::Guest(Email::new(email)?),
+        (None, None) => return Err("a pending checkout has neither a customer nor a guest".into()),
+    };
+    let checkout = Checkout {
+        buyer,
         shipping_address: serde_json::from_value(row.shipping_address)?,
-        payment_method: PaymentMethodToken::new(row.payment_token)?,
-        placed_at: Utc::now(),
+        payment_token: PaymentMethodToken::new(row.payment_token)?,
     };
     let ctx = WriteContext {
         write_id: row.request_id,
         check_prior: true,
-        actor: "system:checkout".to_owned(),
+        actor: "system:process".to_owned(),
         causation_id: None,
     };
-    let placed = match execute(
-        &stores.orders,
-        &stores.pool,
-        &row.order_id.to_string(),
-        command,
-        &ctx,
-        None,
-    )
-    .await
-    {
+    let placed = match place_order(stores, &cart, order_id, &checkout, &ctx).await {
         Ok(w) => w.appended > 0,
-        Err(mercato_event_store::EventStoreError::Domain(e))
-            if e.code() == "order_already_exists" =>
-        {
-            false
-        }
+        Err(mercato_event_store::EventStoreError::Domain(OrderError::AlreadyExists)) => false,
         Err(e) => return Err(Box::new(e)),
     };
     forget(&stores.pool, row.cart_id).await?;

@@ -1,5 +1,6 @@
-//! The checkout saga runtime: the domain's `OrderProcess` on a durable JetStream
-//! consumer, with its state, an outbox of commands and the payment deadlines in PostgreSQL.
+//! The order process runtime: the domain's `OrderProcess` (the checkout, then the order's
+//! whole life: shipments, cancellations, returns, refunds) on a durable JetStream consumer,
+//! with its state, an outbox of commands and the payment deadlines in PostgreSQL.
 //!
 //! For each relevant event (order, stock, payment): in one transaction, lock the order's
 //! process row, let the process decide, and store the new state, its deadline and the
@@ -21,14 +22,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use mercato_aggregates::order_process::{
-    ProcessEvent, ProcessInput, ProcessPolicy, OrderProcess, TargetedCommand,
-};
 use mercato_aggregates::order::OrderEvent;
+use mercato_aggregates::order_process::{
+    OrderProcess, ProcessEvent, ProcessInput, ProcessPolicy, TargetedCommand,
+};
 use mercato_aggregates::payment::{PaymentEvent, PaymentGateway};
 use mercato_aggregates::stock::StockEvent;
+use mercato_aggregates::upcasting::decode;
 use mercato_aggregates::values::{OrderId, PaymentId};
-use mercato_aggregates::ErrorCode;
+use mercato_aggregates::{ErrorCode, ErrorKind};
 use mercato_event_store::EventStoreError;
 use mercato_nats::{ConsumerConfig, Delivery, Handler, HandlerError, NatsConfig, Worker};
 use sqlx::postgres::PgPoolOptions;
@@ -36,10 +38,9 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::api::Deps;
 use crate::config::CommandApiConfig;
 use crate::exec::{execute, WriteContext};
-use crate::gateway::TestCardGateway;
+use crate::state::Deps;
 use crate::stores::Stores;
 
 /// Namespace of deadline tick ids.
@@ -73,7 +74,7 @@ impl ProcessConfig {
     }
 }
 
-/// The checkout saga, ready to run.
+/// The order process worker, ready to run.
 pub struct OrderProcessWorker {
     core: Arc<SagaCore>,
     client: async_nats::Client,
@@ -93,15 +94,18 @@ struct SagaCore {
 }
 
 impl OrderProcessWorker {
-    /// A saga over `deps` with the test card gateway of `config`.
+    /// The order process over `deps` with the payment gateway `config` chooses.
     pub fn new(config: &CommandApiConfig, deps: &Deps) -> Self {
-        let gateway: Arc<dyn PaymentGateway> =
-            Arc::new(TestCardGateway::new(config.payment_timeout));
+        let gateway = config.payment_gateway.build(config);
         Self::with_gateway(ProcessConfig::from_config(config), deps, gateway)
     }
 
     /// A saga with its own settings and payment gateway.
-    pub fn with_gateway(config: ProcessConfig, deps: &Deps, gateway: Arc<dyn PaymentGateway>) -> Self {
+    pub fn with_gateway(
+        config: ProcessConfig,
+        deps: &Deps,
+        gateway: Arc<dyn PaymentGateway>,
+    ) -> Self {
         let ttl = chrono::Duration::from_std(config.reservation_ttl)
             .unwrap_or_else(|_| chrono::Duration::minutes(15));
         Self {
@@ -174,7 +178,7 @@ impl SagaHandler {
     async fn handle_batch(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
         let mut groups: BTreeMap<OrderId, Vec<ProcessInput>> = BTreeMap::new();
         for delivery in batch {
-            if let Some(input) = checkout_input(delivery)? {
+            if let Some(input) = process_input(delivery)? {
                 groups
                     .entry(input.event.order_id())
                     .or_default()
@@ -195,22 +199,23 @@ impl SagaHandler {
     }
 }
 
-/// The checkout's view of a delivered event, if it reacts to it.
-fn checkout_input(delivery: &Delivery) -> Result<Option<ProcessInput>, HandlerError> {
+/// The process's view of a delivered event, if it reacts to it.
+fn process_input(delivery: &Delivery) -> Result<Option<ProcessInput>, HandlerError> {
     let e = &delivery.event;
+    let (kind, version, payload) = (&e.event_type, &e.event_version, &e.payload);
     let event = match e.aggregate_type.as_str() {
         "Order" => {
             let order_id: OrderId = e.aggregate_id.parse()?;
-            let event: OrderEvent = serde_json::from_value(e.payload.clone())?;
+            let event: OrderEvent = decode(kind, version, payload)?;
             ProcessEvent::from_order_event(order_id, &event)
         }
         "Stock" => {
-            let event: StockEvent = serde_json::from_value(e.payload.clone())?;
+            let event: StockEvent = decode(kind, version, payload)?;
             ProcessEvent::from_stock_event(&event)
         }
         "Payment" => {
             let payment_id: PaymentId = e.aggregate_id.parse()?;
-            let event: PaymentEvent = serde_json::from_value(e.payload.clone())?;
+            let event: PaymentEvent = decode(kind, version, payload)?;
             ProcessEvent::from_payment_event(payment_id, &event)
         }
         _ => None,
@@ -320,18 +325,17 @@ impl SagaCore {
         let ctx = WriteContext {
             write_id: command_id,
             check_prior: true,
-            actor: "system:checkout".to_owned(),
+            actor: "system:process".to_owned(),
             causation_id: None,
         };
         let s = &self.stores;
-        let pool = self.pool();
         let outcome = match command {
             TargetedCommand::Stock { sku, command } => outcome(
-                execute(&s.stock, pool, sku.as_str(), command, &ctx, None).await,
+                execute(&s.stock, sku.as_str(), command, &ctx, None).await,
                 |_| false,
             ),
             TargetedCommand::Order { order_id, command } => outcome(
-                execute(&s.orders, pool, &order_id.to_string(), command, &ctx, None).await,
+                execute(&s.orders, &order_id.to_string(), command, &ctx, None).await,
                 // An outside cancellation overtook the checkout; it learns of it from
                 // `OrderCancelled` (aggregates README).
                 |code| matches!(code, "invalid_transition" | "order_already_cancelled"),
@@ -340,15 +344,7 @@ impl SagaCore {
                 payment_id,
                 command,
             } => outcome(
-                execute(
-                    &s.payments,
-                    pool,
-                    &payment_id.to_string(),
-                    command,
-                    &ctx,
-                    None,
-                )
-                .await,
+                execute(&s.payments, &payment_id.to_string(), command, &ctx, None).await,
                 |code| code == "payment_already_exists",
             ),
         }?;
@@ -404,6 +400,12 @@ fn outcome<E: std::error::Error + ErrorCode + Send + Sync + 'static>(
         Ok(_) => Ok("no_op".to_owned()),
         Err(EventStoreError::Domain(e)) if droppable(e.code()) => {
             Ok(format!("dropped:{}", e.code()))
+        }
+        // A gateway that cannot be reached now: keep the command pending and try again
+        // (the message is redelivered, and the poller retries stale commands).
+        Err(EventStoreError::Domain(e)) if e.kind() == ErrorKind::Unavailable => {
+            tracing::warn!(code = e.code(), error = %e, "order process command will be retried");
+            Err(Box::new(EventStoreError::Domain(e)))
         }
         Err(EventStoreError::Domain(e)) => {
             // The process guarantees this does not happen; keep going rather than block the

@@ -271,6 +271,72 @@ impl LogReader {
         })
     }
 
+    /// How many events lie in `(after, to]` (ended or not), on `executor`: a tailer whose
+    /// delivered batch holds fewer than this is missing some and reads the range instead.
+    pub async fn count_between<'e>(
+        executor: impl sqlx::PgExecutor<'e>,
+        after: Position,
+        to: Position,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+               AND (tx_id, global_position) <= ($3::text::xid8, $4)",
+        )
+        .bind(after.tx_id().to_string())
+        .bind(after.global_position())
+        .bind(to.tx_id().to_string())
+        .bind(to.global_position())
+        .fetch_one(executor)
+        .await?)
+    }
+
+    /// Whether any event of `aggregate_types` lies in `(after, to]`.
+    pub async fn any_of_types_between(
+        &self,
+        after: Position,
+        to: Position,
+        aggregate_types: &[&str],
+    ) -> Result<bool, StoreError> {
+        let types: Vec<String> = aggregate_types.iter().map(|t| (*t).to_owned()).collect();
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events \
+               WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+                 AND (tx_id, global_position) <= ($3::text::xid8, $4) \
+                 AND aggregate_type = ANY($5))",
+        )
+        .bind(after.tx_id().to_string())
+        .bind(after.global_position())
+        .bind(to.tx_id().to_string())
+        .bind(to.global_position())
+        .bind(&types)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Whether the log holds event `event_id` at `position` (a relay checks that a stream's
+    /// last message is an event of this database).
+    pub async fn contains(&self, event_id: Uuid, position: Position) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1 \
+               AND tx_id = $2::text::xid8 AND global_position = $3)",
+        )
+        .bind(event_id)
+        .bind(position.tx_id().to_string())
+        .bind(position.global_position())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Whether any aggregate of `aggregate_type` has events.
+    pub async fn has_aggregate_type(&self, aggregate_type: &str) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1)")
+                .bind(aggregate_type)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Whether some event after `after` exists but is still held back by the horizon, so a
     /// tailer should look again soon even though no notification will announce it.
     pub async fn has_held_back(&self, after: Position) -> Result<bool, StoreError> {

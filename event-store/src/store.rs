@@ -223,6 +223,45 @@ where
             .await
     }
 
+    /// The version and last position the write `correlation_id` left on the aggregate, if a
+    /// write with that id appended to it (`events.correlation_id` is indexed): a retried
+    /// request or process command finds its earlier attempt's effect here.
+    pub async fn prior_write(
+        &self,
+        aggregate_id: &str,
+        correlation_id: uuid::Uuid,
+    ) -> Result<Option<(u64, Position)>, EventStoreError<A::Error>> {
+        let row: Option<(i64, String, i64)> = sqlx::query_as(
+            "SELECT sequence, tx_id::text, global_position FROM events \
+             WHERE correlation_id = $1 AND aggregate_type = $2 AND aggregate_id = $3 \
+             ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(correlation_id.to_string())
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(sequence, tx, gp)| Ok((sequence as u64, position(&tx, gp)?)))
+            .transpose()
+    }
+
+    /// The aggregate's version and the position of its latest event (`None` without events).
+    pub async fn head(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<(u64, Position)>, EventStoreError<A::Error>> {
+        let row: Option<(i64, String, i64)> = sqlx::query_as(
+            "SELECT sequence, tx_id::text, global_position FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(sequence, tx, gp)| Ok((sequence as u64, position(&tx, gp)?)))
+            .transpose()
+    }
+
     /// One statement: insert the events (the primary key on `(aggregate_type, aggregate_id,
     /// sequence)` is the optimistic-concurrency check), upsert the snapshot if one is given,
     /// and return the last event's position. Sequences are contiguous, so "the aggregate is at
@@ -338,6 +377,16 @@ where
             position: Some(Position::new(tx_id, global_position)),
         })
     }
+}
+
+fn position<E: std::error::Error>(
+    tx_id: &str,
+    global_position: i64,
+) -> Result<Position, EventStoreError<E>> {
+    tx_id
+        .parse()
+        .map(|tx| Position::new(tx, global_position))
+        .map_err(|e: std::num::ParseIntError| EventStoreError::Corrupt(Box::new(e)))
 }
 
 /// The largest serialized event payload accepted (NATS' default `max_payload` is 1 MiB, and

@@ -457,16 +457,9 @@ impl Relay {
         // Trust the stream's end only if it is an event of this log: a stream shared with
         // another database, or a database restored to an earlier point, would otherwise make
         // the relay skip events for good.
-        let known: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1 \
-               AND tx_id = $2::text::xid8 AND global_position = $3)",
-        )
-        .bind(event_id)
-        .bind(published.tx_id().to_string())
-        .bind(published.global_position())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(mercato_event_store::StoreError::from)?;
+        let known = LogReader::new(self.pool.clone())
+            .contains(event_id, published)
+            .await?;
         if !known {
             return Err(NatsError::Inconsistent {
                 stream: self.nats.stream.clone(),

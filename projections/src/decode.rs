@@ -5,21 +5,15 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ProjectionError;
 
-/// The event's payload as the aggregate's event type, upcasting older versions first.
+/// The event's payload as the aggregate's event type, through the domain's upcaster chain
+/// (a current version is read straight from the borrowed payload, without a copy).
 pub(crate) fn decode<E: DeserializeOwned>(event: &RecordedEvent) -> Result<E, ProjectionError> {
-    let decoded = if event.event_type == "ProductCreated" && event.event_version.starts_with("1.") {
-        let payload =
-            mercato_aggregates::upcasting::product_created_v1_to_v2(event.payload.clone());
-        serde_json::from_value(payload)
-    } else {
-        // Straight from the borrowed payload: no copy of the JSON tree.
-        E::deserialize(&event.payload)
-    };
-    decoded.map_err(|e| ProjectionError::Decode {
-        event_id: event.event_id,
-        event_type: event.event_type.clone(),
-        reason: e.to_string(),
-    })
+    mercato_aggregates::upcasting::decode(&event.event_type, &event.event_version, &event.payload)
+        .map_err(|e| ProjectionError::Decode {
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            reason: e.to_string(),
+        })
 }
 
 /// A serde enum value's JSON string (`OrderStatus::AwaitingPayment` -> `awaiting_payment`).

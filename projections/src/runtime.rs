@@ -235,16 +235,7 @@ pub async fn apply_batch(
     let events: Vec<&RecordedEvent> = match fresh.last() {
         None => Vec::new(),
         Some(last) => {
-            let in_log: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-                   AND (tx_id, global_position) <= ($3::text::xid8, $4)",
-            )
-            .bind(position.tx_id().to_string())
-            .bind(position.global_position())
-            .bind(last.position.tx_id().to_string())
-            .bind(last.position.global_position())
-            .fetch_one(&mut *tx)
-            .await?;
+            let in_log = LogReader::count_between(&mut *tx, position, last.position).await?;
             if in_log == fresh.len() as i64 {
                 fresh
             } else {
@@ -379,24 +370,39 @@ async fn skip_foreign(
     let Some(last) = events.iter().max_by_key(|e| e.position) else {
         return Ok(None);
     };
-    let types: Vec<String> = tracked.iter().map(|t| (*t).to_owned()).collect();
-    // The row lock serialises this with batches and a rebuild's switch-over like the full
-    // path; every event up to a delivered one has ended, so the log's range is final.
+    // Compare and set: the checkpoint moves only from the one read here, and only if the
+    // log holds no tracked event between the two (every event up to a delivered one has
+    // ended, so the range is final). A checkpoint moved meanwhile only narrows the range; the
+    // update then finds it changed and the batch takes the full path.
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT tx_id::text, global_position FROM read.projection_status WHERE name = $1",
+    )
+    .bind(projection.name())
+    .fetch_optional(pool)
+    .await?;
+    let Some((tx_id, gp)) = row else {
+        return Ok(None);
+    };
+    let checkpoint = Position::new(tx_id.parse().unwrap_or_default(), gp);
+    if checkpoint >= last.position
+        || LogReader::new(pool.clone())
+            .any_of_types_between(checkpoint, last.position, tracked)
+            .await?
+    {
+        return Ok(None);
+    }
     let moved = sqlx::query(
         "UPDATE read.projection_status s SET tx_id = $2::text::xid8, global_position = $3, \
            last_event_id = $4, state = CASE WHEN s.state = 'failed' THEN 'live' ELSE s.state END, \
            error = NULL, updated_at = now() \
-         WHERE s.name = $1 AND (s.tx_id, s.global_position) < ($2::text::xid8, $3) \
-           AND NOT EXISTS (SELECT 1 FROM events e \
-             WHERE (e.tx_id, e.global_position) > (s.tx_id, s.global_position) \
-               AND (e.tx_id, e.global_position) <= ($2::text::xid8, $3) \
-               AND e.aggregate_type = ANY($5))",
+         WHERE s.name = $1 AND (s.tx_id, s.global_position) = ($5::text::xid8, $6)",
     )
     .bind(projection.name())
     .bind(last.position.tx_id().to_string())
     .bind(last.position.global_position())
     .bind(last.event_id)
-    .bind(&types)
+    .bind(checkpoint.tx_id().to_string())
+    .bind(checkpoint.global_position())
     .execute(pool)
     .await?;
     if moved.rows_affected() == 0 {

@@ -202,6 +202,7 @@ pub fn router(
         routes::orders::get_order,
         routes::customers::me,
         routes::admin::sales,
+        routes::orders::list_returns,
         routes::admin::projections,
         routes::events::events,
     ),

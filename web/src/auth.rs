@@ -2,15 +2,22 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::problem::Problem;
+use crate::MERCATO_ORDER_TOKEN;
 
 /// Who may do what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -69,6 +76,8 @@ pub struct JwtKeys {
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
+    /// The key of guest order tokens, derived from the secret (never the secret itself).
+    order_key: Arc<[u8]>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -92,7 +101,25 @@ impl JwtKeys {
             decoding: DecodingKey::from_secret(bytes),
             validation,
             ttl,
+            order_key: mac(bytes, b"mercato order tokens v1").into(),
         }
+    }
+
+    /// The token that lets a guest read and act on their order: an HMAC of the order id, so
+    /// any API replica with the same secret checks it without storing anything, and a retried
+    /// checkout hands out the same token.
+    pub fn order_token(&self, order_id: Uuid) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(mac(&self.order_key, order_id.as_bytes()))
+    }
+
+    /// Whether `token` is the order token of `order_id` (compared in constant time).
+    pub fn verify_order_token(&self, order_id: Uuid, token: &str) -> bool {
+        bool::from(
+            self.order_token(order_id)
+                .as_bytes()
+                .ct_eq(token.trim().as_bytes()),
+        )
     }
 
     /// Issues a token for `subject` with `role`.
@@ -170,6 +197,97 @@ impl Caller {
         } else {
             Err(Problem::forbidden("this resource belongs to someone else"))
         }
+    }
+}
+
+fn mac(key: &[u8], message: &[u8]) -> Vec<u8> {
+    // HMAC takes keys of any length.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("hmac accepts any key");
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Who is asking about one order: the bearer caller (if any) and the `Mercato-Order-Token`
+/// header (if any). [`OrderAccess::party`] decides against the order's owner.
+#[derive(Debug, Clone)]
+pub struct OrderAccess {
+    /// The authenticated caller.
+    pub caller: Option<Caller>,
+    /// The guest's order token, as sent.
+    pub order_token: Option<String>,
+}
+
+/// Who may act on an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderParty {
+    /// The back office.
+    Merchant,
+    /// The customer who placed it.
+    Customer(Uuid),
+    /// The guest holding its order token.
+    Guest,
+}
+
+impl OrderAccess {
+    /// The party the request speaks for on order `order_id` placed by `owner` (`None` for a
+    /// guest's order): 401 without a credential, 403 with one that does not fit.
+    pub fn party(
+        &self,
+        keys: &JwtKeys,
+        order_id: Uuid,
+        owner: Option<Uuid>,
+    ) -> Result<OrderParty, Problem> {
+        if let Some(caller) = &self.caller {
+            if caller.is_admin() {
+                return Ok(OrderParty::Merchant);
+            }
+            if caller.customer_id().is_some() && caller.customer_id() == owner {
+                return Ok(OrderParty::Customer(
+                    caller.customer_id().unwrap_or_default(),
+                ));
+            }
+        }
+        match (&self.order_token, owner) {
+            (Some(token), None) if keys.verify_order_token(order_id, token) => {
+                Ok(OrderParty::Guest)
+            }
+            (Some(_), _) => Err(Problem::forbidden(
+                "the order token does not match this order",
+            )),
+            (None, _) if self.caller.is_some() => {
+                Err(Problem::forbidden("this order belongs to someone else"))
+            }
+            (None, _) => Err(Problem::unauthorized(
+                "send `Authorization: Bearer <token>`, or a guest order's `Mercato-Order-Token`",
+            )),
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for OrderAccess
+where
+    JwtKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller =
+            <Caller as OptionalFromRequestParts<S>>::from_request_parts(parts, state).await?;
+        let order_token = match parts.headers.get(MERCATO_ORDER_TOKEN) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| {
+                        Problem::unauthorized("the Mercato-Order-Token header is not valid text")
+                    })?
+                    .to_owned(),
+            ),
+        };
+        Ok(Self {
+            caller,
+            order_token,
+        })
     }
 }
 
@@ -263,6 +381,31 @@ mod tests {
             keys("another-secret-another-secret-01").verify(&token.access_token),
             Err(AuthError::Invalid)
         );
+    }
+
+    #[test]
+    fn order_tokens_fit_their_order_and_secret_only() {
+        let k = keys("s3cret-s3cret-s3cret-s3cret-0001");
+        let order = Uuid::from_u128(1);
+        let token = k.order_token(order);
+        assert_eq!(token, k.order_token(order), "deterministic");
+        assert!(k.verify_order_token(order, &token));
+        assert!(!k.verify_order_token(Uuid::from_u128(2), &token));
+        assert!(!keys("another-secret-another-secret-01").verify_order_token(order, &token));
+        assert!(!k.verify_order_token(order, ""));
+        let access = OrderAccess {
+            caller: None,
+            order_token: Some(token.clone()),
+        };
+        assert_eq!(access.party(&k, order, None).unwrap(), OrderParty::Guest);
+        // A token never opens a customer's order.
+        let customer = Some(Uuid::from_u128(9));
+        assert_eq!(access.party(&k, order, customer).unwrap_err().status(), 403);
+        let nobody = OrderAccess {
+            caller: None,
+            order_token: None,
+        };
+        assert_eq!(nobody.party(&k, order, None).unwrap_err().status(), 401);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::{Caller, JwtKeys, Role};
+pub use auth::{Caller, JwtKeys, OrderAccess, OrderParty, Role};
 pub use extract::{Json, Path, Query};
 pub use problem::{FieldError, Problem};
 
@@ -24,6 +24,8 @@ pub const MERCATO_POSITION: &str = "mercato-position";
 pub const MERCATO_MIN_POSITION: &str = "mercato-min-position";
 /// Request header carrying an anonymous cart's secret.
 pub const MERCATO_CART_TOKEN: &str = "mercato-cart-token";
+/// Request header carrying a guest order's secret.
+pub const MERCATO_ORDER_TOKEN: &str = "mercato-order-token";
 /// Request header making a POST safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 

@@ -201,13 +201,13 @@ impl Cart {
                 if self.lines.is_empty() {
                     return Err(CartError::EmptyCart);
                 }
+                // An anonymous cart checked out without a customer is a guest's checkout.
                 let customer_id = match (self.customer_id, customer_id) {
                     (Some(owner), Some(requester)) if owner != requester => {
                         return Err(CartError::CustomerMismatch)
                     }
-                    (Some(owner), _) => owner,
-                    (None, Some(requester)) => requester,
-                    (None, None) => return Err(CartError::CustomerRequired),
+                    (Some(owner), _) => Some(owner),
+                    (None, requester) => requester,
                 };
                 let lines = self.lines()?;
                 let total = Money::sum(self.currency()?, lines.iter().map(|l| l.line_total))
@@ -291,7 +291,7 @@ impl Aggregate for Cart {
                 ..
             } => {
                 self.order_id = Some(order_id);
-                self.customer_id = Some(customer_id);
+                self.customer_id = customer_id.or(self.customer_id);
                 self.status = CartStatus::CheckedOut;
             }
         }

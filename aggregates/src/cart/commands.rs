@@ -39,8 +39,8 @@ pub enum CartCommand {
     CheckOutCart {
         /// The order to create (the API derives it deterministically from the cart id).
         order_id: OrderId,
-        /// The customer checking out; required if the cart is anonymous, and must match the
-        /// cart's customer otherwise.
+        /// The customer checking out: must match a customer's cart; `None` on an anonymous
+        /// cart is a guest's checkout.
         customer_id: Option<CustomerId>,
     },
 }

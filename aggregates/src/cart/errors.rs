@@ -48,9 +48,6 @@ pub enum CartError {
     /// `CheckOutCart` on an empty cart.
     #[error("cart is empty")]
     EmptyCart,
-    /// `CheckOutCart` of an anonymous cart without a customer.
-    #[error("a customer is required to check out")]
-    CustomerRequired,
     /// `CheckOutCart` by another customer than the cart's.
     #[error("cart belongs to another customer")]
     CustomerMismatch,
@@ -74,7 +71,6 @@ impl CartError {
             CartError::LineQuantityLimit { .. } => "line_quantity_limit",
             CartError::ItemNotInCart(_) => "item_not_in_cart",
             CartError::EmptyCart => "cart_empty",
-            CartError::CustomerRequired => "customer_required",
             CartError::CustomerMismatch => "customer_mismatch",
             CartError::AmountOverflow => "amount_overflow",
         }
@@ -95,7 +91,6 @@ impl CartError {
             | CartError::LineQuantityLimit { .. }
             | CartError::ItemNotInCart(_)
             | CartError::EmptyCart
-            | CartError::CustomerRequired
             | CartError::CustomerMismatch
             | CartError::AmountOverflow => K::Invalid,
             CartError::CatalogUnavailable => K::Unavailable,

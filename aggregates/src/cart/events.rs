@@ -70,8 +70,8 @@ pub enum CartEvent {
     CartCheckedOut {
         /// The order to be placed.
         order_id: OrderId,
-        /// The customer.
-        customer_id: CustomerId,
+        /// The customer; `None` for a guest (version 1.1; 1.0 always had one).
+        customer_id: Option<CustomerId>,
         /// The lines, in SKU order.
         lines: Vec<CartLine>,
         /// Sum of the line totals.
@@ -92,6 +92,10 @@ impl DomainEvent for CartEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        match self {
+            CartEvent::CartCheckedOut { .. } => "1.1",
+            _ => "1.0",
+        }
+        .to_owned()
     }
 }

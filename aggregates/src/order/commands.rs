@@ -180,6 +180,8 @@ pub enum OrderCommand {
     /// The merchant refunds an amount of its choice (a goodwill gesture, a price
     /// correction); the order process makes the refund on the payment.
     RequestRefund {
+        /// The new refund's id.
+        refund_id: RefundId,
         /// Amount to refund (at most captured minus refunded and pending refunds).
         amount: Money,
     },

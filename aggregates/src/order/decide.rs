@@ -268,9 +268,11 @@ impl Order {
                 {
                     return Err(OrderError::DuplicateTrackingNumber(tracking_number));
                 }
-                let lines = self.merge(lines, |line| line.unshipped(), |sku, remaining| {
-                    OrderError::ShipmentExceedsOrdered { sku, remaining }
-                })?;
+                let lines = self.merge(
+                    lines,
+                    |line| line.unshipped(),
+                    |sku, remaining| OrderError::ShipmentExceedsOrdered { sku, remaining },
+                )?;
                 let completed_lines = lines
                     .iter()
                     .filter(|u| {
@@ -305,9 +307,11 @@ impl Order {
                 if lines.is_empty() {
                     return Err(OrderError::EmptyReturn);
                 }
-                let lines = self.merge(lines, |line| line.returnable(), |sku, returnable| {
-                    OrderError::ReturnExceedsDelivered { sku, returnable }
-                })?;
+                let lines = self.merge(
+                    lines,
+                    |line| line.returnable(),
+                    |sku, returnable| OrderError::ReturnExceedsDelivered { sku, returnable },
+                )?;
                 for units in &lines {
                     let line = self.line(&units.sku)?;
                     let closed_at = line
@@ -333,7 +337,10 @@ impl Order {
                 lines,
                 received_at,
             } => return self.receive_return(return_id, warehouse, lines, received_at),
-            OrderCommand::RequestRefund { amount } => {
+            OrderCommand::RequestRefund { refund_id, amount } => {
+                if self.refunds.contains_key(&refund_id) {
+                    return Err(OrderError::RefundAlreadyExists);
+                }
                 if amount.currency() != self.currency() {
                     return Err(OrderError::CurrencyMismatch);
                 }
@@ -345,7 +352,7 @@ impl Order {
                     return Err(OrderError::RefundExceedsCaptured { refundable });
                 }
                 OrderEvent::OrderRefundRequested {
-                    refund_id: self.next_refund_id(),
+                    refund_id,
                     amount,
                     reason: RefundReason::MerchantRequest,
                     lines: vec![],
@@ -424,10 +431,7 @@ impl Order {
         ))
     }
 
-    fn cancel(
-        &self,
-        reason: super::CancellationReason,
-    ) -> Result<Vec<OrderEvent>, OrderError> {
+    fn cancel(&self, reason: super::CancellationReason) -> Result<Vec<OrderEvent>, OrderError> {
         if self.status == OrderStatus::Cancelled {
             return Err(OrderError::AlreadyCancelled);
         }
@@ -469,7 +473,11 @@ impl Order {
             .shipments
             .iter()
             .filter(|s| !s.delivered)
-            .filter(|s| tracking_number.as_ref().is_none_or(|n| &s.tracking_number == n))
+            .filter(|s| {
+                tracking_number
+                    .as_ref()
+                    .is_none_or(|n| &s.tracking_number == n)
+            })
             .collect();
         if arriving.is_empty() {
             return Err(OrderError::NothingToDeliver);
@@ -486,10 +494,7 @@ impl Order {
             .flat_map(|s| s.lines.iter().cloned())
             .collect();
         Ok(self.with_settled_status(OrderEvent::OrderDelivered {
-            tracking_numbers: arriving
-                .iter()
-                .map(|s| s.tracking_number.clone())
-                .collect(),
+            tracking_numbers: arriving.iter().map(|s| s.tracking_number.clone()).collect(),
             lines: merge_units(units),
             delivered_at: Some(delivered_at),
             status: self.status,
@@ -540,10 +545,12 @@ impl Order {
                 .find(|m| m.sku == line.sku && m.restock == line.restock)
             {
                 Some(m) => {
-                    m.quantity = Quantity::new(m.quantity.get() + line.quantity.get())
-                        .map_err(|_| OrderError::ReceiptExceedsReturn {
-                            sku: line.sku.clone(),
-                            requested: announced_units,
+                    m.quantity =
+                        Quantity::new(m.quantity.get() + line.quantity.get()).map_err(|_| {
+                            OrderError::ReceiptExceedsReturn {
+                                sku: line.sku.clone(),
+                                requested: announced_units,
+                            }
                         })?
                 }
                 None => merged.push(line),
@@ -566,7 +573,10 @@ impl Order {
             value: total_of(&value, self.currency()),
             received_at,
         };
-        Ok(self.with_refunds(vec![event], Some((RefundReason::Return { return_id }, value))))
+        Ok(self.with_refunds(
+            vec![event],
+            Some((RefundReason::Return { return_id }, value)),
+        ))
     }
 
     /// Merges `lines` to one entry per SKU and checks each against `limit` of its line.

@@ -94,6 +94,9 @@ pub enum OrderError {
         /// Captured minus refunded and pending refunds.
         refundable: Money,
     },
+    /// `RequestRefund` with an id already used.
+    #[error("refund already exists")]
+    RefundAlreadyExists,
     /// `RecordRefund`/`RecordRefundFailed` for a refund this order never requested.
     #[error("no such refund on this order")]
     RefundNotFound,
@@ -168,6 +171,7 @@ impl OrderError {
             OrderError::PaymentAmountMismatch { .. } => "payment_amount_mismatch",
             OrderError::RefundAmountZero => "refund_amount_zero",
             OrderError::RefundExceedsCaptured { .. } => "refund_exceeds_captured",
+            OrderError::RefundAlreadyExists => "refund_already_exists",
             OrderError::RefundNotFound => "refund_not_found",
             OrderError::RefundAmountMismatch { .. } => "refund_amount_mismatch",
             OrderError::EmptyReturn => "empty_return",
@@ -195,7 +199,8 @@ impl OrderError {
             | OrderError::NothingToDeliver
             | OrderError::ReturnWindowClosed { .. }
             | OrderError::ReturnAlreadyExists
-            | OrderError::ReturnAlreadyReceived => K::Conflict,
+            | OrderError::ReturnAlreadyReceived
+            | OrderError::RefundAlreadyExists => K::Conflict,
             OrderError::CustomerRequired
             | OrderError::NoLines
             | OrderError::TooManyLines { .. }

@@ -9,7 +9,9 @@ use crate::test_support::execute;
 use crate::test_support::fixtures::{
     address, at, customer_id, eur, order_id, payment_id, qty, sku, token, usd,
 };
-use crate::values::{Email, ProductName, RefundId, ReturnId, ReturnReason, TrackingNumber, WarehouseId};
+use crate::values::{
+    Email, ProductName, RefundId, ReturnId, ReturnReason, TrackingNumber, WarehouseId,
+};
 
 fn fixture() -> TestFramework<Order> {
     TestFramework::with(())
@@ -120,7 +122,12 @@ fn ship(number: &str, lines: Vec<LineUnits>) -> OrderCommand {
     }
 }
 
-fn shipped(number: &str, lines: Vec<LineUnits>, completed: &[&str], status: OrderStatus) -> OrderEvent {
+fn shipped(
+    number: &str,
+    lines: Vec<LineUnits>,
+    completed: &[&str],
+    status: OrderStatus,
+) -> OrderEvent {
     OrderEvent::OrderShipped {
         tracking_number: TrackingNumber::new(number).unwrap(),
         carrier: None,
@@ -627,7 +634,12 @@ fn cancel_after_a_partial_shipment_cancels_and_refunds_the_rest() {
     let mut history = confirmed();
     history.extend([
         captured(),
-        shipped("1Z1", vec![units("MUG", 1)], &[], OrderStatus::PartiallyShipped),
+        shipped(
+            "1Z1",
+            vec![units("MUG", 1)],
+            &[],
+            OrderStatus::PartiallyShipped,
+        ),
     ]);
     fixture()
         .given(history)
@@ -743,8 +755,18 @@ fn delivery_of_everything_shipped() {
 fn delivery_of_one_parcel_of_two() {
     let mut history = confirmed();
     history.extend([
-        shipped("1Z1", vec![units("MUG", 2)], &["MUG"], OrderStatus::PartiallyShipped),
-        shipped("1Z2", vec![units("PLATE", 3)], &["PLATE"], OrderStatus::Shipped),
+        shipped(
+            "1Z1",
+            vec![units("MUG", 2)],
+            &["MUG"],
+            OrderStatus::PartiallyShipped,
+        ),
+        shipped(
+            "1Z2",
+            vec![units("PLATE", 3)],
+            &["PLATE"],
+            OrderStatus::Shipped,
+        ),
     ]);
     let first = OrderEvent::OrderDelivered {
         tracking_numbers: vec![TrackingNumber::new("1Z1").unwrap()],
@@ -801,9 +823,7 @@ fn deliveries_are_checked() {
             tracking_number: None,
             delivered_at: at(9),
         })
-        .then_expect_error(OrderError::DeliveryBeforeShipment {
-            shipped_at: at(10),
-        });
+        .then_expect_error(OrderError::DeliveryBeforeShipment { shipped_at: at(10) });
 }
 
 #[test]
@@ -858,15 +878,18 @@ fn a_return_within_the_window_is_received_and_refunded() {
     for event in delivered() {
         order.apply(event);
     }
-    let events = execute(&mut order, request_return(1, vec![units("MUG", 1)], 29), &()).unwrap();
-    assert!(matches!(events[..], [OrderEvent::OrderReturnRequested { .. }]));
-    assert_eq!(order.lines()[0].returnable(), 1);
     let events = execute(
         &mut order,
-        receive(1, vec![received("MUG", 1, true)]),
+        request_return(1, vec![units("MUG", 1)], 29),
         &(),
     )
     .unwrap();
+    assert!(matches!(
+        events[..],
+        [OrderEvent::OrderReturnRequested { .. }]
+    ));
+    assert_eq!(order.lines()[0].returnable(), 1);
+    let events = execute(&mut order, receive(1, vec![received("MUG", 1, true)]), &()).unwrap();
     assert_eq!(
         events,
         vec![
@@ -975,13 +998,27 @@ fn units_announced_but_not_received_can_be_returned_again() {
     for event in delivered() {
         order.apply(event);
     }
-    execute(&mut order, request_return(1, vec![units("PLATE", 3)], 1), &()).unwrap();
+    execute(
+        &mut order,
+        request_return(1, vec![units("PLATE", 3)], 1),
+        &(),
+    )
+    .unwrap();
     assert_eq!(order.lines()[1].returnable(), 0);
-    execute(&mut order, receive(1, vec![received("PLATE", 1, false)]), &()).unwrap();
+    execute(
+        &mut order,
+        receive(1, vec![received("PLATE", 1, false)]),
+        &(),
+    )
+    .unwrap();
     assert_eq!(order.lines()[1].returned, 1);
     assert_eq!(order.lines()[1].returnable(), 2);
     assert_eq!(
-        execute(&mut order, receive(1, vec![received("PLATE", 1, false)]), &()),
+        execute(
+            &mut order,
+            receive(1, vec![received("PLATE", 1, false)]),
+            &()
+        ),
         Err(OrderError::ReturnAlreadyReceived)
     );
 }
@@ -992,7 +1029,10 @@ fn units_announced_but_not_received_can_be_returned_again() {
 fn a_merchant_refund_is_requested_then_recorded() {
     fixture()
         .given(delivered())
-        .when(OrderCommand::RequestRefund { amount: eur(1000) })
+        .when(OrderCommand::RequestRefund {
+            refund_id: refund_id(1),
+            amount: eur(1000),
+        })
         .then_expect_events(vec![OrderEvent::OrderRefundRequested {
             refund_id: refund_id(1),
             amount: eur(1000),
@@ -1009,7 +1049,10 @@ fn a_merchant_refund_is_requested_then_recorded() {
     // Pending refunds count against what can still be refunded.
     fixture()
         .given(history.clone())
-        .when(OrderCommand::RequestRefund { amount: eur(2501) })
+        .when(OrderCommand::RequestRefund {
+            refund_id: refund_id(2),
+            amount: eur(2501),
+        })
         .then_expect_error(OrderError::RefundExceedsCaptured {
             refundable: eur(2500),
         });
@@ -1044,7 +1087,15 @@ fn a_failed_refund_frees_its_amount() {
     for event in delivered() {
         order.apply(event);
     }
-    execute(&mut order, OrderCommand::RequestRefund { amount: eur(3500) }, &()).unwrap();
+    execute(
+        &mut order,
+        OrderCommand::RequestRefund {
+            refund_id: refund_id(1),
+            amount: eur(3500),
+        },
+        &(),
+    )
+    .unwrap();
     assert_eq!(order.refundable(), eur(0));
     let events = execute(
         &mut order,
@@ -1070,16 +1121,25 @@ fn refunds_need_captured_money_in_the_orders_currency() {
     for history in [vec![placed()], authorized(), confirmed()] {
         fixture()
             .given(history)
-            .when(OrderCommand::RequestRefund { amount: eur(1) })
+            .when(OrderCommand::RequestRefund {
+                refund_id: refund_id(9),
+                amount: eur(1),
+            })
             .then_expect_error(OrderError::RefundExceedsCaptured { refundable: eur(0) });
     }
     fixture()
         .given(delivered())
-        .when(OrderCommand::RequestRefund { amount: eur(0) })
+        .when(OrderCommand::RequestRefund {
+            refund_id: refund_id(9),
+            amount: eur(0),
+        })
         .then_expect_error(OrderError::RefundAmountZero);
     fixture()
         .given(delivered())
-        .when(OrderCommand::RequestRefund { amount: usd(1) })
+        .when(OrderCommand::RequestRefund {
+            refund_id: refund_id(9),
+            amount: usd(1),
+        })
         .then_expect_error(OrderError::CurrencyMismatch);
     fixture()
         .given(delivered())
@@ -1102,7 +1162,10 @@ fn a_legacy_refund_without_id_still_counts() {
     });
     fixture()
         .given(history)
-        .when(OrderCommand::RequestRefund { amount: eur(501) })
+        .when(OrderCommand::RequestRefund {
+            refund_id: refund_id(9),
+            amount: eur(501),
+        })
         .then_expect_error(OrderError::RefundExceedsCaptured {
             refundable: eur(500),
         });
@@ -1261,6 +1324,7 @@ fn command(op: &Op, order: &Order, step: usize) -> OrderCommand {
             }
         }
         Op::Refund(amount) => OrderCommand::RequestRefund {
+            refund_id: RefundId::new(uuid::Uuid::from_u128(0xD000 + step as u128)),
             amount: eur(amount),
         },
     }
@@ -1426,7 +1490,8 @@ proptest! {
             let command = command(op, &order, step);
             execute(&mut order, command, &()).unwrap();
         }
-        let refund = OrderCommand::RecordRefund { refund_id: refund_id(1), amount: eur(refund) };
+        let refund_id = RefundId::new(uuid::Uuid::from_u128(0xD000 + 9));
+        let refund = OrderCommand::RecordRefund { refund_id, amount: eur(refund) };
         execute(&mut order, refund, &()).unwrap();
         let expected = if refund_amount_is_all(&order) { OrderStatus::Refunded } else { OrderStatus::PartiallyRefunded };
         prop_assert_eq!(order.status(), expected);

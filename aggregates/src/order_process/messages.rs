@@ -6,7 +6,9 @@ use crate::money::Money;
 use crate::order::{CancellationReason, LineUnits, OrderCommand, OrderEvent};
 use crate::payment::{DeclineReason, PaymentCommand, PaymentEvent};
 use crate::stock::{StockCommand, StockEvent};
-use crate::values::{OrderId, PaymentId, PaymentMethodToken, Quantity, RefundId, ReturnId, Sku, WarehouseId};
+use crate::values::{
+    OrderId, PaymentId, PaymentMethodToken, Quantity, RefundId, ReturnId, Sku, WarehouseId,
+};
 
 /// Units of one line the process acts on (reserve, commit, restock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,7 +338,9 @@ impl ProcessEvent {
                 total_refunded: *total_refunded,
             }),
             // Made by an admin before refunds were the order's to request; nothing follows.
-            PaymentEvent::PaymentRefunded { refund_id: None, .. } => None,
+            PaymentEvent::PaymentRefunded {
+                refund_id: None, ..
+            } => None,
             PaymentEvent::PaymentRefundFailed { refund_id, .. } => {
                 Some(ProcessEvent::PaymentRefundFailed {
                     order_id,

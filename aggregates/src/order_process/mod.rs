@@ -17,6 +17,5 @@ mod tests;
 
 pub use messages::{ProcessCommand, ProcessEvent, ProcessInput, ProcessLine, TargetedCommand};
 pub use process::{
-    ProcessDecision, ProcessPhase, ProcessPolicy, OrderProcess, LineReservation,
-    PaymentProgress,
+    LineReservation, OrderProcess, PaymentProgress, ProcessDecision, ProcessPhase, ProcessPolicy,
 };

@@ -703,7 +703,10 @@ impl OrderProcess {
             PaymentProgress::Captured => {
                 self.captured.is_some()
                     && self.refunded == self.captured
-                    && !self.refunds.values().any(|r| *r == RefundProgress::Requested)
+                    && !self
+                        .refunds
+                        .values()
+                        .any(|r| *r == RefundProgress::Requested)
             }
             _ => false,
         };

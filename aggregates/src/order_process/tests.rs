@@ -411,7 +411,11 @@ fn a_cancellation_after_the_capture_releases_every_line_and_ends_once_refunded()
     given(history.clone())
         .when(refund_requested(1, 2500))
         .then_commands(vec![refund_payment(1, 2500)]);
-    history.extend([refund_requested(1, 2500), released("MUG"), released("PLATE")]);
+    history.extend([
+        refund_requested(1, 2500),
+        released("MUG"),
+        released("PLATE"),
+    ]);
     given(history.clone())
         .when(payment_refunded(1, 2500, 2500))
         .then_commands(vec![to_order(OrderCommand::RecordRefund {
@@ -825,7 +829,10 @@ fn order_events_map_with_the_aggregate_id() {
         delivered_at: None,
         status: OrderStatus::Delivered,
     };
-    assert_eq!(ProcessEvent::from_order_event(order_id(1), &delivered), None);
+    assert_eq!(
+        ProcessEvent::from_order_event(order_id(1), &delivered),
+        None
+    );
 }
 
 #[test]
@@ -1034,6 +1041,7 @@ impl World {
                 }
             }
             Action::Refund(amount) => OrderCommand::RequestRefund {
+                refund_id: RefundId::new(Uuid::from_u128(0xDE00 + n)),
                 amount: eur(*amount),
             },
         };
@@ -1121,8 +1129,10 @@ impl World {
 
     /// A worker restart: the process state is read back from what the runtime stored.
     fn restart(&mut self) -> Result<(), TestCaseError> {
-        let stored = serde_json::to_value(&self.process).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        self.process = serde_json::from_value(stored).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let stored =
+            serde_json::to_value(&self.process).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        self.process =
+            serde_json::from_value(stored).map_err(|e| TestCaseError::fail(e.to_string()))?;
         Ok(())
     }
 
@@ -1237,7 +1247,11 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 prop::option::of(0..40usize),
                 prop::collection::vec((0..60usize, action()), 0..=8),
                 prop::collection::vec(
-                    (any::<usize>(), prop::bool::weighted(0.1), prop::bool::weighted(0.05)),
+                    (
+                        any::<usize>(),
+                        prop::bool::weighted(0.1),
+                        prop::bool::weighted(0.05),
+                    ),
                     200,
                 ),
             )
@@ -1522,7 +1536,9 @@ fn base_scenario() -> Scenario {
         approve: true,
         deadline_at: None,
         actions: vec![],
-        choices: (0..200).map(|i| (i * 7 + 3, i % 5 == 0, i % 11 == 0)).collect(),
+        choices: (0..200)
+            .map(|i| (i * 7 + 3, i % 5 == 0, i % 11 == 0))
+            .collect(),
     }
 }
 
@@ -1576,7 +1592,11 @@ fn simulation_reaches_every_outcome() {
     assert_eq!(world.order.status(), OrderStatus::PartiallyRefunded);
     assert_eq!(world.payment.refunded(), Some(eur(700)));
     assert_eq!(world.payment.status(), PaymentStatus::PartiallyRefunded);
-    let on_hand: u64 = world.stocks[&sku("SKU0")].levels().iter().map(|l| l.on_hand).sum();
+    let on_hand: u64 = world.stocks[&sku("SKU0")]
+        .levels()
+        .iter()
+        .map(|l| l.on_hand)
+        .sum();
     assert_eq!(on_hand, 1, "2 received, 2 shipped, 1 restocked");
 
     // Cancelled after one unit of three shipped: the rest is released and refunded.
@@ -1617,7 +1637,13 @@ fn simulation_cancels_from_outside_in_every_phase() {
             .values()
             .all(|s| s.reservation(&order_id(1)).is_none()));
     }
-    for phase in ["Reserving", "Authorizing", "Confirming", "Capturing", "Completed"] {
+    for phase in [
+        "Reserving",
+        "Authorizing",
+        "Confirming",
+        "Capturing",
+        "Completed",
+    ] {
         assert!(accepted_in.contains(phase), "accepted in {accepted_in:?}");
     }
 }

@@ -238,11 +238,13 @@ impl Payment {
                         refundable: remaining,
                     }]),
                     // A refusal is an outcome the order must learn of, not a retry.
-                    Err(super::GatewayError::Refused) => Ok(vec![PaymentEvent::PaymentRefundFailed {
-                        order_id,
-                        refund_id,
-                        amount,
-                    }]),
+                    Err(super::GatewayError::Refused) => {
+                        Ok(vec![PaymentEvent::PaymentRefundFailed {
+                            order_id,
+                            refund_id,
+                            amount,
+                        }])
+                    }
                     Err(e) => Err(e.into()),
                 }
             }

@@ -6,10 +6,10 @@ use cqrs_es::{Aggregate, DomainEvent};
 use proptest::prelude::*;
 
 use super::*;
+use crate::money::Money;
 use crate::pci;
 use crate::test_support::execute;
 use crate::test_support::fixtures::{eur, order_id, payment_id, token, usd};
-use crate::money::Money;
 use crate::values::{PaymentMethodToken, RefundId};
 
 /// A scripted gateway that records the idempotency keys it was given.
@@ -384,7 +384,10 @@ fn gateway_gets_stable_idempotency_keys() {
         execute(&mut payment, refund(n, eur(amount)), &services).unwrap();
     }
     // The same refund again changes nothing and asks the gateway nothing.
-    assert_eq!(execute(&mut payment, refund(1, eur(1000)), &services), Ok(vec![]));
+    assert_eq!(
+        execute(&mut payment, refund(1, eur(1000)), &services),
+        Ok(vec![])
+    );
     let id = payment_id(1);
     assert_eq!(
         *gateway.keys.lock().unwrap(),

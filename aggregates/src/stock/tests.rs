@@ -476,7 +476,10 @@ fn partial_commits_take_shipped_units_warehouse_by_warehouse() {
         &events[..],
         [StockEvent::StockReservationReleased { quantity, .. }] if quantity.get() == 1
     ));
-    assert_eq!(stock.levels(), vec![level("berlin", 0, 0), level("paris", 1, 0)]);
+    assert_eq!(
+        stock.levels(),
+        vec![level("berlin", 0, 0), level("paris", 1, 0)]
+    );
     assert!(stock.reservations().is_empty());
 }
 
@@ -498,7 +501,10 @@ fn restocked_returns_go_back_on_hand() {
     ));
     // A warehouse that never held the SKU takes it in too.
     execute(&mut stock, restock("paris"), &()).unwrap();
-    assert_eq!(stock.levels(), vec![level("berlin", 5, 0), level("paris", 2, 0)]);
+    assert_eq!(
+        stock.levels(),
+        vec![level("berlin", 5, 0), level("paris", 2, 0)]
+    );
 }
 
 fn level_of(warehouse: &str, on_hand: u64) -> WarehouseLevel {

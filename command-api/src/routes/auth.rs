@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
-use crate::api::AppState;
 use crate::error::db_problem;
+use crate::state::AppState;
 
 /// Login.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -9,6 +9,7 @@ use mercato_aggregates::customer::{CustomerCommand, CustomerStatus};
 use mercato_aggregates::values::{
     CountryCode, CustomerId, Email, PasswordHash, PersonName, PhoneNumber, PostalAddress,
 };
+use mercato_aggregates::ErrorKind;
 use mercato_web::{Caller, Json, Path, Problem};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -16,10 +17,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{context, parse_uuid, written, IfMatch, WriteResult};
-use crate::api::AppState;
-use crate::error::{db_problem, domain_problem, store_problem, Fields};
+use crate::error::{db_problem, refusal, store_problem, Fields};
 use crate::exec::execute;
 use crate::idempotency::RequestContext;
+use crate::state::AppState;
 
 /// Namespace of customer ids derived from a request's write id (retry-safe registration).
 const CUSTOMER_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_7263_6174_6f2d_6375_7374_6f6d_6572);
@@ -135,7 +136,8 @@ pub(crate) async fn register(
     match claimed {
         Ok(_) => {}
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-            return Err(domain_problem(
+            return Err(refusal(
+                ErrorKind::Conflict,
                 "email_taken",
                 "this email is already registered",
             ));
@@ -152,7 +154,6 @@ pub(crate) async fn register(
     let stores = state.stores();
     match execute(
         &stores.customers,
-        &stores.pool,
         &customer_id.to_string(),
         command,
         &ctx,
@@ -244,10 +245,15 @@ pub(crate) async fn update(
         .map_err(store_problem)?;
     match customer.status() {
         CustomerStatus::Absent => {
-            return Err(domain_problem("customer_not_found", "no such customer"))
+            return Err(refusal(
+                ErrorKind::NotFound,
+                "customer_not_found",
+                "no such customer",
+            ))
         }
         CustomerStatus::Forgotten => {
-            return Err(domain_problem(
+            return Err(refusal(
+                ErrorKind::Conflict,
                 "customer_forgotten",
                 "this customer was forgotten",
             ))
@@ -262,7 +268,8 @@ pub(crate) async fn update(
         let email = email.or_else(|| customer.email().map(|e| e.expose().clone()));
         let phone = phone.unwrap_or_else(|| customer.phone().map(|p| p.expose().clone()));
         let (Some(name), Some(email)) = (name, email) else {
-            return Err(domain_problem(
+            return Err(refusal(
+                ErrorKind::Conflict,
                 "customer_forgotten",
                 "this customer has no profile",
             ));
@@ -278,7 +285,8 @@ pub(crate) async fn update(
             match moved {
                 Ok(_) => {}
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-                    return Err(domain_problem(
+                    return Err(refusal(
+                        ErrorKind::Conflict,
                         "email_taken",
                         "this email is already registered",
                     ));
@@ -287,31 +295,17 @@ pub(crate) async fn update(
             }
         }
         let command = CustomerCommand::ChangeCustomerProfile { name, email, phone };
-        let w = execute(
-            &stores.customers,
-            &stores.pool,
-            &id.to_string(),
-            command,
-            &ctx,
-            expected,
-        )
-        .await
-        .map_err(store_problem)?;
+        let w = execute(&stores.customers, &id.to_string(), command, &ctx, expected)
+            .await
+            .map_err(store_problem)?;
         expected = expected.map(|_| w.version);
         last = Some(w);
     }
     if let Some(address) = address {
         let command = CustomerCommand::ChangeCustomerAddress { address };
-        let w = execute(
-            &stores.customers,
-            &stores.pool,
-            &id.to_string(),
-            command,
-            &ctx,
-            expected,
-        )
-        .await
-        .map_err(store_problem)?;
+        let w = execute(&stores.customers, &id.to_string(), command, &ctx, expected)
+            .await
+            .map_err(store_problem)?;
         last = Some(w);
     }
     let Some(w) = last else {
@@ -343,16 +337,9 @@ pub(crate) async fn forget(
     let command = CustomerCommand::ForgetCustomer {
         requested_at: chrono::Utc::now(),
     };
-    let w = execute(
-        &stores.customers,
-        &stores.pool,
-        &id.to_string(),
-        command,
-        &ctx,
-        expected,
-    )
-    .await
-    .map_err(store_problem)?;
+    let w = execute(&stores.customers, &id.to_string(), command, &ctx, expected)
+        .await
+        .map_err(store_problem)?;
     release_claim(&state, id).await;
     Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
 }

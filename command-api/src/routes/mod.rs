@@ -5,6 +5,7 @@ pub(crate) mod carts;
 pub(crate) mod customers;
 pub(crate) mod orders;
 pub(crate) mod products;
+pub(crate) mod returns;
 pub(crate) mod stock;
 
 use axum::extract::FromRequestParts;
@@ -97,6 +98,21 @@ pub(crate) fn context(req: &RequestContext, caller: Option<&Caller>) -> WriteCon
     }
 }
 
+/// The write context of a request on an order made for `party` (a guest has no caller; the
+/// events name the order they hold the token of).
+pub(crate) fn order_context(
+    req: &RequestContext,
+    access: &mercato_web::OrderAccess,
+    party: mercato_web::OrderParty,
+    order_id: uuid::Uuid,
+) -> WriteContext {
+    let mut ctx = context(req, access.caller.as_ref());
+    if party == mercato_web::OrderParty::Guest {
+        ctx.actor = format!("guest:{order_id}");
+    }
+    ctx
+}
+
 /// `If-Match: "<version>"`: the version the write expects.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct IfMatch(pub Option<u64>);
@@ -121,6 +137,31 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
                 )
             })
     }
+}
+
+/// A body that may be left out: its default when empty, else JSON (415 without a JSON
+/// content type).
+pub(crate) fn optional_json<T: Default + serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<T, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+        )
+        .detail("send the body as JSON with `Content-Type: application/json`"));
+    }
+    mercato_web::extract::parse_json(body)
 }
 
 /// A UUID path parameter, refused with a 400 problem naming it.

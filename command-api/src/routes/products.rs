@@ -10,15 +10,16 @@ use mercato_aggregates::product::{ProductCommand, ProductDetails};
 use mercato_aggregates::values::{
     Attributes, Brand, CategoryPath, Description, ImageUrl, ProductName, Sku,
 };
+use mercato_aggregates::ErrorKind;
 use mercato_web::{Caller, Json, Path, Problem};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{context, parse_sku, written, IfMatch, MoneyDto, WriteResult};
-use crate::api::AppState;
 use crate::error::{store_problem, Fields};
 use crate::exec::execute;
 use crate::idempotency::RequestContext;
+use crate::state::AppState;
 
 /// A category: `["apparel", "shirts"]` or `"apparel/shirts"`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -121,7 +122,6 @@ pub(crate) async fn create(
     let stores = state.stores();
     let w = execute(
         &stores.products,
-        &stores.pool,
         sku.as_str(),
         command,
         &context(&req, Some(&caller)),
@@ -155,7 +155,8 @@ pub(crate) async fn update(
         .await
         .map_err(store_problem)?;
     let Some(current) = product.details().cloned() else {
-        return Err(crate::error::domain_problem(
+        return Err(crate::error::refusal(
+            ErrorKind::NotFound,
             "product_not_found",
             "no such product",
         ));
@@ -188,7 +189,6 @@ pub(crate) async fn update(
     let command = ProductCommand::UpdateProductDetails { details };
     let w = execute(
         &stores.products,
-        &stores.pool,
         sku.as_str(),
         command,
         &context(&req, Some(&caller)),
@@ -235,7 +235,6 @@ async fn simple(
     let stores = state.stores();
     let w = execute(
         &stores.products,
-        &stores.pool,
         sku.as_str(),
         command,
         &context(req, Some(caller)),

@@ -11,10 +11,10 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{context, parse_sku, written, IfMatch, WriteResult};
-use crate::api::AppState;
 use crate::error::{store_problem, Fields};
 use crate::exec::execute;
 use crate::idempotency::RequestContext;
+use crate::state::AppState;
 
 /// Goods received into a warehouse.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -63,7 +63,6 @@ pub(crate) async fn receive(
     let stores = state.stores();
     let w = execute(
         &stores.stock,
-        &stores.pool,
         sku.as_str(),
         command,
         &context(&req, Some(&caller)),
@@ -101,7 +100,6 @@ pub(crate) async fn adjust(
     let stores = state.stores();
     let w = execute(
         &stores.stock,
-        &stores.pool,
         sku.as_str(),
         command,
         &context(&req, Some(&caller)),

@@ -7,7 +7,7 @@ use mercato_aggregates::order::{Order, OrderStatus};
 use mercato_aggregates::payment::PaymentGateway;
 use mercato_aggregates::stock::Stock;
 use mercato_command_api::{
-    OrderProcessWorker, CommandApi, CommandApiConfig, Deps, NotificationWorker, ProcessConfig,
+    CommandApi, CommandApiConfig, Deps, NotificationWorker, OrderProcessWorker, ProcessConfig,
     TestCardGateway,
 };
 use mercato_event_store::testing::TestDatabase;

@@ -144,7 +144,7 @@ impl Projection for Carts {
                     if let Some(cart) = carts.get_mut(&cart_id) {
                         cart.status = "checked_out".to_owned();
                         cart.order_id = Some(order_id.as_uuid());
-                        cart.customer_id = Some(customer_id.as_uuid());
+                        cart.customer_id = customer_id.map(|c| c.as_uuid()).or(cart.customer_id);
                         cart.total_amount = total.amount();
                         cart.updated_at = at;
                         changed_carts.insert(cart_id);

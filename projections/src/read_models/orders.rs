@@ -1,11 +1,13 @@
-//! Orders: the order view (status, lines, totals, payment and shipment state, cancellation
-//! reason) and each customer's order history (`orders` by `customer_id`).
+//! Orders: the order view (status, lines with their ordered, shipped, delivered, cancelled,
+//! returned and refunded quantities, totals, payment, shipments, refunds, cancellation
+//! reason), each customer's order history (`orders` by `customer_id`), and returns
+//! (`order_returns`, for the order view and the back office's list by status).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use mercato_aggregates::order::{OrderEvent, OrderStatus};
+use mercato_aggregates::order::{OrderEvent, RefundReason};
 use mercato_event_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -16,7 +18,7 @@ use crate::decode::{decode, tag};
 use crate::error::ProjectionError;
 use crate::runtime::Projection;
 
-/// Order view and history.
+/// Order view, history and returns.
 pub struct Orders;
 
 #[async_trait::async_trait]
@@ -25,7 +27,7 @@ impl Projection for Orders {
         "orders"
     }
     fn version(&self) -> i32 {
-        1
+        2
     }
     fn aggregate_types(&self) -> &'static [&'static str] {
         &["Order"]
@@ -39,14 +41,20 @@ impl Projection for Orders {
             "OrderPaymentDeclined",
             "OrderConfirmed",
             "OrderPaymentCaptured",
+            "OrderPaymentVoided",
             "OrderCancelled",
+            "OrderRemainderCancelled",
             "OrderShipped",
             "OrderDelivered",
+            "OrderReturnRequested",
+            "OrderReturnReceived",
+            "OrderRefundRequested",
             "OrderRefunded",
+            "OrderRefundFailed",
         ]
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["orders", "order_lines"]
+        &["orders", "order_lines", "order_returns"]
     }
 
     async fn apply(
@@ -65,8 +73,15 @@ impl Projection for Orders {
         for line in rows::load::<LineRow>(conn, "order_lines", "order_id", "uuid", &ids).await? {
             lines.entry(line.order_id).or_default().push(line);
         }
+        let mut returns: HashMap<Uuid, ReturnRow> =
+            rows::load::<ReturnRow>(conn, "order_returns", "order_id", "uuid", &ids)
+                .await?
+                .into_iter()
+                .map(|r| (r.return_id, r))
+                .collect();
         let mut changed = HashSet::new();
         let mut changed_lines = HashSet::new();
+        let mut changed_returns = HashSet::new();
         for event in events {
             let order_id =
                 Uuid::parse_str(&event.aggregate_id).map_err(|e| ProjectionError::Invalid {
@@ -77,6 +92,7 @@ impl Projection for Orders {
             let decoded = decode::<OrderEvent>(event)?;
             if let OrderEvent::OrderPlaced {
                 customer_id,
+                guest_email,
                 lines: placed,
                 total,
                 placed_at,
@@ -87,7 +103,8 @@ impl Projection for Orders {
                 if let Entry::Vacant(slot) = orders.entry(order_id) {
                     slot.insert(OrderRow::placed(
                         order_id,
-                        customer_id.as_uuid(),
+                        customer_id.map(|c| c.as_uuid()),
+                        guest_email.is_some(),
                         total.currency().as_str(),
                         total.amount(),
                         *placed_at,
@@ -101,33 +118,28 @@ impl Projection for Orders {
                     if existing.iter().any(|l| l.line_no == line_no) {
                         continue;
                     }
-                    existing.push(LineRow {
+                    existing.push(LineRow::placed(
                         order_id,
                         line_no,
-                        sku: line.sku.as_str().to_owned(),
-                        name: line.name.as_str().to_owned(),
-                        quantity: line.quantity.get() as i32,
-                        shipped_quantity: 0,
-                        unit_price_amount: line.unit_price.amount(),
-                        line_total_amount: line.line_total.amount(),
-                    });
+                        line.sku.as_str(),
+                        line.name.as_str(),
+                        line.quantity.get(),
+                        line.unit_price.amount(),
+                        line.line_total.amount(),
+                    ));
                     changed_lines.insert(order_id);
                 }
                 continue;
             }
-            if let OrderEvent::OrderShipped { lines: shipped, .. } = &decoded {
-                for shipped in shipped {
-                    for line in lines.entry(order_id).or_default() {
-                        if line.sku == shipped.sku.as_str() {
-                            line.shipped_quantity += shipped.quantity.get() as i32;
-                            changed_lines.insert(order_id);
-                        }
-                    }
-                }
-            }
             // An event of an order this read model never saw placed changes nothing.
             let Some(o) = orders.get_mut(&order_id) else {
                 continue;
+            };
+            let order_lines = lines.entry(order_id).or_default();
+            let mut touch = |sku: &str, change: &dyn Fn(&mut LineRow)| {
+                if let Some(line) = order_lines.iter_mut().find(|l| l.sku == sku) {
+                    change(line);
+                }
             };
             match decoded {
                 OrderEvent::OrderPlaced { .. } => {}
@@ -146,49 +158,233 @@ impl Projection for Orders {
                 }
                 OrderEvent::OrderConfirmed => o.status = "confirmed".to_owned(),
                 OrderEvent::OrderPaymentCaptured { amount, .. } => {
-                    // A refund recorded before the capture keeps its payment state.
-                    if o.refunded_amount == 0 {
-                        o.payment_state = "captured".to_owned();
-                    }
                     o.captured_amount = amount.amount();
+                    o.payment_state = o.money_state();
                 }
+                OrderEvent::OrderPaymentVoided { .. } => o.payment_state = "voided".to_owned(),
                 OrderEvent::OrderCancelled { reason } => {
                     o.status = "cancelled".to_owned();
                     o.cancellation_reason = Some(serde_json::to_value(&reason).unwrap_or_default());
+                    for line in order_lines.iter_mut() {
+                        line.cancelled_quantity = line.quantity - line.shipped_quantity;
+                    }
+                }
+                OrderEvent::OrderRemainderCancelled {
+                    reason,
+                    lines: cancelled,
+                    status,
+                    ..
+                } => {
+                    o.status = tag(&status);
+                    o.cancellation_reason = Some(serde_json::to_value(&reason).unwrap_or_default());
+                    for units in &cancelled {
+                        let n = units.quantity.get() as i32;
+                        touch(units.sku.as_str(), &|l| l.cancelled_quantity += n);
+                    }
                 }
                 OrderEvent::OrderShipped {
                     tracking_number,
+                    carrier,
+                    shipped_at,
+                    lines: shipped,
                     status,
                     ..
                 } => {
-                    o.shipment_state = if status == OrderStatus::Shipped {
-                        "shipped"
-                    } else {
-                        "partially_shipped"
+                    for units in &shipped {
+                        let n = units.quantity.get() as i32;
+                        touch(units.sku.as_str(), &|l| l.shipped_quantity += n);
                     }
-                    .to_owned();
                     o.status = tag(&status);
                     o.tracking_numbers.push(tracking_number.as_str().to_owned());
+                    o.shipments.push(ShipmentView {
+                        tracking_number: tracking_number.as_str().to_owned(),
+                        carrier: carrier.map(|c| c.as_str().to_owned()),
+                        shipped_at: shipped_at.unwrap_or(at),
+                        delivered_at: None,
+                        lines: shipped.iter().map(Units::from).collect(),
+                    });
                 }
-                OrderEvent::OrderDelivered => {
-                    o.status = "delivered".to_owned();
-                    o.shipment_state = "delivered".to_owned();
+                OrderEvent::OrderDelivered {
+                    tracking_numbers,
+                    lines: delivered,
+                    delivered_at,
+                    status,
+                } => {
+                    let delivered_at = delivered_at.unwrap_or(at);
+                    if delivered.is_empty() {
+                        // An upcast 1.0 event: everything shipped arrived.
+                        for line in order_lines.iter_mut() {
+                            line.delivered_quantity = line.shipped_quantity;
+                        }
+                    } else {
+                        for units in &delivered {
+                            let n = units.quantity.get() as i32;
+                            touch(units.sku.as_str(), &|l| l.delivered_quantity += n);
+                        }
+                    }
+                    for shipment in &mut o.shipments {
+                        let arrived = delivered.is_empty()
+                            || tracking_numbers
+                                .iter()
+                                .any(|t| t.as_str() == shipment.tracking_number);
+                        if arrived && shipment.delivered_at.is_none() {
+                            shipment.delivered_at = Some(delivered_at);
+                        }
+                    }
+                    o.status = tag(&status);
+                    if o.status == "delivered" {
+                        o.delivered_at = Some(delivered_at);
+                    }
+                }
+                OrderEvent::OrderReturnRequested {
+                    return_id,
+                    lines: requested,
+                    reason,
+                    requested_at,
+                } => {
+                    returns
+                        .entry(return_id.as_uuid())
+                        .or_insert_with(|| ReturnRow {
+                            return_id: return_id.as_uuid(),
+                            order_id,
+                            status: "requested".to_owned(),
+                            reason: reason.as_str().to_owned(),
+                            lines: requested
+                                .iter()
+                                .map(|u| ReturnLine {
+                                    sku: u.sku.as_str().to_owned(),
+                                    quantity: u.quantity.get(),
+                                    received: 0,
+                                    restocked: 0,
+                                })
+                                .collect(),
+                            warehouse: None,
+                            currency: o.currency.clone(),
+                            refund_id: None,
+                            refund_amount: None,
+                            requested_at,
+                            received_at: None,
+                            updated_at: at,
+                        });
+                    changed_returns.insert(return_id.as_uuid());
+                }
+                OrderEvent::OrderReturnReceived {
+                    return_id,
+                    warehouse,
+                    lines: received,
+                    received_at,
+                    ..
+                } => {
+                    for units in &received {
+                        let n = units.quantity.get() as i32;
+                        touch(units.sku.as_str(), &|l| l.returned_quantity += n);
+                    }
+                    if let Some(r) = returns.get_mut(&return_id.as_uuid()) {
+                        r.status = "received".to_owned();
+                        r.warehouse = Some(warehouse.as_str().to_owned());
+                        r.received_at = Some(received_at);
+                        r.updated_at = at;
+                        for line in &mut r.lines {
+                            for units in received.iter().filter(|u| u.sku.as_str() == line.sku) {
+                                line.received += units.quantity.get();
+                                if units.restock {
+                                    line.restocked += units.quantity.get();
+                                }
+                            }
+                        }
+                        changed_returns.insert(return_id.as_uuid());
+                    }
+                }
+                OrderEvent::OrderRefundRequested {
+                    refund_id,
+                    amount,
+                    reason,
+                    lines: paid_back,
+                } => {
+                    o.refund_pending_amount += amount.amount();
+                    let return_id = match &reason {
+                        RefundReason::Return { return_id } => Some(return_id.as_uuid()),
+                        _ => None,
+                    };
+                    if let Some(r) = return_id.and_then(|id| returns.get_mut(&id)) {
+                        r.refund_id = Some(refund_id.as_uuid());
+                        r.refund_amount = Some(amount.amount());
+                        r.updated_at = at;
+                        changed_returns.insert(r.return_id);
+                    }
+                    o.refunds.push(RefundView {
+                        refund_id: Some(refund_id.as_uuid()),
+                        amount: amount.amount(),
+                        reason: tag_of(&reason),
+                        return_id,
+                        status: "requested".to_owned(),
+                        lines: paid_back
+                            .iter()
+                            .map(|l| Units {
+                                sku: l.sku.as_str().to_owned(),
+                                quantity: l.quantity.get(),
+                            })
+                            .collect(),
+                        requested_at: at,
+                        completed_at: None,
+                    });
                 }
                 OrderEvent::OrderRefunded {
+                    refund_id,
+                    amount,
                     total_refunded,
                     status,
-                    ..
+                    lines: paid_back,
                 } => {
                     o.status = tag(&status);
                     o.refunded_amount = total_refunded.amount();
-                    o.payment_state = if o.refunded_amount >= o.captured_amount {
-                        "refunded"
-                    } else {
-                        "partially_refunded"
+                    o.payment_state = o.money_state();
+                    for units in &paid_back {
+                        let n = units.quantity.get() as i32;
+                        touch(units.sku.as_str(), &|l| l.refunded_quantity += n);
                     }
-                    .to_owned();
+                    let id = refund_id.map(|r| r.as_uuid());
+                    match o
+                        .refunds
+                        .iter_mut()
+                        .find(|r| id.is_some() && r.refund_id == id)
+                    {
+                        Some(refund) => {
+                            refund.status = "refunded".to_owned();
+                            refund.completed_at = Some(at);
+                            o.refund_pending_amount -= amount.amount();
+                            if let Some(r) = refund.return_id.and_then(|id| returns.get_mut(&id)) {
+                                r.status = "refunded".to_owned();
+                                r.updated_at = at;
+                                changed_returns.insert(r.return_id);
+                            }
+                        }
+                        // Recorded before refunds were requested: made in one step.
+                        None => o.refunds.push(RefundView {
+                            refund_id: id,
+                            amount: amount.amount(),
+                            reason: "merchant_request".to_owned(),
+                            return_id: None,
+                            status: "refunded".to_owned(),
+                            lines: vec![],
+                            requested_at: at,
+                            completed_at: Some(at),
+                        }),
+                    }
+                }
+                OrderEvent::OrderRefundFailed { refund_id, amount } => {
+                    let id = Some(refund_id.as_uuid());
+                    if let Some(refund) = o.refunds.iter_mut().find(|r| r.refund_id == id) {
+                        refund.status = "failed".to_owned();
+                        refund.completed_at = Some(at);
+                        o.refund_pending_amount -= amount.amount();
+                    }
                 }
             }
+            if touches_lines(event) {
+                changed_lines.insert(order_id);
+            }
+            o.shipment_state = shipment_state(order_lines);
             o.updated_at = at;
             changed.insert(order_id);
         }
@@ -199,8 +395,54 @@ impl Projection for Orders {
             .filter_map(|id| lines.get(id))
             .flatten()
             .collect();
-        rows::upsert(conn, "order_lines", &["order_id", "line_no"], &upserts).await
+        rows::upsert(conn, "order_lines", &["order_id", "line_no"], &upserts).await?;
+        let upserts: Vec<&ReturnRow> = changed_returns
+            .iter()
+            .filter_map(|id| returns.get(id))
+            .collect();
+        rows::upsert(conn, "order_returns", &["return_id"], &upserts).await
     }
+}
+
+/// Whether the event changes its order's lines (the others leave them unwritten).
+fn touches_lines(event: &RecordedEvent) -> bool {
+    matches!(
+        event.event_type.as_str(),
+        "OrderCancelled"
+            | "OrderRemainderCancelled"
+            | "OrderShipped"
+            | "OrderDelivered"
+            | "OrderReturnReceived"
+            | "OrderRefunded"
+    )
+}
+
+/// `not_shipped`, `partially_shipped`, `shipped` or `delivered`, over the units to fulfil
+/// (ordered minus cancelled).
+fn shipment_state(lines: &[LineRow]) -> String {
+    let to_fulfil: i32 = lines
+        .iter()
+        .map(|l| l.quantity - l.cancelled_quantity)
+        .sum();
+    let shipped: i32 = lines.iter().map(|l| l.shipped_quantity).sum();
+    let delivered: i32 = lines.iter().map(|l| l.delivered_quantity).sum();
+    match () {
+        _ if shipped == 0 => "not_shipped",
+        _ if shipped < to_fulfil => "partially_shipped",
+        _ if delivered < to_fulfil => "shipped",
+        _ => "delivered",
+    }
+    .to_owned()
+}
+
+/// A refund reason's tag (`cancellation`, `return`, `merchant_request`).
+fn tag_of(reason: &RefundReason) -> String {
+    match reason {
+        RefundReason::Cancellation => "cancellation",
+        RefundReason::Return { .. } => "return",
+        RefundReason::MerchantRequest => "merchant_request",
+    }
+    .to_owned()
 }
 
 /// A row of `orders`.
@@ -208,7 +450,8 @@ impl Projection for Orders {
 #[serde(deny_unknown_fields)]
 struct OrderRow {
     order_id: Uuid,
-    customer_id: Uuid,
+    customer_id: Option<Uuid>,
+    guest: bool,
     status: String,
     currency: String,
     total_amount: i64,
@@ -218,8 +461,12 @@ struct OrderRow {
     payment_decline: Option<String>,
     captured_amount: i64,
     refunded_amount: i64,
+    refund_pending_amount: i64,
     shipment_state: String,
     tracking_numbers: Vec<String>,
+    shipments: Vec<ShipmentView>,
+    refunds: Vec<RefundView>,
+    delivered_at: Option<DateTime<Utc>>,
     cancellation_reason: Option<serde_json::Value>,
     updated_at: DateTime<Utc>,
 }
@@ -227,7 +474,8 @@ struct OrderRow {
 impl OrderRow {
     fn placed(
         order_id: Uuid,
-        customer_id: Uuid,
+        customer_id: Option<Uuid>,
+        guest: bool,
         currency: &str,
         total_amount: i64,
         placed_at: DateTime<Utc>,
@@ -236,6 +484,7 @@ impl OrderRow {
         Self {
             order_id,
             customer_id,
+            guest,
             status: "placed".to_owned(),
             currency: currency.to_owned(),
             total_amount,
@@ -245,12 +494,66 @@ impl OrderRow {
             payment_decline: None,
             captured_amount: 0,
             refunded_amount: 0,
+            refund_pending_amount: 0,
             shipment_state: "not_shipped".to_owned(),
             tracking_numbers: Vec::new(),
+            shipments: Vec::new(),
+            refunds: Vec::new(),
+            delivered_at: None,
             cancellation_reason: None,
             updated_at: at,
         }
     }
+
+    /// The payment state the captured and refunded amounts give.
+    fn money_state(&self) -> String {
+        match () {
+            _ if self.captured_amount == 0 => self.payment_state.as_str(),
+            _ if self.refunded_amount == 0 => "captured",
+            _ if self.refunded_amount >= self.captured_amount => "refunded",
+            _ => "partially_refunded",
+        }
+        .to_owned()
+    }
+}
+
+/// Units of one line, as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Units {
+    sku: String,
+    quantity: u32,
+}
+
+impl From<&mercato_aggregates::order::LineUnits> for Units {
+    fn from(units: &mercato_aggregates::order::LineUnits) -> Self {
+        Units {
+            sku: units.sku.as_str().to_owned(),
+            quantity: units.quantity.get(),
+        }
+    }
+}
+
+/// A parcel, as the order view shows it.
+#[derive(Debug, Serialize, Deserialize)]
+struct ShipmentView {
+    tracking_number: String,
+    carrier: Option<String>,
+    shipped_at: DateTime<Utc>,
+    delivered_at: Option<DateTime<Utc>>,
+    lines: Vec<Units>,
+}
+
+/// A refund, as the order view shows it.
+#[derive(Debug, Serialize, Deserialize)]
+struct RefundView {
+    refund_id: Option<Uuid>,
+    amount: i64,
+    reason: String,
+    return_id: Option<Uuid>,
+    status: String,
+    lines: Vec<Units>,
+    requested_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
 }
 
 /// A row of `order_lines`.
@@ -263,6 +566,64 @@ struct LineRow {
     name: String,
     quantity: i32,
     shipped_quantity: i32,
+    delivered_quantity: i32,
+    cancelled_quantity: i32,
+    returned_quantity: i32,
+    refunded_quantity: i32,
     unit_price_amount: i64,
     line_total_amount: i64,
+}
+
+impl LineRow {
+    fn placed(
+        order_id: Uuid,
+        line_no: i32,
+        sku: &str,
+        name: &str,
+        quantity: u32,
+        unit_price_amount: i64,
+        line_total_amount: i64,
+    ) -> Self {
+        Self {
+            order_id,
+            line_no,
+            sku: sku.to_owned(),
+            name: name.to_owned(),
+            quantity: quantity as i32,
+            shipped_quantity: 0,
+            delivered_quantity: 0,
+            cancelled_quantity: 0,
+            returned_quantity: 0,
+            refunded_quantity: 0,
+            unit_price_amount,
+            line_total_amount,
+        }
+    }
+}
+
+/// A line of a return, as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+struct ReturnLine {
+    sku: String,
+    quantity: u32,
+    received: u32,
+    restocked: u32,
+}
+
+/// A row of `order_returns`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReturnRow {
+    return_id: Uuid,
+    order_id: Uuid,
+    status: String,
+    reason: String,
+    lines: Vec<ReturnLine>,
+    warehouse: Option<String>,
+    currency: String,
+    refund_id: Option<Uuid>,
+    refund_amount: Option<i64>,
+    requested_at: DateTime<Utc>,
+    received_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
 }

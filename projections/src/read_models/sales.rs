@@ -1,8 +1,11 @@
 //! Sales analytics: revenue and units per day and per SKU, refunds, orders by status.
 //!
 //! Revenue is recognised when an order is confirmed (its total, on the day it was placed, in
-//! its currency); refunds are counted on the order's day too, so `revenue - refunded` is the
-//! day's net. Sums are exact under redelivery because the runtime applies each event once.
+//! its currency). Refunds are negative revenue on the day they were made (the recorded
+//! refund's day): per day in `sales_daily.refunded_amount`, and per SKU for the units a
+//! refund pays back (cancelled or returned units; a merchant's refund of an amount has no
+//! units and counts per day only), so `revenue - refunded` is the net, per day and per SKU.
+//! Sums are exact under redelivery because the runtime applies each event once.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -28,7 +31,7 @@ impl Projection for Sales {
         "sales"
     }
     fn version(&self) -> i32 {
-        1
+        2
     }
     fn aggregate_types(&self) -> &'static [&'static str] {
         &["Order"]
@@ -42,6 +45,7 @@ impl Projection for Sales {
             "OrderPaymentDeclined",
             "OrderConfirmed",
             "OrderCancelled",
+            "OrderRemainderCancelled",
             "OrderShipped",
             "OrderDelivered",
             "OrderRefunded",
@@ -67,6 +71,7 @@ impl Projection for Sales {
         let mut daily: HashMap<(NaiveDate, String), DailyDelta> = HashMap::new();
         let mut by_sku: HashMap<(NaiveDate, String, String), SkuDelta> = HashMap::new();
         let mut refunds: HashMap<(NaiveDate, String), i64> = HashMap::new();
+        let mut sku_refunds: HashMap<(NaiveDate, String, String), SkuDelta> = HashMap::new();
         for event in events {
             let order_id =
                 Uuid::parse_str(&event.aggregate_id).map_err(|e| ProjectionError::Invalid {
@@ -123,20 +128,49 @@ impl Projection for Sales {
                     }
                     "confirmed".to_owned()
                 }
-                OrderEvent::OrderRefunded { amount, status, .. } => {
-                    if let Some(o) = orders.get(&order_id) {
-                        *refunds.entry((o.day, o.currency.clone())).or_default() += amount.amount();
+                OrderEvent::OrderRefunded {
+                    amount,
+                    status,
+                    lines,
+                    ..
+                } => {
+                    let day = event.recorded_at.date_naive();
+                    let currency = amount.currency().as_str().to_owned();
+                    *refunds.entry((day, currency.clone())).or_default() += amount.amount();
+                    let names = orders
+                        .get(&order_id)
+                        .and_then(|o| o.lines.as_array().cloned())
+                        .unwrap_or_default();
+                    for line in lines {
+                        let sku = line.sku.as_str().to_owned();
+                        let entry = sku_refunds
+                            .entry((day, sku.clone(), currency.clone()))
+                            .or_default();
+                        entry.name = names
+                            .iter()
+                            .find(|l| l["sku"].as_str() == Some(sku.as_str()))
+                            .and_then(|l| l["name"].as_str())
+                            .unwrap_or_default()
+                            .to_owned();
+                        entry.units += i64::from(line.quantity.get());
+                        entry.revenue_amount += line.amount.amount();
                     }
                     tag(&status)
                 }
+                OrderEvent::OrderRemainderCancelled { status, .. } => tag(&status),
                 OrderEvent::OrderLineReserved { status, .. } => tag(&status),
                 OrderEvent::OrderShipped { status, .. } => tag(&status),
                 OrderEvent::OrderLineRejected { .. } => "stock_rejected".to_owned(),
                 OrderEvent::OrderPaymentAuthorized { .. } => "payment_authorized".to_owned(),
                 OrderEvent::OrderPaymentDeclined { .. } => "payment_declined".to_owned(),
                 OrderEvent::OrderCancelled { .. } => "cancelled".to_owned(),
-                OrderEvent::OrderDelivered => "delivered".to_owned(),
-                OrderEvent::OrderPaymentCaptured { .. } => continue,
+                OrderEvent::OrderDelivered { status, .. } => tag(&status),
+                OrderEvent::OrderPaymentCaptured { .. }
+                | OrderEvent::OrderPaymentVoided { .. }
+                | OrderEvent::OrderReturnRequested { .. }
+                | OrderEvent::OrderReturnReceived { .. }
+                | OrderEvent::OrderRefundRequested { .. }
+                | OrderEvent::OrderRefundFailed { .. } => continue,
             };
             if let Some(o) = orders.get_mut(&order_id) {
                 o.status = status;
@@ -176,18 +210,41 @@ impl Projection for Sales {
             .execute(&mut *conn)
             .await?;
         }
-        // After the confirmations above: a refund counts on a day that has revenue.
         let refunds: Vec<serde_json::Value> = refunds
             .into_iter()
             .map(|((day, currency), refunded)| {
-                serde_json::json!({"day": day, "currency": currency, "refunded": refunded})
+                serde_json::json!({"day": day, "currency": currency, "refunded_amount": refunded})
             })
             .collect();
         if !refunds.is_empty() {
             sqlx::query(
-                "UPDATE sales_daily d SET refunded_amount = d.refunded_amount + r.refunded                  FROM jsonb_to_recordset($1) AS r(day date, currency text, refunded bigint)                  WHERE d.day = r.day AND d.currency = r.currency",
+                "INSERT INTO sales_daily (day, currency, refunded_amount) \
+                 SELECT day, currency, refunded_amount \
+                 FROM jsonb_populate_recordset(NULL::sales_daily, $1) \
+                 ON CONFLICT (day, currency) DO UPDATE \
+                   SET refunded_amount = sales_daily.refunded_amount + EXCLUDED.refunded_amount",
             )
             .bind(serde_json::Value::Array(refunds))
+            .execute(&mut *conn)
+            .await?;
+        }
+        let sku_refunds: Vec<serde_json::Value> = sku_refunds
+            .into_iter()
+            .map(|((day, sku, currency), d)| {
+                serde_json::json!({"day": day, "sku": sku, "currency": currency, "name": d.name,
+                    "refunded_units": d.units, "refunded_amount": d.revenue_amount})
+            })
+            .collect();
+        if !sku_refunds.is_empty() {
+            sqlx::query(
+                "INSERT INTO sales_by_sku (day, sku, currency, name, refunded_units, refunded_amount) \
+                 SELECT day, sku, currency, name, refunded_units, refunded_amount \
+                 FROM jsonb_populate_recordset(NULL::sales_by_sku, $1) \
+                 ON CONFLICT (day, sku, currency) DO UPDATE \
+                   SET refunded_units = sales_by_sku.refunded_units + EXCLUDED.refunded_units, \
+                       refunded_amount = sales_by_sku.refunded_amount + EXCLUDED.refunded_amount",
+            )
+            .bind(serde_json::Value::Array(sku_refunds))
             .execute(&mut *conn)
             .await?;
         }

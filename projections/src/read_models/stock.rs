@@ -34,6 +34,7 @@ impl Projection for StockLevels {
             "StockReserved",
             "StockReservationReleased",
             "StockReservationCommitted",
+            "StockRestocked",
         ]
     }
     fn tables(&self) -> &'static [&'static str] {
@@ -57,6 +58,11 @@ impl Projection for StockLevels {
                     ..
                 }
                 | StockEvent::StockAdjusted {
+                    level,
+                    total_available,
+                    ..
+                }
+                | StockEvent::StockRestocked {
                     level,
                     total_available,
                     ..

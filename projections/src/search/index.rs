@@ -390,6 +390,9 @@ fn apply_stock(doc: &mut ProductDoc, event: StockEvent) {
         }
         | StockEvent::StockReservationCommitted {
             total_available, ..
+        }
+        | StockEvent::StockRestocked {
+            total_available, ..
         } => doc.available = total_available,
         StockEvent::StockReservationRejected { .. } => {}
     }

@@ -31,16 +31,7 @@ pub(crate) async fn complete(
     let Some(last) = fresh.last().map(|e| e.position) else {
         return Ok(fresh);
     };
-    let in_log: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-           AND (tx_id, global_position) <= ($3::text::xid8, $4)",
-    )
-    .bind(position.tx_id().to_string())
-    .bind(position.global_position())
-    .bind(last.tx_id().to_string())
-    .bind(last.global_position())
-    .fetch_one(pool)
-    .await?;
+    let in_log = LogReader::count_between(pool, position, last).await?;
     if in_log == fresh.len() as i64 {
         return Ok(fresh);
     }

@@ -37,7 +37,9 @@ pub(crate) struct DaySales {
     /// Confirmed orders placed that day.
     orders: i64,
     units: i64,
+    /// The totals of those orders.
     revenue: MoneyDto,
+    /// Refunds made that day (of orders of any day): negative revenue.
     refunded: MoneyDto,
     net: MoneyDto,
 }
@@ -47,8 +49,14 @@ pub(crate) struct DaySales {
 pub(crate) struct SkuSales {
     sku: String,
     name: String,
+    /// Units of confirmed orders.
     units: i64,
     revenue: MoneyDto,
+    /// Units paid back (cancelled after payment, or returned).
+    refunded_units: i64,
+    /// What was paid back for them: negative revenue, on the day of the refund.
+    refunded: MoneyDto,
+    net: MoneyDto,
 }
 
 /// The sales report.
@@ -58,7 +66,7 @@ pub(crate) struct SalesReport {
     to: NaiveDate,
     granularity: String,
     days: Vec<DaySales>,
-    /// Per SKU, best sellers (by revenue) first.
+    /// Per SKU, best sellers (by net revenue) first.
     top_products: Vec<SkuSales>,
     /// Orders placed in the period, by current status.
     orders_by_status: BTreeMap<String, i64>,
@@ -117,9 +125,11 @@ pub(crate) async fn sales(
     .collect::<Result<_, sqlx::Error>>()
     .map_err(db)?;
     let top_products = sqlx::query(
-        "SELECT sku, currency, max(name) AS name, sum(units)::bigint AS units, sum(revenue_amount)::bigint AS revenue \
+        "SELECT sku, currency, max(name) AS name, sum(units)::bigint AS units, \
+           sum(revenue_amount)::bigint AS revenue, sum(refunded_units)::bigint AS refunded_units, \
+           sum(refunded_amount)::bigint AS refunded \
          FROM read.sales_by_sku WHERE day BETWEEN $1 AND $2 GROUP BY sku, currency \
-         ORDER BY revenue DESC, sku LIMIT 20",
+         ORDER BY revenue - refunded DESC, sku LIMIT 20",
     )
     .bind(params.from)
     .bind(params.to)
@@ -129,11 +139,16 @@ pub(crate) async fn sales(
     .iter()
     .map(|r| {
         let currency: String = r.try_get("currency")?;
+        let revenue: i64 = r.try_get("revenue")?;
+        let refunded: i64 = r.try_get("refunded")?;
         Ok(SkuSales {
             sku: r.try_get("sku")?,
             name: r.try_get("name")?,
             units: r.try_get("units")?,
-            revenue: MoneyDto::new(r.try_get("revenue")?, &currency),
+            revenue: MoneyDto::new(revenue, &currency),
+            refunded_units: r.try_get("refunded_units")?,
+            refunded: MoneyDto::new(refunded, &currency),
+            net: MoneyDto::new(revenue - refunded, &currency),
         })
     })
     .collect::<Result<_, sqlx::Error>>()

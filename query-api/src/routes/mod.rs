@@ -29,6 +29,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/orders/{id}", get(orders::get_order))
         .route("/v1/customers/me", get(customers::me))
         .route("/v1/admin/sales", get(admin::sales))
+        .route("/v1/admin/returns", get(orders::list_returns))
         .route("/v1/admin/projections", get(admin::projections))
         .route("/v1/admin/events", get(events::events))
 }

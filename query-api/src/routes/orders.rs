@@ -1,9 +1,10 @@
-//! Orders: the customer's own history; the admin sees all.
+//! Orders: the customer's own history; a guest's order with its order token; the admin sees
+//! all, and lists returns by status.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use mercato_web::{Caller, Path, Problem, Query};
+use mercato_web::{Caller, OrderAccess, Path, Problem, Query};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -17,13 +18,21 @@ use crate::AppState;
 
 const ORDERS: Source = Source::Tables(&["orders"]);
 
-/// An order line.
+/// An order line and what became of its units.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct OrderLineView {
     sku: String,
     name: String,
+    /// Units ordered.
     quantity: i32,
     shipped_quantity: i32,
+    delivered_quantity: i32,
+    /// Units cancelled before they shipped.
+    cancelled_quantity: i32,
+    /// Units returned and received back.
+    returned_quantity: i32,
+    /// Units whose price was paid back (cancelled or returned, once refunded).
+    refunded_quantity: i32,
     unit_price: MoneyDto,
     line_total: MoneyDto,
 }
@@ -31,32 +40,117 @@ pub(crate) struct OrderLineView {
 /// Payment progress.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PaymentView {
-    /// `pending`, `authorized`, `declined`, `captured`, `partially_refunded`, `refunded`.
+    /// `pending`, `authorized`, `declined`, `voided`, `captured`, `partially_refunded`,
+    /// `refunded`.
     state: String,
     payment_id: Option<Uuid>,
     decline_reason: Option<String>,
     captured: MoneyDto,
     refunded: MoneyDto,
+    /// Refunds requested and not made yet.
+    refund_pending: MoneyDto,
 }
 
 /// Shipment progress.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ShipmentView {
-    /// `not_shipped`, `partially_shipped`, `shipped`, `delivered`.
+    /// `not_shipped`, `partially_shipped`, `shipped`, `delivered` (over the units to
+    /// fulfil: ordered minus cancelled).
     state: String,
     tracking_numbers: Vec<String>,
+    /// When the last unit to fulfil arrived.
+    delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Units of one line.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct UnitsView {
+    sku: String,
+    quantity: u32,
+}
+
+/// A parcel.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct ParcelView {
+    tracking_number: String,
+    carrier: Option<String>,
+    shipped_at: chrono::DateTime<chrono::Utc>,
+    delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+    lines: Vec<UnitsView>,
+}
+
+/// A refund as stored on the order.
+#[derive(Debug, Deserialize)]
+struct StoredRefund {
+    refund_id: Option<Uuid>,
+    amount: i64,
+    reason: String,
+    return_id: Option<Uuid>,
+    status: String,
+    lines: Vec<UnitsView>,
+    requested_at: chrono::DateTime<chrono::Utc>,
+    completed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A refund.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RefundView {
+    refund_id: Option<Uuid>,
+    amount: MoneyDto,
+    /// `cancellation`, `return` or `merchant_request`.
+    reason: String,
+    return_id: Option<Uuid>,
+    /// `requested`, `refunded` or `failed`.
+    status: String,
+    /// The units it pays back.
+    lines: Vec<UnitsView>,
+    requested_at: chrono::DateTime<chrono::Utc>,
+    completed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A line of a return.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct ReturnLineView {
+    sku: String,
+    /// Units announced.
+    quantity: u32,
+    /// Units that arrived.
+    received: u32,
+    /// Units put back on hand.
+    restocked: u32,
+}
+
+/// A return.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReturnView {
+    return_id: Uuid,
+    order_id: Uuid,
+    /// `requested`, `received` (its refund is being made) or `refunded`.
+    status: String,
+    reason: String,
+    lines: Vec<ReturnLineView>,
+    warehouse: Option<String>,
+    refund_id: Option<Uuid>,
+    refund: Option<MoneyDto>,
+    requested_at: chrono::DateTime<chrono::Utc>,
+    received_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// An order.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct OrderView {
     id: Uuid,
-    customer_id: Uuid,
+    /// `null` for a guest's order.
+    customer_id: Option<Uuid>,
+    guest: bool,
     status: String,
     lines: Vec<OrderLineView>,
     total: MoneyDto,
     payment: PaymentView,
     shipment: ShipmentView,
+    shipments: Vec<ParcelView>,
+    returns: Vec<ReturnView>,
+    refunds: Vec<RefundView>,
     /// Why it was cancelled (`{"out_of_stock": {"sku": ...}}`, `"customer_request"`, ...).
     #[schema(value_type = Option<Object>)]
     cancellation_reason: Option<serde_json::Value>,
@@ -68,7 +162,7 @@ pub(crate) struct OrderView {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct OrderSummary {
     id: Uuid,
-    customer_id: Uuid,
+    customer_id: Option<Uuid>,
     status: String,
     total: MoneyDto,
     placed_at: chrono::DateTime<chrono::Utc>,
@@ -117,20 +211,11 @@ pub(crate) async fn list_orders(
         }
         Some(me)
     };
-    let after = match params.cursor.as_deref() {
-        None => None,
-        Some(c) => {
-            let raw = decode_cursor(c)?;
-            let invalid =
-                || Problem::bad_request("invalid_cursor", "cursor is not one this API returned");
-            let (at, id) = raw.split_once('|').ok_or_else(invalid)?;
-            let at = chrono::DateTime::parse_from_rfc3339(at).map_err(|_| invalid())?;
-            Some((
-                at.with_timezone(&chrono::Utc),
-                Uuid::parse_str(id).map_err(|_| invalid())?,
-            ))
-        }
-    };
+    let after = params
+        .cursor
+        .as_deref()
+        .map(parse_page_cursor)
+        .transpose()?;
     wait(&state, &headers, ORDERS).await?;
     let rows = sqlx::query(
         "SELECT order_id, customer_id, status, currency, total_amount, placed_at FROM read.orders \
@@ -161,18 +246,9 @@ pub(crate) async fn list_orders(
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(db)?;
-    let next_cursor = if has_more {
-        items.last().map(|o| {
-            encode_cursor(&format!(
-                "{}|{}",
-                o.placed_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                o.id
-            ))
-        })
-    } else {
-        None
-    };
+    let next_cursor = has_more
+        .then(|| items.last().map(|o| page_cursor(o.placed_at, o.id)))
+        .flatten();
     cached(
         &headers,
         &OrderPage {
@@ -184,14 +260,15 @@ pub(crate) async fn list_orders(
     )
 }
 
-/// One order (its customer or the admin).
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", params(("id" = Uuid, Path)), security(("bearer" = [])),
+/// One order: its customer, a guest with the order's `Mercato-Order-Token`, or the admin.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path), ("Mercato-Order-Token" = Option<String>, Header)), security((), ("bearer" = [])),
     responses((status = 200, body = OrderView), (status = 304), (status = 401), (status = 403), (status = 404), (status = 503)))]
-#[tracing::instrument(skip(state, headers, caller))]
+#[tracing::instrument(skip(state, headers, access))]
 pub(crate) async fn get_order(
     State(state): State<AppState>,
     headers: HeaderMap,
-    caller: Caller,
+    access: OrderAccess,
     Path(id): Path<Uuid>,
 ) -> Result<Response, Problem> {
     wait(&state, &headers, ORDERS).await?;
@@ -206,23 +283,167 @@ pub(crate) async fn get_order(
             format!("no order {id}"),
         ));
     };
-    let customer_id: Uuid = row.try_get("customer_id").map_err(db)?;
-    caller.require_owner_or_admin(customer_id)?;
+    let customer_id: Option<Uuid> = row.try_get("customer_id").map_err(db)?;
+    access.party(&state.keys, id, customer_id)?;
     let lines = sqlx::query("SELECT * FROM read.order_lines WHERE order_id = $1 ORDER BY line_no")
         .bind(id)
         .fetch_all(&state.pool)
         .await
         .map_err(db)?;
-    let view = order_view(&row, &lines).map_err(db)?;
+    let returns = sqlx::query(
+        "SELECT * FROM read.order_returns WHERE order_id = $1 ORDER BY requested_at, return_id",
+    )
+    .bind(id)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db)?;
+    let view = order_view(&row, &lines, &returns).map_err(db)?;
     cached(&headers, &view, PRIVATE_CACHE)
 }
 
-fn order_view(row: &PgRow, lines: &[PgRow]) -> Result<OrderView, sqlx::Error> {
+/// Paging and filter of the returns list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReturnListParams {
+    /// `requested`, `received` or `refunded`; all when omitted.
+    status: Option<String>,
+    /// 1-100, default 20.
+    limit: Option<i64>,
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// A page of returns, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReturnPage {
+    items: Vec<ReturnView>,
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+/// Returns of every order, newest first, optionally of one status (admin).
+#[utoipa::path(get, path = "/v1/admin/returns", tag = "admin", params(ReturnListParams), security(("bearer" = [])),
+    responses((status = 200, body = ReturnPage), (status = 400), (status = 401), (status = 403), (status = 503)))]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn list_returns(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Query(params): Query<ReturnListParams>,
+) -> Result<Response, Problem> {
+    caller.require_admin()?;
+    let limit = page_limit(params.limit)?;
+    if let Some(status) = params.status.as_deref() {
+        if !matches!(status, "requested" | "received" | "refunded") {
+            return Err(Problem::bad_request(
+                "invalid_status",
+                "status must be requested, received or refunded",
+            ));
+        }
+    }
+    let after = params
+        .cursor
+        .as_deref()
+        .map(parse_page_cursor)
+        .transpose()?;
+    wait(&state, &headers, ORDERS).await?;
+    let rows = sqlx::query(
+        "SELECT * FROM read.order_returns \
+         WHERE ($1::text IS NULL OR status = $1) \
+           AND ($2::timestamptz IS NULL OR (requested_at, return_id) < ($2, $3)) \
+         ORDER BY requested_at DESC, return_id DESC LIMIT $4",
+    )
+    .bind(params.status.as_deref())
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(limit + 1)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db)?;
+    let has_more = rows.len() as i64 > limit;
+    let items: Vec<ReturnView> = rows
+        .iter()
+        .take(limit as usize)
+        .map(return_view)
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(db)?;
+    let next_cursor = has_more
+        .then(|| {
+            items
+                .last()
+                .map(|r| page_cursor(r.requested_at, r.return_id))
+        })
+        .flatten();
+    cached(
+        &headers,
+        &ReturnPage {
+            items,
+            next_cursor,
+            has_more,
+        },
+        PRIVATE_CACHE,
+    )
+}
+
+/// The cursor after an item of a newest-first list.
+fn page_cursor(at: chrono::DateTime<chrono::Utc>, id: Uuid) -> String {
+    encode_cursor(&format!(
+        "{}|{id}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    ))
+}
+
+/// The item a cursor points after.
+fn parse_page_cursor(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, Uuid), Problem> {
+    let raw = decode_cursor(cursor)?;
+    let invalid = || Problem::bad_request("invalid_cursor", "cursor is not one this API returned");
+    let (at, id) = raw.split_once('|').ok_or_else(invalid)?;
+    let at = chrono::DateTime::parse_from_rfc3339(at).map_err(|_| invalid())?;
+    Ok((
+        at.with_timezone(&chrono::Utc),
+        Uuid::parse_str(id).map_err(|_| invalid())?,
+    ))
+}
+
+fn return_view(r: &PgRow) -> Result<ReturnView, sqlx::Error> {
+    let currency: String = r.try_get("currency")?;
+    let lines: serde_json::Value = r.try_get("lines")?;
+    Ok(ReturnView {
+        return_id: r.try_get("return_id")?,
+        order_id: r.try_get("order_id")?,
+        status: r.try_get("status")?,
+        reason: r.try_get("reason")?,
+        lines: json_column("lines", lines)?,
+        warehouse: r.try_get("warehouse")?,
+        refund_id: r.try_get("refund_id")?,
+        refund: r
+            .try_get::<Option<i64>, _>("refund_amount")?
+            .map(|a| MoneyDto::new(a, &currency)),
+        requested_at: r.try_get("requested_at")?,
+        received_at: r.try_get("received_at")?,
+    })
+}
+
+/// A JSON column as its view type.
+fn json_column<T: serde::de::DeserializeOwned>(
+    name: &str,
+    value: serde_json::Value,
+) -> Result<T, sqlx::Error> {
+    serde_json::from_value(value).map_err(|e| sqlx::Error::ColumnDecode {
+        index: name.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+fn order_view(row: &PgRow, lines: &[PgRow], returns: &[PgRow]) -> Result<OrderView, sqlx::Error> {
     let currency: String = row.try_get("currency")?;
     let money = |amount: i64| MoneyDto::new(amount, &currency);
+    let refunds: Vec<StoredRefund> = json_column("refunds", row.try_get("refunds")?)?;
     Ok(OrderView {
         id: row.try_get("order_id")?,
         customer_id: row.try_get("customer_id")?,
+        guest: row.try_get("guest")?,
         status: row.try_get("status")?,
         lines: lines
             .iter()
@@ -232,6 +453,10 @@ fn order_view(row: &PgRow, lines: &[PgRow]) -> Result<OrderView, sqlx::Error> {
                     name: l.try_get("name")?,
                     quantity: l.try_get("quantity")?,
                     shipped_quantity: l.try_get("shipped_quantity")?,
+                    delivered_quantity: l.try_get("delivered_quantity")?,
+                    cancelled_quantity: l.try_get("cancelled_quantity")?,
+                    returned_quantity: l.try_get("returned_quantity")?,
+                    refunded_quantity: l.try_get("refunded_quantity")?,
                     unit_price: money(l.try_get("unit_price_amount")?),
                     line_total: money(l.try_get("line_total_amount")?),
                 })
@@ -244,11 +469,28 @@ fn order_view(row: &PgRow, lines: &[PgRow]) -> Result<OrderView, sqlx::Error> {
             decline_reason: row.try_get("payment_decline")?,
             captured: money(row.try_get("captured_amount")?),
             refunded: money(row.try_get("refunded_amount")?),
+            refund_pending: money(row.try_get("refund_pending_amount")?),
         },
         shipment: ShipmentView {
             state: row.try_get("shipment_state")?,
             tracking_numbers: row.try_get("tracking_numbers")?,
+            delivered_at: row.try_get("delivered_at")?,
         },
+        shipments: json_column("shipments", row.try_get("shipments")?)?,
+        returns: returns.iter().map(return_view).collect::<Result<_, _>>()?,
+        refunds: refunds
+            .into_iter()
+            .map(|r| RefundView {
+                refund_id: r.refund_id,
+                amount: money(r.amount),
+                reason: r.reason,
+                return_id: r.return_id,
+                status: r.status,
+                lines: r.lines,
+                requested_at: r.requested_at,
+                completed_at: r.completed_at,
+            })
+            .collect(),
         cancellation_reason: row.try_get("cancellation_reason")?,
         placed_at: row.try_get("placed_at")?,
         updated_at: row.try_get("updated_at")?,

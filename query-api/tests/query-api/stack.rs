@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mercato_command_api::{
-    OrderProcessWorker, CommandApi, CommandApiConfig, Deps, ProcessConfig, TestCardGateway,
+    CommandApi, CommandApiConfig, Deps, OrderProcessWorker, ProcessConfig, TestCardGateway,
 };
 use mercato_event_store::testing::TestDatabase;
 use mercato_event_store::{database, DatabaseConfig, SnapshotPolicy};
