@@ -315,6 +315,11 @@ pub(crate) async fn checkout(
     Json(body): Json<CheckoutBody>,
 ) -> Result<Response, Problem> {
     let cart_id = parse_uuid("id", &id)?;
+    if caller.is_none() && !headers.contains_key(MERCATO_CART_TOKEN) {
+        return Err(Problem::unauthorized(
+            "send a customer's `Authorization: Bearer <token>`, or the cart's `Mercato-Cart-Token` to check out as a guest",
+        ));
+    }
     let mut f = Fields::default();
     let buyer = match caller.as_ref() {
         Some(c) if c.is_admin() => {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mercato_aggregates::order::{Order, OrderStatus};
-use mercato_aggregates::payment::PaymentGateway;
+use mercato_aggregates::payment::{Payment, PaymentGateway, PaymentServices};
 use mercato_aggregates::stock::Stock;
 use mercato_command_api::{
     CommandApi, CommandApiConfig, Deps, NotificationWorker, OrderProcessWorker, ProcessConfig,
@@ -123,6 +123,28 @@ impl Env {
         send(req).await
     }
 
+    /// Any request, with an optional bearer token and extra headers.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        send(req).await
+    }
+
     pub async fn admin(&self) -> String {
         let (s, b) = self
             .post(
@@ -218,6 +240,37 @@ impl Env {
             .await;
         assert_eq!(s, 202, "{b}");
         b["order_id"].as_str().unwrap().to_owned()
+    }
+
+    /// A customer's confirmed and captured order of `quantity` units of `sku`.
+    pub async fn paid_order(&self, token: &str, sku: &str, quantity: u32) -> String {
+        let cart = self.cart_with(token, sku, quantity).await;
+        let order_id = self.checkout(token, &cart, "tok_visa").await;
+        let order = self.settled(&order_id).await;
+        assert_eq!(order.status(), OrderStatus::Confirmed);
+        order_id
+    }
+
+    pub fn payments(&self) -> AggregateStore<Payment> {
+        let gateway: Arc<dyn PaymentGateway> =
+            Arc::new(TestCardGateway::new(Duration::from_millis(200)));
+        AggregateStore::new(
+            self.deps.pool.clone(),
+            PaymentServices::new(gateway),
+            &SnapshotPolicy::never(),
+        )
+    }
+
+    /// Polls `check` on the order's stock, order and payment until it holds (60 s at most).
+    pub async fn eventually<F>(&self, what: &str, check: F)
+    where
+        F: AsyncFn() -> bool,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !check().await {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn orders(&self) -> AggregateStore<Order> {

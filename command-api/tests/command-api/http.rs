@@ -124,22 +124,45 @@ async fn every_endpoint_enforces_who_may_call_it() {
         let (s, b, _) = status(&env, c, Some(&ada), &[]).await;
         assert!((200..300).contains(&s) || s == 409, "{} {s} {b}", c.path);
     }
-    // Shipments and refunds are the admin's.
+    // Shipments, deliveries, refunds and receiving returns are the admin's.
     for c in [
         call(
             Method::POST,
             format!("/v1/orders/{order}/shipments"),
             Some(json!({"tracking_number": "T1", "lines": [{"sku": "AUTH-1", "quantity": 1}]})),
         ),
+        call(Method::POST, format!("/v1/orders/{order}/deliveries"), None),
         call(
             Method::POST,
             format!("/v1/orders/{order}/refunds"),
             Some(json!({"amount": {"amount": 100, "currency": "EUR"}})),
         ),
+        call(
+            Method::POST,
+            format!("/v1/returns/{}/receive", uuid::Uuid::new_v4()),
+            Some(
+                json!({"warehouse": "main", "lines": [{"sku": "AUTH-1", "quantity": 1, "restock": true}]}),
+            ),
+        ),
     ] {
-        assert_eq!(status(&env, &c, None, &[]).await.0, 401);
-        assert_eq!(status(&env, &c, Some(&ada), &[]).await.0, 403);
+        assert_eq!(status(&env, &c, None, &[]).await.0, 401, "{}", c.path);
+        assert_eq!(status(&env, &c, Some(&ada), &[]).await.0, 403, "{}", c.path);
     }
+    // Returns are the order's customer's (or a guest's with the order token).
+    let ret = call(
+        Method::POST,
+        format!("/v1/orders/{order}/returns"),
+        Some(json!({"lines": [{"sku": "AUTH-1", "quantity": 1}], "reason": "too big"})),
+    );
+    assert_eq!(status(&env, &ret, None, &[]).await.0, 401);
+    assert_eq!(status(&env, &ret, Some(&eve), &[]).await.0, 403);
+    assert_eq!(
+        status(&env, &ret, None, &[("mercato-order-token", "forged")])
+            .await
+            .0,
+        403,
+        "an order token never opens a customer's order"
+    );
     // Anonymous carts: bound to their token.
     let (s, b, _) = status(&env, &call(Method::POST, "/v1/carts", None), None, &[]).await;
     assert_eq!(s, 201, "{b}");
@@ -168,17 +191,17 @@ async fn every_endpoint_enforces_who_may_call_it() {
         format!("/v1/carts/{anon}/checkout"),
         Some(checkout_body("tok_visa")),
     );
-    assert_eq!(
-        status(
-            &env,
-            &checkout,
-            None,
-            &[("mercato-cart-token", &cart_token)]
-        )
-        .await
-        .0,
-        401
-    );
+    assert_eq!(status(&env, &checkout, None, &[]).await.0, 401);
+    // With its token and no account, it is a guest's checkout, which needs an email.
+    let (s, b, _) = status(
+        &env,
+        &checkout,
+        None,
+        &[("mercato-cart-token", &cart_token)],
+    )
+    .await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["errors"][0]["field"], "email", "{b}");
     assert_eq!(
         status(&env, &checkout, Some(&eve), &[]).await.0,
         401,
@@ -256,6 +279,21 @@ async fn bad_input_on_every_endpoint_is_a_4xx_problem_never_a_5xx() {
             format!("/v1/orders/{order}/refunds"),
             Some(&admin),
         ),
+        (
+            Method::POST,
+            format!("/v1/orders/{order}/deliveries"),
+            Some(&admin),
+        ),
+        (
+            Method::POST,
+            format!("/v1/orders/{order}/returns"),
+            Some(&ada),
+        ),
+        (
+            Method::POST,
+            format!("/v1/returns/{order}/receive"),
+            Some(&admin),
+        ),
     ];
     let big = "x".repeat(70 * 1024);
     let bodies: Vec<(&str, String)> = vec![
@@ -326,5 +364,5 @@ async fn bad_input_on_every_endpoint_is_a_4xx_problem_never_a_5xx() {
         .await
         .unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
-    assert_eq!(spec["paths"].as_object().unwrap().len(), 18);
+    assert_eq!(spec["paths"].as_object().unwrap().len(), 21);
 }

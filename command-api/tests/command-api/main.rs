@@ -5,3 +5,4 @@ mod checkout;
 mod harness;
 mod http;
 mod idempotency;
+mod lifecycle;
