@@ -129,7 +129,7 @@ pub(crate) async fn sales(
            sum(revenue_amount)::bigint AS revenue, sum(refunded_units)::bigint AS refunded_units, \
            sum(refunded_amount)::bigint AS refunded \
          FROM read.sales_by_sku WHERE day BETWEEN $1 AND $2 GROUP BY sku, currency \
-         ORDER BY revenue - refunded DESC, sku LIMIT 20",
+         ORDER BY sum(revenue_amount) - sum(refunded_amount) DESC, sku LIMIT 20",
     )
     .bind(params.from)
     .bind(params.to)

@@ -271,6 +271,10 @@ pub(crate) async fn get_order(
     access: OrderAccess,
     Path(id): Path<Uuid>,
 ) -> Result<Response, Problem> {
+    if access.caller.is_none() && access.order_token.is_none() {
+        // Whether the order exists is nobody's business without a credential.
+        return Err(access.party(&state.keys, id, None).unwrap_err());
+    }
     wait(&state, &headers, ORDERS).await?;
     let Some(row) = sqlx::query("SELECT * FROM read.orders WHERE order_id = $1")
         .bind(id)

@@ -280,17 +280,22 @@ async fn every_read_model_serves_what_the_command_api_wrote() {
         .unwrap()
         .iter()
         .all(|l| l["shipped_quantity"] == l["quantity"]));
+    // A refund is requested on the order, made on the payment by the order process, then
+    // recorded on the order: no consistency token covers the last step.
     let refunded = s
         .ok(
-            200,
+            202,
             &format!("/v1/orders/{order_id}/refunds"),
             Some(&admin),
             json!({"amount": {"amount": 1000, "currency": "EUR"}}),
         )
         .await
         .position();
-    let order = s.read_after(&order_path, Some(&ada), &refunded).await;
-    assert_eq!(order["payment"]["state"], "partially_refunded");
+    let order = s
+        .eventually(&order_path, Some(&ada), |o| {
+            o["payment"]["state"] == "partially_refunded"
+        })
+        .await;
     assert_eq!(
         order["payment"]["refunded"],
         json!({"amount": 1000, "currency": "EUR"})
@@ -344,7 +349,11 @@ async fn every_read_model_serves_what_the_command_api_wrote() {
         today - Days::days(1),
         today + Days::days(1)
     );
-    let sales = s.read_after(&sales_path, Some(&admin), &refunded).await;
+    let sales = s
+        .eventually(&sales_path, Some(&admin), |v| {
+            sum(&v["days"], "refunded") == 1000
+        })
+        .await;
     assert_eq!(sum(&sales["days"], "orders"), 1, "{sales}");
     assert_eq!(sum(&sales["days"], "units"), 4);
     assert_eq!(sum(&sales["days"], "revenue"), 4550);

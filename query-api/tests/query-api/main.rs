@@ -5,4 +5,5 @@
 mod e2e;
 mod events;
 mod http;
+mod lifecycle;
 mod stack;
