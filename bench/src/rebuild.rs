@@ -391,25 +391,37 @@ impl Shop {
         )
         .await?;
         if i % 4 == 2 {
+            // A merchant refund: requested, then recorded as the order process does.
+            let refund = id(i, 5);
+            let amount = json!({"amount": 500, "currency": "EUR"});
+            self.order(
+                &order,
+                json!({"RequestRefund": {"refund_id": refund, "amount": amount}}),
+            )
+            .await?;
             return self
                 .order(
                     &order,
-                    json!({"RefundOrder": {"amount": {"amount": 500, "currency": "EUR"}}}),
+                    json!({"RecordRefund": {"refund_id": refund, "amount": amount}}),
                 )
                 .await;
         }
+        self.order(
+            &order,
+            json!({"ShipOrder": {"tracking_number": format!("TRK-00000000-{i}"),
+            "lines": [{"sku": sku, "quantity": 2}], "shipped_at": "2026-03-29T10:00:00Z"}}),
+        )
+        .await?;
         self.stock(
             &sku,
-            json!({"CommitReservation": {"sku": sku, "order_id": order}}),
+            json!({"CommitReservation": {"sku": sku, "order_id": order, "quantity": 2}}),
         )
         .await?;
         self.order(
             &order,
-            json!({"ShipOrder": {"tracking_number": format!("TRK-00000000-{i}"),
-            "lines": [{"sku": sku, "quantity": 2}]}}),
+            json!({"DeliverOrder": {"tracking_number": null, "delivered_at": "2026-03-30T10:00:00Z"}}),
         )
-        .await?;
-        self.order(&order, json!("DeliverOrder")).await
+        .await
     }
 }
 

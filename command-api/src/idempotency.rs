@@ -7,7 +7,9 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use mercato_web::{Problem, IDEMPOTENCY_KEY, MERCATO_CART_TOKEN, MERCATO_POSITION};
+use mercato_web::{
+    Problem, IDEMPOTENCY_KEY, MERCATO_CART_TOKEN, MERCATO_ORDER_TOKEN, MERCATO_POSITION,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -258,9 +260,9 @@ fn replay(status: i32, headers: Option<serde_json::Value>, body: Vec<u8>) -> Res
     response
 }
 
-/// Keys belong to the verified caller (role and subject), or to the anonymous holder of a
-/// cart token, so one caller can never replay another's response; `None` for a caller who
-/// is neither.
+/// Keys belong to the verified caller (role and subject), or to the holder of a guest order's
+/// token or an anonymous cart's token, so one caller can never replay another's response;
+/// `None` for a caller who is none of these.
 fn caller_scope(state: &AppState, headers: &HeaderMap) -> Option<String> {
     let bearer = headers
         .get(AUTHORIZATION)
@@ -270,6 +272,12 @@ fn caller_scope(state: &AppState, headers: &HeaderMap) -> Option<String> {
         .map(|(_, token)| token.trim());
     if let Some(claims) = bearer.and_then(|t| state.keys().verify(t).ok()) {
         return Some(format!("{:?}:{}", claims.role, claims.sub).to_lowercase());
+    }
+    if let Some(token) = headers
+        .get(MERCATO_ORDER_TOKEN)
+        .and_then(|v| v.to_str().ok())
+    {
+        return Some(format!("guest-order:{}", crate::cart_tokens::hash(token)));
     }
     headers
         .get(MERCATO_CART_TOKEN)

@@ -79,18 +79,26 @@ async fn every_read_model_reflects_the_commands() {
     .await;
     shop.reserve("HP-1", o1, 2).await;
     shop.confirm(o1, &["HP-1", "SP-1"], 22_997).await;
-    shop.order_cmd(o1, json!({"ShipOrder": {"tracking_number": "TRK-1", "lines": [{"sku": "HP-1", "quantity": 2}, {"sku": "SP-1", "quantity": 1}]}})).await;
-    shop.order_cmd(o1, json!("DeliverOrder")).await;
-    shop.order_cmd(
+    shop.ship_and_deliver(
         o1,
-        json!({"RefundOrder": {"amount": {"amount": 4_999, "currency": "EUR"}}}),
+        "TRK-1",
+        json!([{"sku": "HP-1", "quantity": 2}, {"sku": "SP-1", "quantity": 1}]),
     )
     .await;
+    shop.refund(o1, 4_999).await;
     let o2 = Uuid::new_v4();
     shop.place(o2, customer, &[("SP-1", 4, 4_999)], "2026-03-01T11:00:00Z")
         .await;
     shop.order_cmd(o2, json!({"CancelOrder": {"reason": "customer_request"}}))
         .await;
+    // Confirmed on another day, then cancelled: its refund pays both units back.
+    let o3 = Uuid::new_v4();
+    shop.place(o3, customer, &[("SP-1", 2, 4_999)], "2026-03-03T09:00:00Z")
+        .await;
+    shop.confirm(o3, &["SP-1"], 9_998).await;
+    shop.order_cmd(o3, json!({"CancelOrder": {"reason": "customer_request"}}))
+        .await;
+    shop.settle_refunds(o3).await;
 
     shop.customer_cmd(
         customer,
@@ -190,7 +198,23 @@ async fn every_read_model_reflects_the_commands() {
             .fetch_one(pool)
             .await
             .unwrap();
-    assert_eq!(history, 2);
+    assert_eq!(history, 3);
+    let o = sqlx::query("SELECT status, payment_state, refunded_amount, refunds FROM read.orders WHERE order_id = $1")
+        .bind(o3)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(o.get::<String, _>("status"), "cancelled");
+    assert_eq!(o.get::<String, _>("payment_state"), "refunded");
+    assert_eq!(o.get::<i64, _>("refunded_amount"), 9_998);
+    let refunds = o.get::<serde_json::Value, _>("refunds");
+    assert_eq!(refunds[0]["reason"], "cancellation");
+    assert_eq!(refunds[0]["status"], "refunded");
+    assert_eq!(refunds[0]["lines"], json!([{"sku": "SP-1", "quantity": 2}]));
+    let units: (i32, i32, i32) = sqlx::query_as(
+        "SELECT shipped_quantity, cancelled_quantity, refunded_quantity FROM read.order_lines WHERE order_id = $1")
+        .bind(o3).fetch_one(pool).await.unwrap();
+    assert_eq!(units, (0, 2, 2));
 
     // Customer erased.
     let cu = sqlx::query(
@@ -205,29 +229,40 @@ async fn every_read_model_reflects_the_commands() {
     assert_eq!(cu.get::<Option<String>, _>("name"), None);
     assert_eq!(cu.get::<Option<serde_json::Value>, _>("address"), None);
 
-    let shipped: Vec<(i32, String, i32, i32)> = sqlx::query_as(
-        "SELECT line_no, sku, quantity, shipped_quantity FROM read.order_lines WHERE order_id = $1 ORDER BY line_no")
+    let shipped: Vec<(i32, String, i32, i32, i32)> = sqlx::query_as(
+        "SELECT line_no, sku, quantity, shipped_quantity, delivered_quantity FROM read.order_lines WHERE order_id = $1 ORDER BY line_no")
         .bind(o1).fetch_all(pool).await.unwrap();
     assert_eq!(
         shipped,
-        vec![(1, "HP-1".into(), 2, 2), (2, "SP-1".into(), 1, 1)]
+        vec![(1, "HP-1".into(), 2, 2, 2), (2, "SP-1".into(), 1, 1, 1)]
     );
 
-    // Sales: only the confirmed order counts; the refund is on its day.
-    let d = sqlx::query("SELECT orders, units, revenue_amount, refunded_amount FROM read.sales_daily WHERE day = '2026-03-01'")
-        .fetch_one(pool).await.unwrap();
-    assert_eq!(d.get::<i64, _>("orders"), 1);
-    assert_eq!(d.get::<i64, _>("units"), 3);
-    assert_eq!(d.get::<i64, _>("revenue_amount"), 22_997);
-    assert_eq!(d.get::<i64, _>("refunded_amount"), 4_999);
-    let by_sku: Vec<(String, i64, i64)> =
-        sqlx::query_as("SELECT sku, units, revenue_amount FROM read.sales_by_sku ORDER BY sku")
-            .fetch_all(pool)
-            .await
-            .unwrap();
+    // Sales: revenue of confirmed orders on their day; refunds as negative revenue on the day
+    // they were made, per SKU for the units they pay back (the merchant's 49.99 has none).
+    let today = chrono::Utc::now().date_naive();
+    let days: Vec<(chrono::NaiveDate, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT day, orders, units, revenue_amount, refunded_amount FROM read.sales_daily ORDER BY day")
+        .fetch_all(pool).await.unwrap();
+    let day = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+    assert_eq!(
+        days,
+        vec![
+            (day("2026-03-01"), 1, 3, 22_997, 0),
+            (day("2026-03-03"), 1, 2, 9_998, 0),
+            (today, 0, 0, 0, 4_999 + 9_998),
+        ]
+    );
+    let by_sku: Vec<(chrono::NaiveDate, String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT day, sku, units, revenue_amount, refunded_units, refunded_amount FROM read.sales_by_sku ORDER BY day, sku")
+        .fetch_all(pool).await.unwrap();
     assert_eq!(
         by_sku,
-        vec![("HP-1".into(), 2, 17_998), ("SP-1".into(), 1, 4_999)]
+        vec![
+            (day("2026-03-01"), "HP-1".into(), 2, 17_998, 0, 0),
+            (day("2026-03-01"), "SP-1".into(), 1, 4_999, 0, 0),
+            (day("2026-03-03"), "SP-1".into(), 2, 9_998, 0, 0),
+            (today, "SP-1".into(), 0, 0, 2, 9_998),
+        ]
     );
     let statuses: Vec<(String, i64)> = sqlx::query_as(
         "SELECT status, count(*) FROM read.sales_orders GROUP BY status ORDER BY status",
@@ -237,7 +272,7 @@ async fn every_read_model_reflects_the_commands() {
     .unwrap();
     assert_eq!(
         statuses,
-        vec![("cancelled".into(), 1), ("partially_refunded".into(), 1)]
+        vec![("cancelled".into(), 2), ("partially_refunded".into(), 1)]
     );
 
     // Status rows are live and carry the checkpoint.

@@ -201,6 +201,48 @@ impl Shop {
             .position
     }
 
+    /// Ships every unit of `lines` under `tracking` and delivers the parcel.
+    pub async fn ship_and_deliver(&self, order: Uuid, tracking: &str, lines: Value) {
+        self.order_cmd(
+            order,
+            json!({"ShipOrder": {"tracking_number": tracking, "lines": lines,
+                   "shipped_at": "2026-03-01T12:00:00Z"}}),
+        )
+        .await;
+        self.order_cmd(
+            order,
+            json!({"DeliverOrder": {"tracking_number": null, "delivered_at": "2026-03-02T12:00:00Z"}}),
+        )
+        .await;
+    }
+
+    /// A merchant refund of `amount`, requested and recorded (as the order process would).
+    pub async fn refund(&self, order: Uuid, amount: i64) -> Option<Position> {
+        self.order_cmd(
+            order,
+            json!({"RequestRefund": {"refund_id": Uuid::new_v4(), "amount": {"amount": amount, "currency": "EUR"}}}),
+        )
+        .await;
+        self.settle_refunds(order).await
+    }
+
+    /// Records every refund the order requested as made (the order process's job).
+    pub async fn settle_refunds(&self, order: Uuid) -> Option<Position> {
+        let (state, _) = self.orders.load(&order.to_string()).await.unwrap();
+        let mut last = None;
+        for (id, refund) in state.refunds() {
+            if refund.state == mercato_aggregates::order::RefundState::Pending {
+                last = self
+                    .order_cmd(
+                        order,
+                        json!({"RecordRefund": {"refund_id": id, "amount": refund.amount}}),
+                    )
+                    .await;
+            }
+        }
+        last
+    }
+
     /// Drives a placed order through reservation, payment, confirmation and capture.
     pub async fn confirm(&self, order: Uuid, skus: &[&str], total: i64) -> Option<Position> {
         for sku in skus {
