@@ -282,3 +282,182 @@ async fn separate_processes_confirm_every_order_exactly_once_across_a_killed_wor
     assert_eq!(count_events(&db, "OrderPaymentCaptured").await, (4, 4));
     assert_eq!(emails(&db).await, 6, "one email per order");
 }
+
+/// Units on hand and reserved over every SKU, from the stock aggregates themselves.
+async fn stock_totals(db: &TestDatabase) -> (u64, u64) {
+    let store: mercato_event_store::AggregateStore<mercato_aggregates::stock::Stock> =
+        mercato_event_store::AggregateStore::new(
+            db.pool.clone(),
+            (),
+            &mercato_event_store::SnapshotPolicy::never(),
+        );
+    let skus: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'Stock'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let (mut on_hand, mut reserved) = (0, 0);
+    for sku in skus {
+        let (stock, _) = store.load(&sku).await.unwrap();
+        for level in stock.levels() {
+            on_hand += level.on_hand;
+            reserved += level.reserved;
+        }
+    }
+    (on_hand, reserved)
+}
+
+/// Sums `sql` (one bigint per row) over the test database.
+async fn sum(db: &TestDatabase, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>(sql)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn shipments_cancellations_and_refunds_settle_exactly_once_across_a_killed_worker() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    let _relay = Mercato::start(&["relay"], &db, &nats);
+    let api = Mercato::start(&["command-api"], &db, &nats);
+    let reads = Mercato::start(&["query-api"], &db, &nats);
+    let worker = Mercato::start(&["worker"], &db, &nats);
+    let command_api = api.command_api_addr.clone().unwrap();
+    let query_api = reads.query_api_addr.clone().unwrap();
+    let orders = seed(
+        &db,
+        &nats,
+        &command_api,
+        &["--products", "8", "--customers", "2", "--orders", "6"],
+    );
+    assert!(orders.wait_with_output().unwrap().status.success());
+    let http = reqwest::Client::new();
+    let token = admin_token(&http, &command_api).await;
+    let confirmed: Vec<String> = wait_until_confirmed(&http, &query_api, &token, 4)
+        .await
+        .iter()
+        .filter(|o| o["status"] == "confirmed")
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut views = Vec::new();
+    for id in &confirmed {
+        let view: Value = http
+            .get(format!("http://{query_api}/v1/orders/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        views.push(view);
+    }
+    let post = |path: String, body: Value| {
+        let http = http.clone();
+        let token = token.clone();
+        let command_api = command_api.clone();
+        async move {
+            let resp = http
+                .post(format!("http://{command_api}{path}"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            assert!(
+                (200..300).contains(&status),
+                "{path}: {status} {}",
+                resp.text().await.unwrap()
+            );
+        }
+    };
+    let all_lines = |view: &Value| -> Value {
+        Value::Array(
+            view["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| json!({"sku": l["sku"], "quantity": l["quantity"]}))
+                .collect(),
+        )
+    };
+    // Four lives at once: shipped whole; refunded 1.00 then shipped; cancelled; one unit
+    // shipped and the rest cancelled. The worker is killed while it carries them out.
+    let (a, b, c, d) = (&views[0], &views[1], &views[2], &views[3]);
+    let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
+    post(
+        format!("/v1/orders/{}/shipments", id(a)),
+        json!({"tracking_number": "A1", "lines": all_lines(a)}),
+    )
+    .await;
+    post(
+        format!("/v1/orders/{}/refunds", id(b)),
+        json!({"amount": {"amount": 100, "currency": "EUR"}}),
+    )
+    .await;
+    post(
+        format!("/v1/orders/{}/shipments", id(b)),
+        json!({"tracking_number": "B1", "lines": all_lines(b)}),
+    )
+    .await;
+    post(format!("/v1/orders/{}/cancel", id(c)), json!({})).await;
+    let first = &d["lines"][0];
+    post(
+        format!("/v1/orders/{}/shipments", id(d)),
+        json!({"tracking_number": "D1", "lines": [{"sku": first["sku"], "quantity": 1}]}),
+    )
+    .await;
+    post(format!("/v1/orders/{}/cancel", id(d)), json!({})).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    worker.kill9();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _worker = Mercato::start(&["worker"], &db, &nats);
+
+    // Everything settles: no unit of these orders is held any more, and every refund is made
+    // on the payment and recorded on the order.
+    let total = |v: &Value| v["total"]["amount"].as_i64().unwrap();
+    let first_price = first["unit_price"]["amount"].as_i64().unwrap();
+    let expected_refunds = 100 + total(c) + (total(d) - first_price);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, reserved) = stock_totals(&db).await;
+        let on_order = sum(&db, "SELECT sum((payload -> 'OrderRefunded' -> 'amount' ->> 'amount')::bigint)::bigint FROM events WHERE event_type = 'OrderRefunded'").await;
+        let on_payment = sum(&db, "SELECT sum((payload -> 'PaymentRefunded' -> 'amount' ->> 'amount')::bigint)::bigint FROM events WHERE event_type = 'PaymentRefunded'").await;
+        if reserved == 0 && on_order == expected_refunds && on_payment == expected_refunds {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled: {reserved} units held, refunded {on_order} on orders and {on_payment} on payments of {expected_refunds}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Exactly once: one commit per shipped line, one refund per request, each recorded once,
+    // and on hand = received - shipped.
+    let shipped_lines =
+        a["lines"].as_array().unwrap().len() + b["lines"].as_array().unwrap().len() + 1;
+    assert_eq!(
+        count_events(&db, "StockReservationCommitted").await.0,
+        shipped_lines as i64
+    );
+    assert_eq!(count_events(&db, "PaymentRefunded").await.0, 3);
+    assert_eq!(count_events(&db, "OrderRefunded").await.0, 3);
+    let received = sum(&db, "SELECT sum((payload -> 'StockReceived' ->> 'quantity')::bigint)::bigint FROM events WHERE event_type = 'StockReceived'").await;
+    let shipped = sum(&db, "SELECT sum((payload -> 'StockReservationCommitted' ->> 'quantity')::bigint)::bigint FROM events WHERE event_type = 'StockReservationCommitted'").await;
+    let units = |v: &Value| -> i64 {
+        v["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["quantity"].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(shipped, units(a) + units(b) + 1);
+    let (on_hand, _) = stock_totals(&db).await;
+    assert_eq!(i64::try_from(on_hand).unwrap(), received - shipped);
+}
