@@ -386,7 +386,7 @@ impl SagaCore {
         for order_id in stale {
             self.dispatch_pending(order_id).await?;
         }
-        crate::pending::sweep(&self.stores, self.checkout_grace).await?;
+        crate::services::checkout::sweep(&self.stores, self.checkout_grace).await?;
         Ok(())
     }
 }

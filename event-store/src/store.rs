@@ -241,8 +241,7 @@ where
         .bind(aggregate_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(sequence, tx, gp)| Ok((sequence as u64, position(&tx, gp)?)))
-            .transpose()
+        version_at(row)
     }
 
     /// The aggregate's version and the position of its latest event (`None` without events).
@@ -258,8 +257,7 @@ where
         .bind(aggregate_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(sequence, tx, gp)| Ok((sequence as u64, position(&tx, gp)?)))
-            .transpose()
+        version_at(row)
     }
 
     /// One statement: insert the events (the primary key on `(aggregate_type, aggregate_id,
@@ -379,14 +377,17 @@ where
     }
 }
 
-fn position<E: std::error::Error>(
-    tx_id: &str,
-    global_position: i64,
-) -> Result<Position, EventStoreError<E>> {
-    tx_id
-        .parse()
-        .map(|tx| Position::new(tx, global_position))
-        .map_err(|e: std::num::ParseIntError| EventStoreError::Corrupt(Box::new(e)))
+/// An event row's `(sequence, tx_id as text, global_position)` as a version and position.
+fn version_at<E: std::error::Error>(
+    row: Option<(i64, String, i64)>,
+) -> Result<Option<(u64, Position)>, EventStoreError<E>> {
+    row.map(|(sequence, tx_id, global_position)| {
+        let tx = tx_id
+            .parse()
+            .map_err(|e: std::num::ParseIntError| EventStoreError::Corrupt(Box::new(e)))?;
+        Ok((sequence as u64, Position::new(tx, global_position)))
+    })
+    .transpose()
 }
 
 /// The largest serialized event payload accepted (NATS' default `max_payload` is 1 MiB, and

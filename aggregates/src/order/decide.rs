@@ -359,13 +359,9 @@ impl Order {
                 }
             }
             OrderCommand::RecordRefund { refund_id, amount } => {
-                let refund = self
-                    .refunds
-                    .get(&refund_id)
-                    .ok_or(OrderError::RefundNotFound)?;
-                if refund.state != RefundState::Pending {
+                let Some(refund) = self.pending_refund(refund_id)? else {
                     return Ok(vec![]);
-                }
+                };
                 if refund.amount != amount {
                     return Err(OrderError::RefundAmountMismatch {
                         expected: refund.amount,
@@ -386,13 +382,9 @@ impl Order {
                 })
             }
             OrderCommand::RecordRefundFailed { refund_id } => {
-                let refund = self
-                    .refunds
-                    .get(&refund_id)
-                    .ok_or(OrderError::RefundNotFound)?;
-                if refund.state != RefundState::Pending {
+                let Some(refund) = self.pending_refund(refund_id)? else {
                     return Ok(vec![]);
-                }
+                };
                 OrderEvent::OrderRefundFailed {
                     refund_id,
                     amount: refund.amount,
@@ -400,6 +392,19 @@ impl Order {
             }
         };
         Ok(vec![event])
+    }
+
+    /// The refund `refund_id` while it is pending (`None` once made or failed: recording it
+    /// again changes nothing).
+    fn pending_refund(
+        &self,
+        refund_id: crate::values::RefundId,
+    ) -> Result<Option<&super::Refund>, OrderError> {
+        let refund = self
+            .refunds
+            .get(&refund_id)
+            .ok_or(OrderError::RefundNotFound)?;
+        Ok((refund.state == RefundState::Pending).then_some(refund))
     }
 
     fn record_capture(

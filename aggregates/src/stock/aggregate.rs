@@ -197,19 +197,11 @@ impl Stock {
                 warehouse,
                 quantity,
             } => {
-                let mut level = self.warehouses.get(&warehouse).copied().unwrap_or_default();
-                level.on_hand += u64::from(quantity.get());
-                if level.on_hand > Self::MAX_ON_HAND {
-                    return Err(StockError::CapacityExceeded {
-                        warehouse,
-                        max: Self::MAX_ON_HAND,
-                    });
-                }
-                let total_available = self.total_available() + u64::from(quantity.get());
+                let (level, total_available) = self.with_more_on_hand(warehouse, quantity)?;
                 Ok(vec![StockEvent::StockReceived {
                     sku,
                     quantity,
-                    level: Self::level_of(&warehouse, &level),
+                    level,
                     total_available,
                 }])
             }
@@ -338,24 +330,36 @@ impl Stock {
                 order_id,
                 return_id,
             } => {
-                let mut level = self.warehouses.get(&warehouse).copied().unwrap_or_default();
-                level.on_hand += u64::from(quantity.get());
-                if level.on_hand > Self::MAX_ON_HAND {
-                    return Err(StockError::CapacityExceeded {
-                        warehouse,
-                        max: Self::MAX_ON_HAND,
-                    });
-                }
+                let (level, total_available) = self.with_more_on_hand(warehouse, quantity)?;
                 Ok(vec![StockEvent::StockRestocked {
                     sku,
                     order_id,
                     return_id,
                     quantity,
-                    level: Self::level_of(&warehouse, &level),
-                    total_available: self.total_available() + u64::from(quantity.get()),
+                    level,
+                    total_available,
                 }])
             }
         }
+    }
+
+    /// A warehouse's level and the total available after `quantity` more units arrive there
+    /// (the warehouse record is created if new); refused beyond [`Stock::MAX_ON_HAND`].
+    fn with_more_on_hand(
+        &self,
+        warehouse: WarehouseId,
+        quantity: Quantity,
+    ) -> Result<(WarehouseLevel, u64), StockError> {
+        let mut level = self.warehouses.get(&warehouse).copied().unwrap_or_default();
+        level.on_hand += u64::from(quantity.get());
+        if level.on_hand > Self::MAX_ON_HAND {
+            return Err(StockError::CapacityExceeded {
+                warehouse,
+                max: Self::MAX_ON_HAND,
+            });
+        }
+        let total_available = self.total_available() + u64::from(quantity.get());
+        Ok((Self::level_of(&warehouse, &level), total_available))
     }
 
     fn change_allocated(&mut self, allocations: &[Allocation], change: impl Fn(&mut Level, u64)) {

@@ -206,20 +206,59 @@ async fn serve_runs_the_whole_shop_in_one_process() {
     );
 }
 
+/// The shop as separate processes: a relay, a command API, a query API and a worker.
+struct Separate {
+    db: TestDatabase,
+    nats: TestNats,
+    _relay: Mercato,
+    _api: Mercato,
+    _reads: Mercato,
+    worker: Option<Mercato>,
+    command_api: String,
+    query_api: String,
+}
+
+impl Separate {
+    async fn start() -> Self {
+        let db = TestDatabase::new().await;
+        let nats = TestNats::new().await;
+        let relay = Mercato::start(&["relay"], &db, &nats);
+        let api = Mercato::start(&["command-api"], &db, &nats);
+        let reads = Mercato::start(&["query-api"], &db, &nats);
+        let worker = Mercato::start(&["worker"], &db, &nats);
+        let command_api = api.command_api_addr.clone().unwrap();
+        let query_api = reads.query_api_addr.clone().unwrap();
+        Self {
+            db,
+            nats,
+            _relay: relay,
+            _api: api,
+            _reads: reads,
+            worker: Some(worker),
+            command_api,
+            query_api,
+        }
+    }
+
+    /// Kills the worker with SIGKILL (in the middle of whatever it does) and starts a new one.
+    async fn kill_and_restart_worker(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.kill9();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.worker = Some(Mercato::start(&["worker"], &self.db, &self.nats));
+    }
+}
+
 #[tokio::test]
 async fn separate_processes_confirm_every_order_exactly_once_across_a_killed_worker() {
-    let db = TestDatabase::new().await;
-    let nats = TestNats::new().await;
-    let _relay = Mercato::start(&["relay"], &db, &nats);
-    let api = Mercato::start(&["command-api"], &db, &nats);
-    let reads = Mercato::start(&["query-api"], &db, &nats);
-    let worker = Mercato::start(&["worker"], &db, &nats);
-    let command_api = api.command_api_addr.clone().unwrap();
-    let query_api = reads.query_api_addr.clone().unwrap();
+    let mut shop = Separate::start().await;
+    let (db, nats) = (&shop.db, &shop.nats);
+    let (command_api, query_api) = (shop.command_api.clone(), shop.query_api.clone());
 
     let catalog = seed(
-        &db,
-        &nats,
+        db,
+        nats,
         &command_api,
         &["--products", "8", "--customers", "2", "--orders", "0"],
     );
@@ -227,8 +266,8 @@ async fn separate_processes_confirm_every_order_exactly_once_across_a_killed_wor
 
     // Checkouts keep coming while the worker (saga, projections, notifications) dies.
     let mut orders = seed(
-        &db,
-        &nats,
+        db,
+        nats,
         &command_api,
         &[
             "--products",
@@ -242,10 +281,9 @@ async fn separate_processes_confirm_every_order_exactly_once_across_a_killed_wor
         ],
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    worker.kill9();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let _worker = Mercato::start(&["worker"], &db, &nats);
+    shop.kill_and_restart_worker().await;
     assert!(orders.wait().unwrap().success());
+    let db = &shop.db;
 
     // The demo catalog of seed 42 has one product without stock (SKU-000006): the two orders
     // that want it are cancelled as out of stock; the other four are confirmed.
@@ -267,8 +305,8 @@ async fn separate_processes_confirm_every_order_exactly_once_across_a_killed_wor
     // The capture follows the confirmation and the emails follow both: wait for the last.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let recorded = count_events(&db, "OrderPaymentCaptured").await.1;
-        if recorded == 4 && emails(&db).await >= 6 {
+        let recorded = count_events(db, "OrderPaymentCaptured").await.1;
+        if recorded == 4 && emails(db).await >= 6 {
             break;
         }
         assert!(Instant::now() < deadline, "captures or emails missing");
@@ -276,11 +314,11 @@ async fn separate_processes_confirm_every_order_exactly_once_across_a_killed_wor
     }
     // Exactly once in effect: one confirmation and one capture per confirmed order, one email
     // (confirmed or cancelled) per order.
-    assert_eq!(count_events(&db, "OrderPlaced").await, (6, 6));
-    assert_eq!(count_events(&db, "OrderConfirmed").await, (4, 4));
-    assert_eq!(count_events(&db, "PaymentCaptured").await, (4, 4));
-    assert_eq!(count_events(&db, "OrderPaymentCaptured").await, (4, 4));
-    assert_eq!(emails(&db).await, 6, "one email per order");
+    assert_eq!(count_events(db, "OrderPlaced").await, (6, 6));
+    assert_eq!(count_events(db, "OrderConfirmed").await, (4, 4));
+    assert_eq!(count_events(db, "PaymentCaptured").await, (4, 4));
+    assert_eq!(count_events(db, "OrderPaymentCaptured").await, (4, 4));
+    assert_eq!(emails(db).await, 6, "one email per order");
 }
 
 /// Units on hand and reserved over every SKU, from the stock aggregates themselves.
@@ -319,17 +357,11 @@ async fn sum(db: &TestDatabase, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn shipments_cancellations_and_refunds_settle_exactly_once_across_a_killed_worker() {
-    let db = TestDatabase::new().await;
-    let nats = TestNats::new().await;
-    let _relay = Mercato::start(&["relay"], &db, &nats);
-    let api = Mercato::start(&["command-api"], &db, &nats);
-    let reads = Mercato::start(&["query-api"], &db, &nats);
-    let worker = Mercato::start(&["worker"], &db, &nats);
-    let command_api = api.command_api_addr.clone().unwrap();
-    let query_api = reads.query_api_addr.clone().unwrap();
+    let mut shop = Separate::start().await;
+    let (command_api, query_api) = (shop.command_api.clone(), shop.query_api.clone());
     let orders = seed(
-        &db,
-        &nats,
+        &shop.db,
+        &shop.nats,
         &command_api,
         &["--products", "8", "--customers", "2", "--orders", "6"],
     );
@@ -413,9 +445,8 @@ async fn shipments_cancellations_and_refunds_settle_exactly_once_across_a_killed
     .await;
     post(format!("/v1/orders/{}/cancel", id(d)), json!({})).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
-    worker.kill9();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let _worker = Mercato::start(&["worker"], &db, &nats);
+    shop.kill_and_restart_worker().await;
+    let db = &shop.db;
 
     // Everything settles: no unit of these orders is held any more, and every refund is made
     // on the payment and recorded on the order.
@@ -424,9 +455,9 @@ async fn shipments_cancellations_and_refunds_settle_exactly_once_across_a_killed
     let expected_refunds = 100 + total(c) + (total(d) - first_price);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let (_, reserved) = stock_totals(&db).await;
-        let on_order = sum(&db, "SELECT sum((payload -> 'OrderRefunded' -> 'amount' ->> 'amount')::bigint)::bigint FROM events WHERE event_type = 'OrderRefunded'").await;
-        let on_payment = sum(&db, "SELECT sum((payload -> 'PaymentRefunded' -> 'amount' ->> 'amount')::bigint)::bigint FROM events WHERE event_type = 'PaymentRefunded'").await;
+        let (_, reserved) = stock_totals(db).await;
+        let on_order = sum(db, "SELECT sum((payload -> 'OrderRefunded' -> 'amount' ->> 'amount')::bigint)::bigint FROM events WHERE event_type = 'OrderRefunded'").await;
+        let on_payment = sum(db, "SELECT sum((payload -> 'PaymentRefunded' -> 'amount' ->> 'amount')::bigint)::bigint FROM events WHERE event_type = 'PaymentRefunded'").await;
         if reserved == 0 && on_order == expected_refunds && on_payment == expected_refunds {
             break;
         }
@@ -442,13 +473,13 @@ async fn shipments_cancellations_and_refunds_settle_exactly_once_across_a_killed
     let shipped_lines =
         a["lines"].as_array().unwrap().len() + b["lines"].as_array().unwrap().len() + 1;
     assert_eq!(
-        count_events(&db, "StockReservationCommitted").await.0,
+        count_events(db, "StockReservationCommitted").await.0,
         shipped_lines as i64
     );
-    assert_eq!(count_events(&db, "PaymentRefunded").await.0, 3);
-    assert_eq!(count_events(&db, "OrderRefunded").await.0, 3);
-    let received = sum(&db, "SELECT sum((payload -> 'StockReceived' ->> 'quantity')::bigint)::bigint FROM events WHERE event_type = 'StockReceived'").await;
-    let shipped = sum(&db, "SELECT sum((payload -> 'StockReservationCommitted' ->> 'quantity')::bigint)::bigint FROM events WHERE event_type = 'StockReservationCommitted'").await;
+    assert_eq!(count_events(db, "PaymentRefunded").await.0, 3);
+    assert_eq!(count_events(db, "OrderRefunded").await.0, 3);
+    let received = sum(db, "SELECT sum((payload -> 'StockReceived' ->> 'quantity')::bigint)::bigint FROM events WHERE event_type = 'StockReceived'").await;
+    let shipped = sum(db, "SELECT sum((payload -> 'StockReservationCommitted' ->> 'quantity')::bigint)::bigint FROM events WHERE event_type = 'StockReservationCommitted'").await;
     let units = |v: &Value| -> i64 {
         v["lines"]
             .as_array()
@@ -458,6 +489,6 @@ async fn shipments_cancellations_and_refunds_settle_exactly_once_across_a_killed
             .sum()
     };
     assert_eq!(shipped, units(a) + units(b) + 1);
-    let (on_hand, _) = stock_totals(&db).await;
+    let (on_hand, _) = stock_totals(db).await;
     assert_eq!(i64::try_from(on_hand).unwrap(), received - shipped);
 }

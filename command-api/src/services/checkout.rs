@@ -7,17 +7,22 @@
 //! attempt that died between the steps, as does the sweeper; the order id is derived from the
 //! cart id, so every path places the same order once.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use mercato_aggregates::cart::{Cart, CartCommand, CartStatus};
 use mercato_aggregates::order::{Order, OrderCommand, OrderError};
-use mercato_aggregates::values::{CustomerId, Email, OrderId, PaymentMethodToken, PostalAddress};
+use mercato_aggregates::values::{CustomerId, Email, OrderId};
 use mercato_aggregates::ErrorKind;
 use mercato_event_store::EventStoreError;
+use mercato_nats::HandlerError;
 use mercato_web::Problem;
 use uuid::Uuid;
 
 use crate::error::{db_problem, refusal, store_problem};
 use crate::exec::{execute, WriteContext, Written};
 use crate::pending::{self, PendingCheckout};
+pub(crate) use crate::pending::{Buyer, Checkout};
 use crate::stores::Stores;
 
 /// Namespace of order ids derived from the cart id: one order per cart, whatever retries.
@@ -26,15 +31,6 @@ const ORDER_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_7263_6174_6f2d_6f72_6465_72
 /// The order a cart is checked out into.
 pub fn order_id_for(cart_id: Uuid) -> Uuid {
     Uuid::new_v5(&ORDER_NAMESPACE, cart_id.as_bytes())
-}
-
-/// Who buys: a signed-in customer, or a guest known by their email.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Buyer {
-    /// A registered customer.
-    Customer(Uuid),
-    /// A guest; order updates go to the email.
-    Guest(Email),
 }
 
 impl Buyer {
@@ -64,14 +60,6 @@ impl Buyer {
     }
 }
 
-/// What a checkout needs besides the cart.
-#[derive(Debug, Clone)]
-pub(crate) struct Checkout {
-    pub buyer: Buyer,
-    pub shipping_address: PostalAddress,
-    pub payment_token: PaymentMethodToken,
-}
-
 /// Checks `cart` (already authorized for the caller) out into its order and places it.
 /// Returns where the order stands.
 pub(crate) async fn check_out(
@@ -88,10 +76,8 @@ pub(crate) async fn check_out(
         let pending = PendingCheckout {
             cart_id,
             order_id: order_id.as_uuid(),
-            buyer: checkout.buyer.clone(),
             request_id: ctx.write_id,
-            shipping_address: checkout.shipping_address.clone(),
-            payment_token: checkout.payment_token.clone(),
+            checkout: checkout.clone(),
         };
         pending::record(&stores.pool, &pending)
             .await
@@ -178,4 +164,59 @@ pub(crate) async fn place_order(
         placed_at: chrono::Utc::now(),
     };
     execute(&stores.orders, &order_id.to_string(), command, ctx, None).await
+}
+
+/// Finishes the checkouts recorded more than `grace` ago whose request died between the two
+/// steps; returns how many orders it placed. A row that fails is logged and retried on the
+/// next poll, without holding up the others.
+pub(crate) async fn sweep(stores: &Stores, grace: Duration) -> Result<usize, HandlerError> {
+    let mut placed = 0;
+    for (pending, recorded_at) in pending::due(&stores.pool, grace).await? {
+        let cart_id = pending.cart_id;
+        match finish(stores, pending, recorded_at).await {
+            Ok(true) => placed += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(cart_id = %cart_id, error = %e, "finishing a pending checkout failed")
+            }
+        }
+    }
+    Ok(placed)
+}
+
+/// Places the pending checkout's order if its cart is checked out; `true` if this call
+/// placed it (`order_already_exists` means the request, a retry or an earlier sweep got
+/// there first).
+async fn finish(
+    stores: &Stores,
+    pending: PendingCheckout,
+    recorded_at: DateTime<Utc>,
+) -> Result<bool, HandlerError> {
+    let (cart, _) = stores.carts.load(&pending.cart_id.to_string()).await?;
+    let order_id = OrderId::new(pending.order_id);
+    if cart.status() != CartStatus::CheckedOut || cart.order_id() != Some(order_id) {
+        let age = Utc::now() - recorded_at;
+        if age > chrono::Duration::from_std(pending::ABANDONED_AFTER)? {
+            tracing::info!(cart_id = %pending.cart_id, "dropping a checkout that never checked its cart out");
+            pending::forget_own(&stores.pool, pending.cart_id, pending.request_id).await?;
+        }
+        return Ok(false);
+    }
+    let ctx = WriteContext {
+        write_id: pending.request_id,
+        check_prior: true,
+        actor: "system:process".to_owned(),
+        causation_id: None,
+    };
+    let placed = match place_order(stores, &cart, order_id, &pending.checkout, &ctx).await {
+        Ok(w) => w.appended > 0,
+        Err(EventStoreError::Domain(OrderError::AlreadyExists)) => false,
+        Err(e) => return Err(Box::new(e)),
+    };
+    pending::forget(&stores.pool, pending.cart_id).await?;
+    if placed {
+        metrics::counter!("mercato_checkout_recovered_total").increment(1);
+        tracing::warn!(order_id = %order_id, cart_id = %pending.cart_id, "placed the order of a checkout whose request died");
+    }
+    Ok(placed)
 }
