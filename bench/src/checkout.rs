@@ -1,5 +1,5 @@
-//! `checkout`: concurrent shoppers through the real command API over HTTP (relay and checkout
-//! saga in-process), beside the same checkout as one plain SQL transaction, and a `hot-sku`
+//! `checkout`: concurrent shoppers through the real command API over HTTP (relay and order
+//! process in-process), beside the same checkout as one plain SQL transaction, and a `hot-sku`
 //! variant where every shopper buys the same SKU (with a no-oversell check).
 //!
 //! A shopper opens a cart, adds 1-3 lines, checks out and waits until the order is confirmed
@@ -111,9 +111,9 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
     let base = plain.confirmed_per_second();
     for (name, o, confirmation) in [
         ("plain SQL transaction (baseline)", &plain, false),
-        ("command API + relay + saga", &ours, true),
+        ("command API + relay + order process", &ours, true),
         ("plain SQL transaction, hot SKU", &plain_hot, false),
-        ("command API + relay + saga, hot SKU", &ours_hot, true),
+        ("command API + relay + order process, hot SKU", &ours_hot, true),
     ] {
         let (c50, c99, _) = percentiles(&o.commands);
         let confirmed = if confirmation {
@@ -144,7 +144,7 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
             .await?;
     for (name, sold, left) in [
         ("plain SQL", plain_hot.confirmed, plain_left as u64),
-        ("command API + saga", ours_hot.confirmed, available),
+        ("command API + order process", ours_hot.confirmed, available),
     ] {
         let oversold = sold > hot_stock as usize || sold as u64 + left != u64::from(hot_stock);
         println!(
@@ -306,7 +306,7 @@ fn address() -> Value {
 /// Who waits for which order's outcome (`true`: confirmed).
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<bool>>>>;
 
-/// The command API, the relay and the saga in this process, on a fresh stream, and a
+/// The command API, the relay and the order process in this process, on a fresh stream, and a
 /// subscriber that tells shoppers when their order is settled.
 struct Stack {
     base: String,
@@ -391,9 +391,9 @@ impl Stack {
                 tracing::error!(error = %e, "command api stopped");
             }
         }));
-        let saga_config = ProcessConfig::from_config(&config);
-        let saga = OrderProcessWorker::with_gateway(
-            saga_config,
+        let process_config = ProcessConfig::from_config(&config);
+        let process = OrderProcessWorker::with_gateway(
+            process_config,
             &deps,
             Arc::new(mercato_command_api::TestCardGateway::new(
                 config.payment_timeout,
@@ -401,8 +401,8 @@ impl Stack {
         );
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = saga.run(stop).await {
-                tracing::error!(error = %e, "checkout saga stopped");
+            if let Err(e) = process.run(stop).await {
+                tracing::error!(error = %e, "order process stopped");
             }
         }));
         Ok(Self {

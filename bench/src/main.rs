@@ -47,7 +47,7 @@ struct Cli {
 enum Scenario {
     /// Event-store append throughput and relay throughput and latency.
     Append(append::Args),
-    /// Checkouts through the command API (relay and saga in-process) beside one plain SQL
+    /// Checkouts through the command API (relay and order process in-process) beside one plain SQL
     /// transaction per checkout, and a hot-SKU variant with a no-oversell check.
     Checkout(checkout::Args),
     /// `mercato events export` (Parquet, JSON Lines) beside a plain COPY of the same events.
