@@ -185,7 +185,6 @@ pub(crate) async fn ship(
     let shipped_at = past_time("shipped_at", body.shipped_at, &mut f);
     f.finish()?;
     let stores = state.stores();
-    orders::load(stores, id).await?;
     let shipment = Shipment {
         tracking_number: tracking_number.unwrap(),
         carrier,
@@ -224,7 +223,6 @@ pub(crate) async fn deliver(
     let delivered_at = past_time("delivered_at", body.delivered_at, &mut f);
     f.finish()?;
     let stores = state.stores();
-    orders::load(stores, id).await?;
     let ctx = context(&req, Some(&caller));
     let w = orders::deliver(stores, id, tracking_number, delivered_at, &ctx, expected).await?;
     Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
@@ -253,7 +251,6 @@ pub(crate) async fn refund(
     f.finish()?;
     let amount = amount.unwrap();
     let stores = state.stores();
-    orders::load(stores, id).await?;
     let ctx = context(&req, Some(&caller));
     let (w, refund_id) = orders::refund(stores, id, amount, &ctx, expected).await?;
     Ok(written(
