@@ -113,7 +113,11 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
         ("plain SQL transaction (baseline)", &plain, false),
         ("command API + relay + order process", &ours, true),
         ("plain SQL transaction, hot SKU", &plain_hot, false),
-        ("command API + relay + order process, hot SKU", &ours_hot, true),
+        (
+            "command API + relay + order process, hot SKU",
+            &ours_hot,
+            true,
+        ),
     ] {
         let (c50, c99, _) = percentiles(&o.commands);
         let confirmed = if confirmation {
