@@ -76,7 +76,7 @@ impl AddressDto {
     }
 }
 
-/// Profile changes: an omitted field keeps its value; `"phone": null` removes the phone
+/// Profile changes: an omitted field keeps its value; `"phone": null` (or `""`) removes the phone
 /// number; `address` is the default shipping address.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -226,10 +226,11 @@ pub(crate) async fn update(
         .email
         .as_deref()
         .and_then(|e| f.check("email", Email::new(e.trim())));
-    // `None`: keep the stored number; `Some(None)`: remove it.
-    let phone = match &body.phone {
+    // `None`: keep the stored number; `Some(None)` (`null` or a blank string, as forms send
+    // an empty field): remove it.
+    let phone = match body.phone.as_ref().map(|p| p.as_deref().map(str::trim)) {
         None => None,
-        Some(None) => Some(None),
+        Some(None | Some("")) => Some(None),
         Some(Some(p)) => Some(f.check("phone", PhoneNumber::new(p))),
     };
     let address = body

@@ -171,4 +171,11 @@ async fn a_profile_update_without_phone_keeps_the_phone_and_null_removes_it() {
     assert_eq!(s, 200, "{b}");
     let (c, _) = customers.load(&id).await.unwrap();
     assert_eq!(phone(&c), None);
+    // A form's empty field means the same as null.
+    let (s, b) = send(patch(json!({"phone": "+44 20 7946 0958"}))).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = send(patch(json!({"phone": ""}))).await;
+    assert_eq!(s, 200, "{b}");
+    let (c, _) = customers.load(&id).await.unwrap();
+    assert_eq!(phone(&c), None);
 }
