@@ -46,7 +46,7 @@ impl std::str::FromStr for PaymentGatewayKind {
     }
 }
 
-/// Everything the command API, the saga and the notification worker need to know.
+/// Everything the command API, the order process and the notification worker need to know.
 #[derive(Debug, Clone)]
 pub struct CommandApiConfig {
     /// Where the HTTP API listens (`MERCATO_COMMAND_API_ADDR`, default `127.0.0.1:8080`).
@@ -70,9 +70,9 @@ pub struct CommandApiConfig {
     pub reservation_ttl: Duration,
     /// Days after a line's delivery within which the customer may return it.
     pub return_window_days: u32,
-    /// How often the saga looks for passed deadlines and undispatched commands.
+    /// How often the order process looks for passed deadlines and undispatched commands.
     pub deadline_poll: Duration,
-    /// How old a recorded checkout whose order is still missing must be before the saga's
+    /// How old a recorded checkout whose order is still missing must be before the order process's
     /// sweeper places the order itself (its request presumably died between the two steps).
     pub checkout_grace: Duration,
     /// How long idempotency keys are kept (at least 24 h in production).

@@ -1,4 +1,4 @@
-//! Running one command the way every writer here must: at most once per request (or saga
+//! Running one command the way every writer here must: at most once per request (or process
 //! command) id, with bounded jittered retries on lost optimistic-concurrency races, and
 //! reporting where the aggregate stands afterwards.
 

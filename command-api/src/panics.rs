@@ -1,6 +1,6 @@
 //! Keeps a panicking handler from ending its worker.
 //!
-//! A panic inside a saga or notification handler (a bug, a misbehaving gateway) would unwind
+//! A panic inside an order process or notification handler (a bug, a misbehaving gateway) would unwind
 //! through the consumer runtime and end the worker without a word. Instead it is caught per
 //! batch, logged, counted and reported as a handler error, so the runtime retries the batch
 //! and dead-letters it after its delivery limit, like any other failure.

@@ -48,7 +48,7 @@ const DEADLINE_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_7263_6174_6f2d_6465_6164
 /// Orders handled concurrently within one batch (each order's events stay in order).
 const CONCURRENT_ORDERS: usize = 4;
 
-/// Tunables of the saga.
+/// Tunables of the order process worker.
 #[derive(Debug, Clone)]
 pub struct ProcessConfig {
     /// The durable consumer (default name `<prefix>-checkout`).
@@ -76,14 +76,14 @@ impl ProcessConfig {
 
 /// The order process worker, ready to run.
 pub struct OrderProcessWorker {
-    core: Arc<SagaCore>,
+    core: Arc<ProcessCore>,
     client: async_nats::Client,
     js: async_nats::jetstream::Context,
     nats: NatsConfig,
     config: ProcessConfig,
 }
 
-struct SagaCore {
+struct ProcessCore {
     stores: Stores,
     /// Connections that only hold the per-order dispatch locks. The dispatch itself needs
     /// connections of the main pool; taking the locks there too would let the dispatchers
@@ -100,7 +100,7 @@ impl OrderProcessWorker {
         Self::with_gateway(ProcessConfig::from_config(config), deps, gateway)
     }
 
-    /// A saga with its own settings and payment gateway.
+    /// The order process with its own settings and payment gateway.
     pub fn with_gateway(
         config: ProcessConfig,
         deps: &Deps,
@@ -109,7 +109,7 @@ impl OrderProcessWorker {
         let ttl = chrono::Duration::from_std(config.reservation_ttl)
             .unwrap_or_else(|_| chrono::Duration::minutes(15));
         Self {
-            core: Arc::new(SagaCore {
+            core: Arc::new(ProcessCore {
                 stores: Stores::new(deps.pool.clone(), gateway, &deps.snapshots),
                 // One per concurrent order, and one for the poller.
                 locks: PgPoolOptions::new()
@@ -155,7 +155,7 @@ impl OrderProcessWorker {
                 }
             }
         });
-        let handler = SagaHandler { core: self.core };
+        let handler = ProcessHandler { core: self.core };
         let result = worker.run(&handler, shutdown.clone()).await;
         shutdown.cancel();
         let _ = poller.await;
@@ -163,18 +163,18 @@ impl OrderProcessWorker {
     }
 }
 
-struct SagaHandler {
-    core: Arc<SagaCore>,
+struct ProcessHandler {
+    core: Arc<ProcessCore>,
 }
 
 #[async_trait]
-impl Handler for SagaHandler {
+impl Handler for ProcessHandler {
     async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
         crate::panics::guarded("checkout", self.handle_batch(batch)).await
     }
 }
 
-impl SagaHandler {
+impl ProcessHandler {
     async fn handle_batch(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
         let mut groups: BTreeMap<OrderId, Vec<ProcessInput>> = BTreeMap::new();
         for delivery in batch {
@@ -226,7 +226,7 @@ fn process_input(delivery: &Delivery) -> Result<Option<ProcessInput>, HandlerErr
     }))
 }
 
-impl SagaCore {
+impl ProcessCore {
     fn pool(&self) -> &PgPool {
         &self.stores.pool
     }

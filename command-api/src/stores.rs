@@ -1,4 +1,4 @@
-//! One event store per aggregate type, shared by the API and the saga.
+//! One event store per aggregate type, shared by the API and the order process.
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 /// Metadata stored beside every event (the `metadata` jsonb column) and sent as NATS headers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMetadata {
-    /// Ties together everything one user action caused (a checkout and all its saga steps).
+    /// Ties together everything one user action caused (a checkout and all its process steps).
     pub correlation_id: Option<Uuid>,
     /// The command or event that directly caused this event.
     pub causation_id: Option<Uuid>,

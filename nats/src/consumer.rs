@@ -1,4 +1,4 @@
-//! The consumer runtime every worker (projections, saga, notifications) runs on.
+//! The consumer runtime every worker (projections, the order process, notifications) runs on.
 //!
 //! A durable pull consumer per worker name. Messages are handed to the [`Handler`] in batches
 //! and acknowledged only after it returns `Ok` (after it committed). When a batch fails, its

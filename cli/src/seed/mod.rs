@@ -1,7 +1,7 @@
 //! `mercato seed`: a demo shop filled through the command API, like any client would.
 //!
 //! Every write goes through `POST /v1/...` of a running command API (so through the same
-//! validation, aggregates and saga as real traffic), with an `Idempotency-Key` derived from
+//! validation, aggregates and the order process as real traffic), with an `Idempotency-Key` derived from
 //! the seed and the item, so running the same seed again within a day adds nothing twice.
 
 pub mod catalog;

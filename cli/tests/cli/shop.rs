@@ -264,7 +264,7 @@ async fn separate_processes_confirm_every_order_exactly_once_across_a_killed_wor
     );
     assert!(catalog.wait_with_output().unwrap().status.success());
 
-    // Checkouts keep coming while the worker (saga, projections, notifications) dies.
+    // Checkouts keep coming while the worker (order process, projections, notifications) dies.
     let mut orders = seed(
         db,
         nats,

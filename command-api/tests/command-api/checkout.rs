@@ -1,4 +1,4 @@
-//! The checkout end to end: HTTP, relay, saga, aggregates.
+//! The checkout end to end: HTTP, relay, order process, aggregates.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -157,7 +157,8 @@ async fn two_hundred_buyers_of_fifty_units_confirm_exactly_fifty_orders() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_saga_worker_killed_mid_checkout_and_restarted_completes_the_order_exactly_once() {
+async fn an_order_process_worker_killed_mid_checkout_and_restarted_completes_the_order_exactly_once(
+) {
     let mut env = Env::start().await;
     let admin = env.admin().await;
     env.product(&admin, "BAG-1", 10).await;
@@ -170,9 +171,9 @@ async fn a_saga_worker_killed_mid_checkout_and_restarted_completes_the_order_exa
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    env.kill_saga().await;
+    env.kill_process().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    env.start_saga(env.config.payment_timeout);
+    env.start_process(env.config.payment_timeout);
 
     let order = env.settled(&order_id).await;
     assert_eq!(order.status(), OrderStatus::Confirmed);
@@ -201,14 +202,14 @@ async fn a_saga_worker_killed_mid_checkout_and_restarted_completes_the_order_exa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_payment_deadline_cancels_an_unpaid_order_across_a_saga_restart() {
+async fn the_payment_deadline_cancels_an_unpaid_order_across_an_order_process_restart() {
     let config = CommandApiConfig {
         reservation_ttl: Duration::from_secs(1),
         ..CommandApiConfig::for_tests()
     };
     let mut env = Env::with(config, false).await;
     // A processor that hangs far longer than the reservation lasts.
-    env.start_saga(Duration::from_secs(6));
+    env.start_process(Duration::from_secs(6));
     let admin = env.admin().await;
     env.product(&admin, "LATE-1", 3).await;
     let (_, ada) = env.customer("ada@example.com").await;
@@ -220,9 +221,9 @@ async fn the_payment_deadline_cancels_an_unpaid_order_across_a_saga_restart() {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    env.kill_saga().await;
+    env.kill_process().await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    env.start_saga(Duration::from_secs(6));
+    env.start_process(Duration::from_secs(6));
 
     let order = env.settled(&order_id).await;
     assert_eq!(order.status(), OrderStatus::Cancelled);
@@ -239,7 +240,7 @@ async fn the_payment_deadline_cancels_an_unpaid_order_across_a_saga_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_checkout_whose_request_dies_after_freezing_the_cart_is_finished_by_the_saga() {
+async fn a_checkout_whose_request_dies_after_freezing_the_cart_is_finished_by_the_sweeper() {
     let env = Env::start().await;
     let admin = env.admin().await;
     env.product(&admin, "CUP-1", 4).await;
@@ -279,7 +280,7 @@ async fn a_checkout_whose_request_dies_after_freezing_the_cart_is_finished_by_th
         .await
         .unwrap();
 
-    // The saga's sweeper places the order after the grace period; the checkout then runs as usual.
+    // The checkout sweeper places the order after the grace period; the checkout then runs as usual.
     let order_id = order_id_for(&cart).to_string();
     let order = env.settled(&order_id).await;
     assert_eq!(order.status(), OrderStatus::Confirmed);
@@ -344,13 +345,13 @@ impl PaymentGateway for PanicsOnce {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panic_in_the_saga_is_retried_and_the_worker_keeps_running() {
+async fn a_panic_in_the_order_process_is_retried_and_the_worker_keeps_running() {
     let mut env = Env::with(CommandApiConfig::for_tests(), false).await;
     let panicked = Arc::new(PanicsOnce {
         inner: TestCardGateway::new(Duration::from_millis(200)),
         panicked: AtomicBool::new(false),
     });
-    env.start_saga_with(panicked.clone());
+    env.start_process_with(panicked.clone());
     let admin = env.admin().await;
     env.product(&admin, "PEN-1", 5).await;
     let (_, ada) = env.customer("ada@example.com").await;
@@ -371,7 +372,7 @@ async fn a_panic_in_the_saga_is_retried_and_the_worker_keeps_running() {
     let second = env.cart_with(&ada, "PEN-1", 1).await;
     let second = env.checkout(&ada, &second, "tok_visa").await;
     assert_eq!(env.settled(&second).await.status(), OrderStatus::Confirmed);
-    let (_, handle) = env.saga.as_ref().unwrap();
+    let (_, handle) = env.process.as_ref().unwrap();
     assert!(!handle.is_finished());
 }
 

@@ -27,7 +27,7 @@ pub struct Env {
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
     _relay: RunningRelay,
-    pub saga: Option<(CancellationToken, JoinHandle<()>)>,
+    pub process: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
 impl Env {
@@ -35,7 +35,7 @@ impl Env {
         Self::with(CommandApiConfig::for_tests(), true).await
     }
 
-    pub async fn with(config: CommandApiConfig, saga: bool) -> Self {
+    pub async fn with(config: CommandApiConfig, process: bool) -> Self {
         let db = TestDatabase::new().await;
         let pool = database::connect(&DatabaseConfig {
             max_connections: 16,
@@ -75,37 +75,37 @@ impl Env {
             http: reqwest::Client::new(),
             shutdown,
             _relay: relay,
-            saga: None,
+            process: None,
         };
-        if saga {
-            env.start_saga(env.config.payment_timeout);
+        if process {
+            env.start_process(env.config.payment_timeout);
         }
         env
     }
 
-    /// Starts a saga worker whose gateway times out after `payment_timeout`.
-    pub fn start_saga(&mut self, payment_timeout: Duration) {
-        self.start_saga_with(Arc::new(TestCardGateway::new(payment_timeout)));
+    /// Starts an order process worker whose gateway times out after `payment_timeout`.
+    pub fn start_process(&mut self, payment_timeout: Duration) {
+        self.start_process_with(Arc::new(TestCardGateway::new(payment_timeout)));
     }
 
-    /// Starts a saga worker over `gateway`.
-    pub fn start_saga_with(&mut self, gateway: Arc<dyn PaymentGateway>) {
+    /// Starts an order process worker over `gateway`.
+    pub fn start_process_with(&mut self, gateway: Arc<dyn PaymentGateway>) {
         let config = ProcessConfig {
             consumer: fast_consumer("checkout", None),
             ..ProcessConfig::from_config(&self.config)
         };
-        let saga = OrderProcessWorker::with_gateway(config, &self.deps, gateway);
+        let worker = OrderProcessWorker::with_gateway(config, &self.deps, gateway);
         let token = CancellationToken::new();
         let t = token.clone();
         let handle = tokio::spawn(async move {
-            saga.run(t).await.unwrap();
+            worker.run(t).await.unwrap();
         });
-        self.saga = Some((token, handle));
+        self.process = Some((token, handle));
     }
 
-    /// Kills the saga worker abruptly (no graceful stop).
-    pub async fn kill_saga(&mut self) {
-        if let Some((_, handle)) = self.saga.take() {
+    /// Kills the order process worker abruptly (no graceful stop).
+    pub async fn kill_process(&mut self) {
+        if let Some((_, handle)) = self.process.take() {
             handle.abort();
             let _ = handle.await;
         }
@@ -346,7 +346,7 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        if let Some((t, h)) = self.saga.take() {
+        if let Some((t, h)) = self.process.take() {
             t.cancel();
             h.abort();
         }

@@ -398,14 +398,14 @@ async fn a_crash_between_a_shipment_and_its_commit_or_a_refunds_writes_settles_o
         keys: Mutex::new(Vec::new()),
         unreachable: AtomicUsize::new(2),
     });
-    env.start_saga_with(gateway.clone());
+    env.start_process_with(gateway.clone());
     let admin = env.admin().await;
     env.product(&admin, "LAMP-1", 5).await;
     let (_, ada) = env.customer("ada@example.com").await;
     let order = env.paid_order(&ada, "LAMP-1", 2).await;
 
     // The worker dies; the shipment and a refund are recorded while nobody carries them out.
-    env.kill_saga().await;
+    env.kill_process().await;
     let (s, b) = ship(&env, &admin, &order, "1Z1", lines("LAMP-1", 1)).await;
     assert_eq!(s, 200, "{b}");
     let (s, b) = env
@@ -438,7 +438,7 @@ async fn a_crash_between_a_shipment_and_its_commit_or_a_refunds_writes_settles_o
     );
 
     // A new worker (a refund the gateway cannot take twice, then takes) finishes both once.
-    env.start_saga_with(gateway.clone());
+    env.start_process_with(gateway.clone());
     env.eventually(
         "the shipment is committed and the refund made and recorded",
         async || {

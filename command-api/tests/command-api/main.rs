@@ -1,5 +1,5 @@
 //! Integration tests of the command side: the real router on 127.0.0.1:0, the relay, the
-//! saga and the notification worker, against real PostgreSQL and NATS JetStream.
+//! order process and the notification worker, against real PostgreSQL and NATS JetStream.
 
 mod checkout;
 mod harness;

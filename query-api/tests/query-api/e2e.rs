@@ -1,5 +1,5 @@
 //! End to end over HTTP: writes through the command API, reads through the query API, with
-//! the relay, the checkout saga, every projection worker and the search consumer running.
+//! the relay, the order process, every projection worker and the search consumer running.
 
 use chrono::{Duration as Days, Utc};
 use mercato_event_store::Position;

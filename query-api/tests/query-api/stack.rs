@@ -1,5 +1,5 @@
 //! The whole system in-process per test: its own database and stream, the command API with
-//! its relay and checkout saga, every projection worker, and the query API with its search
+//! its relay and order process, every projection worker, and the query API with its search
 //! consumer, all talking HTTP on 127.0.0.1.
 
 use std::path::PathBuf;
@@ -95,7 +95,7 @@ impl Stack {
             .unwrap();
         let command_base = format!("http://127.0.0.1:{}", command.port());
         tokio::spawn(command.run(shutdown.clone()));
-        let saga = OrderProcessWorker::with_gateway(
+        let process = OrderProcessWorker::with_gateway(
             ProcessConfig {
                 consumer: fast_consumer("checkout"),
                 ..ProcessConfig::from_config(&config)
@@ -103,7 +103,7 @@ impl Stack {
             &deps,
             Arc::new(TestCardGateway::new(config.payment_timeout)),
         );
-        tokio::spawn(saga.run(shutdown.clone()));
+        tokio::spawn(process.run(shutdown.clone()));
 
         let projection_deps = ProjectionDeps {
             pool: pool.clone(),
@@ -203,7 +203,7 @@ impl Stack {
         a.body
     }
 
-    /// Polls `path` until `done` holds (outcomes the saga produces asynchronously, so no
+    /// Polls `path` until `done` holds (outcomes the order process produces asynchronously, so no
     /// consistency token exists for them); fails after a minute.
     pub async fn eventually(
         &self,
