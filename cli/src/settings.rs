@@ -159,6 +159,16 @@ pub struct Settings {
         global = true
     )]
     pub return_window_days: u32,
+    /// The largest price or refund, in minor units (so that no total a read model keeps can
+    /// overflow).
+    #[arg(
+        long,
+        env = "MERCATO_MAX_AMOUNT",
+        default_value_t = mercato_command_api::DEFAULT_MAX_AMOUNT,
+        value_parser = clap::value_parser!(i64).range(1..),
+        global = true
+    )]
+    pub max_amount: i64,
     /// The payment gateway (`test`: the test card processor, whose documented tokens
     /// approve, decline or time out; no money moves).
     #[arg(
@@ -197,6 +207,16 @@ pub struct Settings {
         global = true
     )]
     pub replica_id: String,
+    /// Browser origins allowed to call the APIs cross-origin, comma-separated
+    /// (`https://shop.example,https://admin.shop.example`); none by default.
+    #[arg(
+        long,
+        env = "MERCATO_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_parser = parse_origin,
+        global = true
+    )]
+    pub cors_origins: Vec<axum::http::HeaderValue>,
     /// How long a read with `Mercato-Min-Position` waits for the read models, in milliseconds.
     #[arg(
         long,
@@ -213,6 +233,22 @@ pub struct Settings {
         global = true
     )]
     pub shutdown_grace_secs: u64,
+}
+
+/// An origin: `scheme://host[:port]`, nothing more.
+fn parse_origin(s: &str) -> Result<axum::http::HeaderValue, String> {
+    let s = s.trim();
+    let uri: axum::http::Uri = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not an origin: {e}"))?;
+    let plain = uri.scheme().is_some()
+        && uri.authority().is_some()
+        && matches!(uri.path(), "" | "/")
+        && uri.query().is_none();
+    if !plain {
+        return Err(format!("{s:?} is not an origin (scheme://host[:port])"));
+    }
+    axum::http::HeaderValue::from_str(s.trim_end_matches('/')).map_err(|e| e.to_string())
 }
 
 fn parse_snapshot_policy(s: &str) -> Result<SnapshotPolicy, String> {
@@ -251,9 +287,11 @@ impl Settings {
         config.reservation_ttl = Duration::from_secs(self.reservation_ttl_secs.max(1));
         config.return_window_days = self.return_window_days;
         config.payment_gateway = self.payment_gateway;
+        config.max_amount = self.max_amount;
         config.smtp_url = self.smtp_url.clone();
         config.mail_from = self.mail_from.clone();
         config.consumer_prefix = self.subject_prefix.clone();
+        config.cors_origins = self.cors_origins.clone();
         config
     }
 
@@ -264,6 +302,7 @@ impl Settings {
         config.index_dir = self.index_dir.clone();
         config.replica_id = self.replica_id.clone();
         config.min_position_wait = Duration::from_millis(self.min_position_wait_ms);
+        config.cors_origins = self.cors_origins.clone();
         config
     }
 

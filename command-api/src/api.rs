@@ -74,7 +74,10 @@ impl Modify for BearerAuth {
 
 /// The full router (routes, docs, health) over `state`.
 pub(crate) fn router(state: AppState, deps: Option<Dependencies>) -> Router {
-    let body_limit = state.config().body_limit;
+    let http = mercato_web::layers::HttpSettings {
+        body_limit: state.config().body_limit,
+        cors_origins: state.config().cors_origins.clone(),
+    };
     let v1 = Router::new()
         .route("/v1/auth/token", post(auth::token))
         .route("/v1/customers", post(customers::register))
@@ -115,7 +118,7 @@ pub(crate) fn router(state: AppState, deps: Option<Dependencies>) -> Router {
     if let Some(deps) = deps {
         app = app.merge(mercato_web::health::router(deps));
     }
-    mercato_web::layers::finish(app, body_limit)
+    mercato_web::layers::finish(app, &http)
 }
 
 /// The router without health routes, for in-process tests (`tower::ServiceExt::oneshot`).

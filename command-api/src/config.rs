@@ -11,6 +11,11 @@ use secrecy::SecretString;
 
 use crate::gateway::TestCardGateway;
 
+/// The default ceiling of a price or refund: 1,000,000,000 minor units (10 million in a
+/// currency with cents). A checkout multiplies it by at most 999 units of each of 50 lines,
+/// so a day of orders stays far inside a 64-bit total.
+pub const DEFAULT_MAX_AMOUNT: i64 = 1_000_000_000;
+
 /// The payment gateways Mercato can talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PaymentGatewayKind {
@@ -61,6 +66,9 @@ pub struct CommandApiConfig {
     pub admin_password: Option<SecretString>,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
+    /// Browser origins allowed to call the API cross-origin (`MERCATO_CORS_ORIGINS`); none by
+    /// default.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
     /// Which payment gateway authorizes, captures, voids and refunds
     /// (`MERCATO_PAYMENT_GATEWAY`).
     pub payment_gateway: PaymentGatewayKind,
@@ -70,6 +78,8 @@ pub struct CommandApiConfig {
     pub reservation_ttl: Duration,
     /// Days after a line's delivery within which the customer may return it.
     pub return_window_days: u32,
+    /// The largest price or refund in minor units (`MERCATO_MAX_AMOUNT`).
+    pub max_amount: i64,
     /// How often the order process looks for passed deadlines and undispatched commands.
     pub deadline_poll: Duration,
     /// How old a recorded checkout whose order is still missing must be before the order process's
@@ -100,10 +110,12 @@ impl CommandApiConfig {
             admin_email: None,
             admin_password: None,
             body_limit: mercato_web::layers::DEFAULT_BODY_LIMIT,
+            cors_origins: Vec::new(),
             payment_gateway: PaymentGatewayKind::Test,
             payment_timeout: Duration::from_secs(10),
             reservation_ttl: Duration::from_secs(15 * 60),
             return_window_days: 30,
+            max_amount: DEFAULT_MAX_AMOUNT,
             deadline_poll: Duration::from_secs(1),
             checkout_grace: Duration::from_secs(10),
             idempotency_ttl: Duration::from_secs(24 * 3600),

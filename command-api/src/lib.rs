@@ -30,7 +30,7 @@ mod stores;
 
 pub use api::{test_router, ApiDoc, CommandApi};
 pub use catalog::StoreCatalog;
-pub use config::{CommandApiConfig, PaymentGatewayKind};
+pub use config::{CommandApiConfig, PaymentGatewayKind, DEFAULT_MAX_AMOUNT};
 pub use gateway::TestCardGateway;
 pub use notify::NotificationWorker;
 pub use process::{OrderProcessWorker, ProcessConfig};

@@ -41,6 +41,9 @@ pub struct QueryApiConfig {
     pub replica_id: String,
     /// Request body limit.
     pub body_limit: usize,
+    /// Browser origins allowed to call the API cross-origin (`MERCATO_CORS_ORIGINS`); none by
+    /// default.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl QueryApiConfig {
@@ -53,6 +56,7 @@ impl QueryApiConfig {
             index_dir: PathBuf::from("data/search-index"),
             replica_id: "local".into(),
             body_limit: mercato_web::layers::DEFAULT_BODY_LIMIT,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -185,7 +189,11 @@ pub fn router(
         .merge(mercato_web::health::router(
             mercato_web::health::Dependencies { pool, nats },
         ));
-    mercato_web::layers::finish(app, config.body_limit)
+    let http = mercato_web::layers::HttpSettings {
+        body_limit: config.body_limit,
+        cors_origins: config.cors_origins.clone(),
+    };
+    mercato_web::layers::finish(app, &http)
 }
 
 /// The OpenAPI document of every route.

@@ -41,8 +41,16 @@ where
     }
 }
 
-/// Parses a JSON document into `T` with the same problems as the [`Json`] extractor.
+/// Parses a JSON document into `T` with the same problems as the [`Json`] extractor. A NUL
+/// character anywhere (`\u0000` in a string) is refused with 422 `invalid_text`: no field
+/// accepts it, and PostgreSQL refuses it in text.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    if holds_escaped_nul(bytes) {
+        return Err(Problem::unprocessable(
+            "invalid_text",
+            "text must not contain NUL characters (\\u0000)",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = match serde_path_to_error::deserialize(&mut de) {
         Ok(value) => value,
@@ -54,6 +62,23 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     };
     de.end().map_err(|e| json_problem(String::new(), &e))?;
     Ok(value)
+}
+
+/// Whether a JSON document holds a `\u0000` escape (one whose backslash is not itself
+/// escaped).
+fn holds_escaped_nul(bytes: &[u8]) -> bool {
+    let mut backslashes = 0usize;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\\' {
+            backslashes += 1;
+            continue;
+        }
+        if b == b'u' && backslashes % 2 == 1 && bytes.get(i + 1..i + 5) == Some(b"0000") {
+            return true;
+        }
+        backslashes = 0;
+    }
+    false
 }
 
 fn json_problem(path: String, e: &serde_json::Error) -> Problem {
@@ -193,6 +218,15 @@ fn serde_urlencoded_deserializer(query: &str) -> serde_urlencoded::Deserializer<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nul_anywhere_in_a_json_string_is_refused_but_an_escaped_backslash_is_text() {
+        let nul = parse_json::<serde_json::Value>(br#"{"email": "a\u0000@b.c"}"#).unwrap_err();
+        assert_eq!((nul.status().as_u16(), nul.code()), (422, "invalid_text"));
+        // `\\u0000` is a backslash followed by the text `u0000`.
+        assert!(parse_json::<serde_json::Value>(br#"{"note": "\\u0000"}"#).is_ok());
+        assert!(parse_json::<serde_json::Value>(br#"{"note": "\\\u0000"}"#).is_err());
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

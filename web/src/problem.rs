@@ -209,9 +209,7 @@ impl Problem {
             "internal_error",
             "Internal server error",
         )
-        .detail(
-            "the request could not be completed; it is safe to retry with the same Idempotency-Key",
-        )
+        .detail("the request could not be completed; retry it later")
     }
 
     /// The JSON body.

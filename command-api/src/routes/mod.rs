@@ -55,8 +55,18 @@ pub(crate) struct MoneyDto {
 }
 
 impl MoneyDto {
-    pub fn check(&self, field: &str, f: &mut Fields) -> Option<Money> {
+    /// The amount as money, at most `max` minor units (`MERCATO_MAX_AMOUNT`): no accepted
+    /// price or refund can overflow a total a read model sums.
+    pub fn check(&self, field: &str, max: i64, f: &mut Fields) -> Option<Money> {
         let currency = f.check(&format!("{field}.currency"), Currency::new(&self.currency))?;
+        if self.amount > max {
+            f.push(
+                &format!("{field}.amount"),
+                "amount_too_large",
+                format!("amounts are limited to {max} minor units"),
+            );
+            return None;
+        }
         match Money::new(self.amount, currency) {
             Ok(m) => Some(m),
             Err(e) => {

@@ -247,7 +247,9 @@ pub(crate) async fn refund(
     caller.require_admin()?;
     let id = parse_uuid("id", &id)?;
     let mut f = Fields::default();
-    let amount = body.amount.check("amount", &mut f);
+    let amount = body
+        .amount
+        .check("amount", state.config().max_amount, &mut f);
     f.finish()?;
     let amount = amount.unwrap();
     let stores = state.stores();

@@ -102,7 +102,7 @@ pub(crate) async fn create(
     let description = f.check("description", Description::new(&body.description));
     let brand = f.check("brand", Brand::new(&body.brand));
     let category = body.category.check(&mut f);
-    let price = body.price.check("price", &mut f);
+    let price = body.price.check("price", state.config().max_amount, &mut f);
     let attributes = f.check("attributes", Attributes::new(body.attributes.clone()));
     let images = images(&body.images, &mut f);
     f.finish()?;
@@ -216,7 +216,7 @@ pub(crate) async fn change_price(
     caller.require_admin()?;
     let sku = parse_sku(&sku)?;
     let mut f = Fields::default();
-    let price = body.price.check("price", &mut f);
+    let price = body.price.check("price", state.config().max_amount, &mut f);
     f.finish()?;
     let command = ProductCommand::ChangeProductPrice {
         price: price.unwrap(),

@@ -366,3 +366,177 @@ async fn bad_input_on_every_endpoint_is_a_4xx_problem_never_a_5xx() {
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     assert_eq!(spec["paths"].as_object().unwrap().len(), 21);
 }
+
+/// Every route of the OpenAPI document, with every path parameter set to `value`.
+async fn every_route(env: &Env, value: &str) -> Vec<(Method, String)> {
+    let spec: Value = env
+        .http
+        .get(env.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut routes = Vec::new();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        let mut concrete = String::new();
+        let mut rest = path.as_str();
+        while let Some(start) = rest.find('{') {
+            let end = rest.find('}').unwrap();
+            concrete.push_str(&rest[..start]);
+            concrete.push_str(value);
+            rest = &rest[end + 1..];
+        }
+        concrete.push_str(rest);
+        for method in ops.as_object().unwrap().keys() {
+            routes.push((method.to_uppercase().parse().unwrap(), concrete.clone()));
+        }
+    }
+    routes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_characters_anywhere_are_a_4xx_problem_on_every_route() {
+    let env = Env::with(mercato_command_api::CommandApiConfig::for_tests(), false).await;
+    let admin = env.admin().await;
+    let routes = every_route(&env, "A%00").await;
+    assert_eq!(routes.len(), 23, "every route of the command API");
+    let plain = every_route(&env, "00000000-0000-0000-0000-000000000000").await;
+    for (method, path) in routes.iter().chain(&plain) {
+        for (query, body) in [
+            ("", r#"{"email": "ada@example.com", "password": "x"}"#),
+            ("?q=%00", "{}"),
+            (
+                "",
+                r#"{"email": "ada\u0000@example.com", "name": "\u0000", "sku": "A\u0000"}"#,
+            ),
+        ] {
+            let resp = env
+                .http
+                .request(method.clone(), env.url(&format!("{path}{query}")))
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let ct = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let text = resp.text().await.unwrap();
+            let nul = path.contains("%00") || !query.is_empty() || body.contains("\\u0000");
+            if nul {
+                assert!(
+                    (400..500).contains(&status),
+                    "{method} {path}{query} {body}: {status} {text}"
+                );
+                assert_eq!(ct, "application/problem+json", "{method} {path}: {text}");
+            } else {
+                assert!(status < 500, "{method} {path} {body}: {status} {text}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_security_headers_and_tokens_are_never_stored() {
+    let env = Env::with(mercato_command_api::CommandApiConfig::for_tests(), false).await;
+    let resp = env
+        .http
+        .post(env.url("/v1/auth/token"))
+        .json(&json!({"email": "admin@mercato.test", "password": "admin-password"}))
+        .send()
+        .await
+        .unwrap();
+    let headers = resp.headers().clone();
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    // The interactive docs still load under their own policy.
+    let docs = env.http.get(env.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    let csp = docs.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    // Problems too.
+    let missing = env.http.get(env.url("/v1/nothing")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["x-content-type-options"], "nosniff");
+    // No CORS unless origins are configured.
+    let preflight = env
+        .http
+        .request(Method::OPTIONS, env.url("/v1/carts"))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_only_the_configured_origins() {
+    let mut config = mercato_command_api::CommandApiConfig::for_tests();
+    config.cors_origins = vec!["https://shop.example".parse().unwrap()];
+    let env = Env::with(config, false).await;
+    let preflight = |origin: &'static str| {
+        env.http
+            .request(Method::OPTIONS, env.url("/v1/carts"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,idempotency-key",
+            )
+            .send()
+    };
+    let ok = preflight("https://shop.example").await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_and_refunds_above_the_ceiling_are_refused() {
+    let env = Env::with(mercato_command_api::CommandApiConfig::for_tests(), false).await;
+    let admin = env.admin().await;
+    let (s, b) = env
+        .post(
+            "/v1/products",
+            Some(&admin),
+            json!({"sku": "BIG-1", "name": "Yacht", "brand": "B", "category": ["c"],
+                   "price": {"amount": 9_223_372_036_854_775_807i64, "currency": "EUR"}}),
+        )
+        .await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["errors"][0]["code"], "amount_too_large", "{b}");
+    env.product(&admin, "BIG-2", 1).await;
+    let (s, b) = env
+        .post(
+            "/v1/products/BIG-2/price",
+            Some(&admin),
+            json!({"price": {"amount": mercato_command_api::DEFAULT_MAX_AMOUNT + 1, "currency": "EUR"}}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["errors"][0]["code"].as_str()),
+        (422, Some("amount_too_large")),
+        "{b}"
+    );
+}

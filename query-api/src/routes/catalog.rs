@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{db, decode_cursor, encode_cursor, page_limit, MoneyDto};
 use crate::consistency::{wait, Source};
-use crate::respond::{cached, CATALOG_CACHE};
+use crate::respond::{cached, CATALOG_CACHE, PRIVATE_CACHE};
 use crate::AppState;
 
 const CATALOG: Source = Source::Tables(&["catalog", "stock"]);
@@ -172,7 +172,9 @@ pub(crate) async fn get_product(
     let view = row.as_ref().map(product).transpose().map_err(db)?;
     let is_admin = caller.as_ref().is_some_and(Caller::is_admin);
     match view {
-        Some(v) if v.status == "published" || is_admin => cached(&headers, &v, CATALOG_CACHE),
+        Some(v) if v.status == "published" => cached(&headers, &v, CATALOG_CACHE),
+        // What only the admin sees must never sit in a shared cache.
+        Some(v) if is_admin => cached(&headers, &v, PRIVATE_CACHE),
         _ => Err(Problem::not_found(
             "product_not_found",
             format!("no product {sku}"),

@@ -69,12 +69,14 @@ pub(crate) fn encode_cursor(value: &str) -> String {
     URL_SAFE_NO_PAD.encode(value.as_bytes())
 }
 
-/// The value inside a cursor.
+/// The value inside a cursor (text without control characters: a crafted one must never
+/// reach a query).
 pub(crate) fn decode_cursor(cursor: &str) -> Result<String, Problem> {
     URL_SAFE_NO_PAD
         .decode(cursor.as_bytes())
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
+        .filter(|text| !text.chars().any(char::is_control))
         .ok_or_else(|| {
             Problem::bad_request("invalid_cursor", "cursor is not one this API returned")
         })

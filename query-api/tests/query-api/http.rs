@@ -130,7 +130,13 @@ async fn products_page_with_cursors_etags_and_problems() {
         .header(header::AUTHORIZATION, format!("Bearer {admin}"))
         .body(Body::empty())
         .unwrap();
-    assert_eq!(send(&api, req).await.0, StatusCode::OK);
+    let (status, headers, _) = send(&api, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::CACHE_CONTROL],
+        "private, no-cache",
+        "what only the admin sees never sits in a shared cache"
+    );
 
     // Bad input.
     let (status, _, problem) = send(&api, get("/v1/products?limit=0")).await;
@@ -211,4 +217,67 @@ async fn auth_and_read_your_writes() {
             "{path} missing from the OpenAPI document"
         );
     }
+}
+
+#[tokio::test]
+async fn nul_characters_anywhere_are_a_4xx_problem_on_every_route_and_headers_are_safe() {
+    let api = api().await;
+    let (_, _, spec) = send(&api, get("/openapi.json")).await;
+    let admin = api
+        .keys
+        .issue("admin@example.com", Role::Admin)
+        .unwrap()
+        .access_token;
+    let paths = spec["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 12, "every route of the query API");
+    for (path, ops) in paths {
+        let mut concrete = String::new();
+        let mut rest = path.as_str();
+        while let Some(start) = rest.find('{') {
+            concrete.push_str(&rest[..start]);
+            concrete.push_str("A%00");
+            rest = &rest[rest.find('}').unwrap() + 1..];
+        }
+        concrete.push_str(rest);
+        for method in ops.as_object().unwrap().keys() {
+            let with_nul_query = format!(
+                "{}?q=%00&category=%00&cursor=%00",
+                path.replace(['{', '}'], "")
+            );
+            let uris = if concrete == *path {
+                vec![with_nul_query]
+            } else {
+                vec![concrete.clone(), with_nul_query]
+            };
+            for uri in uris {
+                let req = Request::builder()
+                    .method(method.to_uppercase().as_str())
+                    .uri(&uri)
+                    .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+                    .body(Body::empty())
+                    .unwrap();
+                let (status, headers, body) = send(&api, req).await;
+                assert!(status.is_client_error(), "{method} {uri}: {status} {body}");
+                assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+                assert_eq!(headers["x-content-type-options"], "nosniff");
+                assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+            }
+        }
+    }
+    // A crafted cursor that decodes to a NUL is refused, not sent to the database.
+    let cursor = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, "a\0b");
+    let (status, _, problem) = send(&api, get(&format!("/v1/products?cursor={cursor}"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    // Public catalog answers vary by caller; the docs load under their own policy.
+    let (_, headers, _) = send(&api, get("/v1/products?limit=1")).await;
+    assert!(headers
+        .get_all(header::VARY)
+        .iter()
+        .any(|v| v == "authorization"));
+    let (status, headers, _) = send(&api, get("/docs/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
 }
