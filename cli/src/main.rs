@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
             // The read-model schema must exist for a status on a fresh database.
             mercato_cli::migrate(&cli.settings).await?;
             let pool = mercato_event_store::database::connect(&cli.settings.database()).await?;
-            mercato_cli::projections::run(pool, command).await
+            mercato_cli::projections::run(&cli.settings, pool, command).await
         }
         Command::Events(command) => {
             let pool = mercato_event_store::database::connect(&cli.settings.database()).await?;

@@ -1,15 +1,22 @@
-//! `mercato projections`: what the read models are doing, and zero-downtime rebuilds.
+//! `mercato projections`: what the read models are doing, zero-downtime rebuilds, and the
+//! events they parked.
 
 use std::io::Write;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use mercato_nats::dead_letters::{dead_letters, DeadLetter};
+use mercato_projections::parking::{self, ParkedEvent};
 use mercato_projections::rebuild::{
     rebuild, rebuild_all, RebuildOptions, RebuildPhase, RebuildProgress, RebuildReport,
 };
+use mercato_projections::runtime::find;
 use mercato_projections::status::{status as overview, ProjectionOverview};
 use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::Settings;
 
 /// `mercato projections ...`.
 #[derive(Debug, Subcommand)]
@@ -24,6 +31,43 @@ pub enum ProjectionsCommand {
     /// its MERCATO_INDEX_DIR and start it again (it replays the stream while the other
     /// replicas serve).
     Rebuild(RebuildArgs),
+    /// The events projections could not apply and parked, with why (they went on without
+    /// them).
+    Parked {
+        /// Only this projection's.
+        name: Option<String>,
+    },
+    /// Applies a parked event now (after the fix that lets it apply) and unparks it.
+    ///
+    /// Right for projections that add up deltas (`sales`); for one that folds state
+    /// (`orders`, `catalog`, ...) `rebuild` applies the log in order instead.
+    Retry {
+        /// The projection that parked it.
+        name: String,
+        /// The event.
+        event_id: Uuid,
+    },
+    /// Drops a parked event from the list without applying it.
+    Skip {
+        /// The projection that parked it.
+        name: String,
+        /// The event.
+        event_id: Uuid,
+    },
+    /// The dead-letter stream: messages a worker gave up on after its delivery limit.
+    ///
+    /// Projections park what they cannot apply (`parked`); their dead letters come only from
+    /// failures that outlasted every retry, and the next batch reads those events from the
+    /// log again. The order process's and the notification worker's are the operator's.
+    DeadLetters {
+        /// Only this worker's (`projection-sales`, `mercato-checkout`,
+        /// `mercato-notifications`, `search-<replica>`).
+        #[arg(long)]
+        worker: Option<String>,
+        /// At most this many, oldest first.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 /// `mercato projections rebuild`.
@@ -41,7 +85,11 @@ pub struct RebuildArgs {
 }
 
 /// Runs a `projections` subcommand.
-pub async fn run(pool: PgPool, command: ProjectionsCommand) -> anyhow::Result<()> {
+pub async fn run(
+    settings: &Settings,
+    pool: PgPool,
+    command: ProjectionsCommand,
+) -> anyhow::Result<()> {
     match command {
         ProjectionsCommand::Status => {
             let rows = overview(&pool).await?;
@@ -50,14 +98,89 @@ pub async fn run(pool: PgPool, command: ProjectionsCommand) -> anyhow::Result<()
             Ok(())
         }
         ProjectionsCommand::Rebuild(args) => rebuild_command(pool, args).await,
+        ProjectionsCommand::Parked { name } => {
+            if let Some(name) = &name {
+                find(name)?;
+            }
+            let events = parking::parked(&pool, name.as_deref()).await?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(render_parked(&events).as_bytes())?;
+            Ok(())
+        }
+        ProjectionsCommand::Retry { name, event_id } => {
+            parking::retry(&pool, &name, event_id)
+                .await
+                .with_context(|| format!("event {event_id} stays parked"))?;
+            println!("{name}: applied event {event_id}");
+            Ok(())
+        }
+        ProjectionsCommand::Skip { name, event_id } => {
+            parking::skip(&pool, &name, event_id).await?;
+            println!(
+                "{name}: skipped event {event_id}; its effect stays missing from the read model"
+            );
+            Ok(())
+        }
+        ProjectionsCommand::DeadLetters { worker, limit } => {
+            let nats = settings.nats();
+            let (_client, js) = mercato_nats::connect(&nats, "mercato-cli").await?;
+            let letters = dead_letters(&js, &nats, worker.as_deref(), limit).await?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(render_dead_letters(&letters).as_bytes())?;
+            Ok(())
+        }
     }
+}
+
+/// The dead letters as text, one per line, then a count.
+pub fn render_dead_letters(letters: &[DeadLetter]) -> String {
+    let mut text = format!(
+        "{:>6} {:<24} {:<36} {:<28} {:>5}  {}\n",
+        "SEQ", "WORKER", "EVENT", "EVENT TYPE", "TRIES", "ERROR"
+    );
+    for letter in letters {
+        let (id, kind) = match &letter.event {
+            Some(e) => (e.event_id.to_string(), e.event_type.clone()),
+            None => ("(not an event)".to_owned(), String::new()),
+        };
+        text.push_str(&format!(
+            "{:>6} {:<24} {:<36} {:<28} {:>5}  {}\n",
+            letter.sequence, letter.worker, id, kind, letter.deliveries, letter.error
+        ));
+    }
+    text.push_str(&format!("{} dead letters\n", letters.len()));
+    text
+}
+
+/// The parked events as text, one per line, then a count.
+pub fn render_parked(events: &[ParkedEvent]) -> String {
+    let mut text = format!(
+        "{:<12} {:<36} {:>22} {:<28} {}\n",
+        "PROJECTION", "EVENT", "POSITION", "EVENT TYPE", "ERROR"
+    );
+    for e in events {
+        text.push_str(&format!(
+            "{:<12} {:<36} {:>22} {:<28} {} (aggregate {} {} #{}, parked {})\n",
+            e.projection,
+            e.event_id,
+            e.position.to_string(),
+            e.event_type,
+            e.error,
+            e.aggregate_type,
+            e.aggregate_id,
+            e.sequence,
+            e.parked_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        ));
+    }
+    text.push_str(&format!("{} parked\n", events.len()));
+    text
 }
 
 /// The status table as text.
 pub fn render(rows: &[ProjectionOverview]) -> String {
     let mut text = format!(
-        "{:<12} {:>8} {:>22} {:>10} {:>9}  {}\n",
-        "PROJECTION", "VERSION", "POSITION", "LAG", "LAG (s)", "STATE"
+        "{:<12} {:>8} {:>22} {:>10} {:>9} {:>7}  {}\n",
+        "PROJECTION", "VERSION", "POSITION", "LAG", "LAG (s)", "PARKED", "STATE"
     );
     for row in rows {
         let version = match row.version {
@@ -81,12 +204,13 @@ pub fn render(rows: &[ProjectionOverview]) -> String {
             ));
         }
         text.push_str(&format!(
-            "{:<12} {:>8} {:>22} {:>10} {:>9.1}  {}\n",
+            "{:<12} {:>8} {:>22} {:>10} {:>9.1} {:>7}  {}\n",
             row.name,
             version,
             row.position.to_string(),
             row.lag_events,
             row.lag_seconds,
+            row.parked,
             state
         ));
     }

@@ -327,6 +327,16 @@ impl LogReader {
         .await?)
     }
 
+    /// The event `event_id`, if the log holds it.
+    pub async fn event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        let sql = format!("SELECT {SELECT_COLUMNS} FROM events WHERE event_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode_row).transpose()
+    }
+
     /// Whether any aggregate of `aggregate_type` has events.
     pub async fn has_aggregate_type(&self, aggregate_type: &str) -> Result<bool, StoreError> {
         Ok(

@@ -4,6 +4,7 @@
 
 mod config;
 pub mod consumer;
+pub mod dead_letters;
 mod error;
 pub mod headers;
 pub mod relay;

@@ -65,4 +65,15 @@ pub enum ProjectionError {
     /// A position that cannot be stored.
     #[error("position {0} cannot be stored")]
     Position(Position),
+    /// No event has this id in the log.
+    #[error("no event {0} in the log")]
+    UnknownEvent(uuid::Uuid),
+    /// The projection has not parked this event.
+    #[error("projection {projection:?} has no parked event {event_id}")]
+    NotParked {
+        /// The projection.
+        projection: String,
+        /// The event.
+        event_id: uuid::Uuid,
+    },
 }

@@ -17,6 +17,7 @@
 
 mod decode;
 mod error;
+pub mod parking;
 pub mod read_models;
 pub mod rebuild;
 pub mod runtime;

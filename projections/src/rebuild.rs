@@ -27,6 +27,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
+use crate::parking;
 use crate::runtime::{find, registry, Projection, READ_SCHEMA};
 
 /// First key of the rebuild advisory locks (the second is `hashtext(<projection name>)`).
@@ -356,6 +357,13 @@ async fn prepare_shadow(
         // No row: the shadow was left half made. Start over (the schema is dropped below
         // with the other stale shadows).
         if let Some((tx_id, gp, last_event_id)) = row {
+            // A shadow begun before events could be parked has no table for them yet.
+            sqlx::query(&format!(
+                "CREATE TABLE IF NOT EXISTS \"{schema}\".projection_parked \
+                 (LIKE {READ_SCHEMA}.projection_parked INCLUDING ALL)"
+            ))
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             let position = Position::new(tx_id.parse().unwrap_or_default(), gp);
             tracing::info!(projection = name, %position, "resuming an interrupted rebuild");
@@ -387,7 +395,11 @@ async fn prepare_shadow(
     sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
         .execute(&mut *tx)
         .await?;
-    for table in ["projection_status", "projection_sequences"] {
+    for table in [
+        "projection_status",
+        "projection_sequences",
+        "projection_parked",
+    ] {
         sqlx::query(&format!(
             "CREATE TABLE \"{schema}\".{table} (LIKE {READ_SCHEMA}.{table} INCLUDING ALL)"
         ))
@@ -787,9 +799,7 @@ async fn apply_to_shadow(
             event.sequence,
         );
     }
-    if !to_apply.is_empty() {
-        projection.apply(&mut *conn, &to_apply).await?;
-    }
+    parking::apply_or_park(&mut *conn, &*projection, &to_apply).await?;
     if !sequences.is_empty() {
         let mut types = Vec::with_capacity(sequences.len());
         let mut ids = Vec::with_capacity(sequences.len());
@@ -875,6 +885,15 @@ async fn switch_over(
     sqlx::query(&format!(
         "INSERT INTO read.projection_sequences (projection, aggregate_type, aggregate_id, sequence) \
          SELECT projection, aggregate_type, aggregate_id, sequence FROM \"{schema}\".projection_sequences"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM read.projection_parked WHERE projection = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO read.projection_parked SELECT * FROM \"{schema}\".projection_parked"
     ))
     .execute(&mut *tx)
     .await?;

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
-use crate::read_models;
+use crate::{parking, read_models};
 
 /// The schema the live read models are in.
 pub const READ_SCHEMA: &str = "read";
@@ -182,6 +182,8 @@ pub struct BatchOutcome {
     pub applied: usize,
     /// Events already applied before (redeliveries) or not of interest.
     pub skipped: usize,
+    /// Events that could not be applied and were parked (`crate::parking`).
+    pub parked: usize,
     /// The checkpoint after the batch.
     pub position: Position,
 }
@@ -307,7 +309,8 @@ pub async fn apply_batch(
     }
     if !to_apply.is_empty() {
         let refs: Vec<&RecordedEvent> = to_apply.iter().collect();
-        projection.apply(&mut tx, &refs).await?;
+        outcome.parked = parking::apply_or_park(&mut tx, projection, &refs).await?;
+        outcome.applied -= outcome.parked;
     }
 
     if !changed.is_empty() {
@@ -413,6 +416,7 @@ async fn skip_foreign(
     Ok(Some(BatchOutcome {
         applied: 0,
         skipped: events.len(),
+        parked: 0,
         position: last.position,
     }))
 }
@@ -704,8 +708,11 @@ pub async fn update_lag(
         .set(health.events_behind as f64);
     metrics::gauge!("projection_lag_seconds", "projection" => label.clone())
         .set(health.seconds_behind);
-    metrics::gauge!("projection_position", "projection" => label)
+    metrics::gauge!("projection_position", "projection" => label.clone())
         .set(position.global_position() as f64);
+    let parked = parking::parked_counts(pool).await?;
+    metrics::gauge!("projection_parked_events", "projection" => label)
+        .set(parked.get(name).copied().unwrap_or(0) as f64);
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! The state of every projection, as `mercato projections status` prints it: version,
-//! position, lag, and whether it is live, rebuilding or failed.
+//! position, lag, whether it is live, rebuilding or failed, and how many events it parked.
 //!
 //! Lag is computed now from the log (not the worker's last report), and `rebuilding` means a
 //! rebuild holds the projection's lock right now; a shadow left by an interrupted rebuild is
@@ -11,6 +11,7 @@ use mercato_event_store::{LogReader, Position};
 use sqlx::PgPool;
 
 use crate::error::ProjectionError;
+use crate::parking::parked_counts;
 use crate::rebuild::{shadow_schema, REBUILD_LOCK_CLASS};
 use crate::runtime::registry;
 
@@ -71,6 +72,8 @@ pub struct ProjectionOverview {
     pub state: ProjectionState,
     /// Why it failed.
     pub error: Option<String>,
+    /// Events it could not apply and parked (`mercato projections parked`).
+    pub parked: i64,
     /// A rebuild's shadow, if one exists.
     pub rebuild: Option<ShadowState>,
     /// When the live status row last changed.
@@ -90,6 +93,7 @@ type LiveRow = (
 /// Every registered PostgreSQL projection's status, in registry order.
 pub async fn status(pool: &PgPool) -> Result<Vec<ProjectionOverview>, ProjectionError> {
     let reader = LogReader::new(pool.clone());
+    let parked = parked_counts(pool).await?;
     let mut out = Vec::new();
     for projection in registry() {
         let name = projection.name();
@@ -141,6 +145,7 @@ pub async fn status(pool: &PgPool) -> Result<Vec<ProjectionOverview>, Projection
             lag_seconds: health.seconds_behind,
             state,
             error,
+            parked: parked.get(name).copied().unwrap_or(0),
             rebuild,
             updated_at,
         });

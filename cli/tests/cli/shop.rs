@@ -96,11 +96,14 @@ async fn count_events(db: &TestDatabase, event_type: &str) -> (i64, i64) {
 }
 
 /// Runs an ops command of `mercato` against the test database; returns its stdout.
-fn ops(db: &TestDatabase, args: &[&str]) -> String {
+fn ops(db: &TestDatabase, nats: &TestNats, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_mercato"))
         .args(args)
         .env("MERCATO_DATABASE_URL", database_url(db))
         .env("MERCATO_DATABASE_MAX_CONNECTIONS", "4")
+        .env("MERCATO_NATS_URL", &nats.config.url)
+        .env("MERCATO_STREAM", &nats.config.stream)
+        .env("MERCATO_SUBJECT_PREFIX", &nats.config.subject_prefix)
         .output()
         .unwrap();
     assert!(
@@ -169,7 +172,7 @@ async fn serve_runs_the_whole_shop_in_one_process() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // Ops: the status table, and a rebuild of every projection while the shop keeps running.
-    let status = ops(&db, &["projections", "status"]);
+    let status = ops(&db, &nats, &["projections", "status"]);
     for name in ["catalog", "stock", "carts", "orders", "customers", "sales"] {
         assert!(
             status
@@ -178,7 +181,15 @@ async fn serve_runs_the_whole_shop_in_one_process() {
             "{name} is listed as live:\n{status}"
         );
     }
-    let rebuilt = ops(&db, &["projections", "rebuild", "--all"]);
+    // Nothing parked, nothing dead-lettered in a healthy shop.
+    assert!(
+        status.lines().next().unwrap().contains("PARKED"),
+        "{status}"
+    );
+    assert!(ops(&db, &nats, &["projections", "parked"]).ends_with("\n0 parked\n"));
+    let letters = ops(&db, &nats, &["projections", "dead-letters"]);
+    assert!(letters.ends_with("\n0 dead letters\n"), "{letters}");
+    let rebuilt = ops(&db, &nats, &["projections", "rebuild", "--all"]);
     assert_eq!(
         rebuilt.lines().filter(|l| l.contains("live at")).count(),
         6,

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mercato_event_store::testing::TestDatabase;
+use mercato_nats::dead_letters::dead_letters;
 use mercato_nats::{headers, ConsumerConfig, Delivery, Handler, HandlerError, Worker};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -145,6 +146,22 @@ async fn a_failing_event_is_redelivered_and_a_poison_event_is_dead_lettered_with
         headers::get(&dead[0].headers, headers::DLQ_DELIVERIES),
         Some("3")
     );
+    // What `mercato projections dead-letters` lists, per worker.
+    let listed = dead_letters(&nats.js, &nats.config, Some("projector"), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].event.as_ref().map(|e| e.event_id), Some(poison));
+    assert_eq!(
+        (listed[0].worker.as_str(), listed[0].deliveries),
+        ("projector", 3)
+    );
+    assert!(listed[0].error.contains("cannot apply"));
+    assert_eq!(listed[0].stream_sequence, 11);
+    let others = dead_letters(&nats.js, &nats.config, Some("mailer"), 10)
+        .await
+        .unwrap();
+    assert!(others.is_empty());
 
     // Nothing is left pending: everything was acked, including the dead letter.
     let stream = nats.js.get_stream(&nats.config.stream).await.unwrap();

@@ -115,15 +115,16 @@ impl Projection for Sales {
                         let lines = o.lines.as_array().cloned().unwrap_or_default();
                         let day = daily.entry((o.day, o.currency.clone())).or_default();
                         day.orders += 1;
-                        day.revenue_amount += o.total_amount;
+                        add(event, &mut day.revenue_amount, o.total_amount)?;
                         for line in &lines {
                             let units = line["quantity"].as_i64().unwrap_or(0);
-                            day.units += units;
+                            add(event, &mut day.units, units)?;
                             let sku = line["sku"].as_str().unwrap_or_default().to_owned();
                             let entry = by_sku.entry((o.day, sku, o.currency.clone())).or_default();
                             entry.name = line["name"].as_str().unwrap_or_default().to_owned();
-                            entry.units += units;
-                            entry.revenue_amount += line["line_total"].as_i64().unwrap_or(0);
+                            add(event, &mut entry.units, units)?;
+                            let total = line["line_total"].as_i64().unwrap_or(0);
+                            add(event, &mut entry.revenue_amount, total)?;
                         }
                     }
                     "confirmed".to_owned()
@@ -136,7 +137,11 @@ impl Projection for Sales {
                 } => {
                     let day = event.recorded_at.date_naive();
                     let currency = amount.currency().as_str().to_owned();
-                    *refunds.entry((day, currency.clone())).or_default() += amount.amount();
+                    add(
+                        event,
+                        refunds.entry((day, currency.clone())).or_default(),
+                        amount.amount(),
+                    )?;
                     let names = orders
                         .get(&order_id)
                         .and_then(|o| o.lines.as_array().cloned())
@@ -152,8 +157,8 @@ impl Projection for Sales {
                             .and_then(|l| l["name"].as_str())
                             .unwrap_or_default()
                             .to_owned();
-                        entry.units += i64::from(line.quantity.get());
-                        entry.revenue_amount += line.amount.amount();
+                        add(event, &mut entry.units, i64::from(line.quantity.get()))?;
+                        add(event, &mut entry.revenue_amount, line.amount.amount())?;
                     }
                     tag(&status)
                 }
@@ -250,6 +255,18 @@ impl Projection for Sales {
         }
         Ok(())
     }
+}
+
+/// `total += value`, or the event is one whose sums the read model cannot hold (it is
+/// parked, ADR 0012; the column would overflow just the same).
+fn add(event: &RecordedEvent, total: &mut i64, value: i64) -> Result<(), ProjectionError> {
+    *total = total
+        .checked_add(value)
+        .ok_or_else(|| ProjectionError::Invalid {
+            event_id: event.event_id,
+            reason: format!("a sum overflows: {total} + {value}"),
+        })?;
+    Ok(())
 }
 
 /// A row of `sales_orders`.

@@ -1,5 +1,6 @@
 //! Integration tests of the projections (real PostgreSQL and NATS JetStream).
 
+mod parking;
 mod read_models;
 mod rebuild;
 mod restart;

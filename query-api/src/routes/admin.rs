@@ -188,6 +188,8 @@ pub(crate) struct ProjectionView {
     /// `live`, `rebuilding` (a rebuild is running now), `failed` or `not started`.
     state: String,
     error: Option<String>,
+    /// Events it could not apply and parked (`mercato projections parked` lists them).
+    parked: i64,
     updated_at: Option<chrono::DateTime<chrono::Utc>>,
     /// A rebuild's shadow: running, or left by an interrupted rebuild (a rerun resumes it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -236,6 +238,7 @@ pub(crate) async fn projections(
             lag_seconds: s.lag_seconds,
             state: s.state.to_string(),
             error: s.error,
+            parked: s.parked,
             updated_at: s.updated_at,
             rebuild: s.rebuild.map(|r| RebuildView {
                 version: r.version,
@@ -259,6 +262,7 @@ pub(crate) async fn projections(
         lag_seconds: lag.seconds_behind,
         state: "live".into(),
         error: None,
+        parked: 0,
         updated_at: None,
         rebuild: None,
     });
