@@ -25,7 +25,7 @@ pub mod values;
 mod test_support;
 
 pub use money::{Currency, Money, MoneyError};
-pub use personal::Personal;
+pub use personal::{DataSubject, Personal};
 pub use values::ValueError;
 
 /// What kind of refusal a domain error is; an API maps each kind to one status.

@@ -23,6 +23,12 @@ pub struct BenchEnv {
 
 impl BenchEnv {
     pub async fn new(server_url: &str, nats_url: &str) -> anyhow::Result<Self> {
+        // A throw-away master key: the scratch database is dropped after the run.
+        let (key, _) = mercato_event_store::privacy::MasterKey::generate();
+        mercato_event_store::privacy::install(mercato_event_store::privacy::MasterKeys::new(
+            key,
+            vec![],
+        ))?;
         let db_name = format!("mercato_bench_{}", Uuid::new_v4().simple());
         let base = server_url.rsplit_once('/').map_or(server_url, |(b, _)| b);
         let database = DatabaseConfig {

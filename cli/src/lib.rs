@@ -3,6 +3,7 @@
 
 mod app;
 pub mod events;
+pub mod privacy;
 pub mod projections;
 pub mod seed;
 mod settings;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Read the event log: export it to files or follow it live.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Personal data: master keys and their rotation.
+    #[command(subcommand)]
+    Privacy(privacy::PrivacyCommand),
 }
 
 /// `mercato serve` options.

@@ -14,13 +14,31 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         // Their stdout is data; logs go to stderr.
-        Command::Events(_) | Command::Projections(_) | Command::Seed(_) => {
+        Command::Events(_) | Command::Projections(_) | Command::Seed(_) | Command::Privacy(_) => {
             mercato_telemetry::init_stderr("mercato")
         }
         _ => mercato_telemetry::init("mercato"),
     }
     // Before any part starts, so no early metric is dropped.
     mercato_telemetry::metrics();
+    // The master keys of personal data (ADR 0013): a process that serves makes the key file
+    // if there is none; a tool uses them if configured (and fails where it needs them).
+    let serves = matches!(
+        cli.command,
+        Command::Serve(_)
+            | Command::CommandApi
+            | Command::QueryApi
+            | Command::Worker(_)
+            | Command::Relay
+            | Command::Migrate
+    );
+    if !matches!(cli.command, Command::Seed(_) | Command::Privacy(_)) {
+        match cli.settings.master_keys(serves) {
+            Ok(keys) => mercato_event_store::privacy::install(keys)?,
+            Err(e) if !serves => tracing::debug!(error = %e, "no master data key"),
+            Err(e) => return Err(e),
+        }
+    }
     match cli.command {
         Command::Migrate => mercato_cli::migrate(&cli.settings).await,
         Command::Serve(args) => mercato_cli::serve(cli.settings, args).await,
@@ -57,5 +75,6 @@ async fn main() -> anyhow::Result<()> {
                 EventsCommand::Tail(args) => mercato_cli::events::tail(pool, args).await,
             }
         }
+        Command::Privacy(command) => mercato_cli::privacy::run(&cli.settings, command).await,
     }
 }

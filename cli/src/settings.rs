@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
+use mercato_event_store::privacy::{MasterKey, MasterKeys};
 use mercato_event_store::{DatabaseConfig, SnapshotPolicy};
 use mercato_nats::{NatsConfig, RelayConfig};
 use secrecy::SecretString;
@@ -207,6 +208,30 @@ pub struct Settings {
         global = true
     )]
     pub replica_id: String,
+    /// Master key of personal data (32 bytes, base64; `mercato privacy new-key` makes one):
+    /// wraps every data subject's key (ADR 0013). The same on every process. Takes
+    /// precedence over MERCATO_DATA_KEY_FILE.
+    #[arg(long, env = "MERCATO_DATA_KEY", hide_env_values = true, global = true)]
+    pub data_key: Option<SecretString>,
+    /// File holding the master key (base64). Without MERCATO_DATA_KEY and without this
+    /// file, a process that serves creates it with a new key: keep it, and back it up apart
+    /// from the database.
+    #[arg(
+        long,
+        env = "MERCATO_DATA_KEY_FILE",
+        default_value = "data/data-key",
+        global = true
+    )]
+    pub data_key_file: std::path::PathBuf,
+    /// Earlier master keys, comma-separated: they unwrap the data keys that
+    /// `mercato privacy rotate` has not rewrapped yet.
+    #[arg(
+        long,
+        env = "MERCATO_DATA_KEY_PREVIOUS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub data_key_previous: Option<SecretString>,
     /// Browser origins allowed to call the APIs cross-origin, comma-separated
     /// (`https://shop.example,https://admin.shop.example`); none by default.
     #[arg(
@@ -257,6 +282,51 @@ fn parse_snapshot_policy(s: &str) -> Result<SnapshotPolicy, String> {
 }
 
 impl Settings {
+    /// The master keys of personal data: MERCATO_DATA_KEY, else the key file. Without
+    /// either, `create` makes the file with a new key (a process that serves); otherwise
+    /// it is an error.
+    pub fn master_keys(&self, create: bool) -> anyhow::Result<MasterKeys> {
+        use anyhow::Context;
+        use secrecy::ExposeSecret;
+        let current = match &self.data_key {
+            Some(key) => MasterKey::from_base64(key.expose_secret())
+                .context("MERCATO_DATA_KEY is not a 32-byte base64 key")?,
+            None => {
+                let path = &self.data_key_file;
+                match std::fs::read_to_string(path) {
+                    Ok(text) => MasterKey::from_base64(&text).with_context(|| {
+                        format!("{} does not hold a 32-byte base64 key", path.display())
+                    })?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                        create_key_file(path)?
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!(
+                                "no master data key: set MERCATO_DATA_KEY or MERCATO_DATA_KEY_FILE ({} cannot be read)",
+                                path.display()
+                            )
+                        })
+                    }
+                }
+            }
+        };
+        let previous = self
+            .data_key_previous
+            .as_ref()
+            .map(|keys| {
+                keys.expose_secret()
+                    .split(',')
+                    .filter(|k| !k.trim().is_empty())
+                    .map(MasterKey::from_base64)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .context("MERCATO_DATA_KEY_PREVIOUS holds a key that is not 32 bytes of base64")?
+            .unwrap_or_default();
+        Ok(MasterKeys::new(current, previous))
+    }
+
     /// The database part.
     pub fn database(&self) -> DatabaseConfig {
         DatabaseConfig {
@@ -315,4 +385,37 @@ impl Settings {
             ..RelayConfig::default()
         }
     }
+}
+
+/// Writes a new master key to `path` (owner-only permissions) and returns it; if another
+/// process made the file first, theirs.
+fn create_key_file(path: &std::path::Path) -> anyhow::Result<MasterKey> {
+    use std::io::Write;
+    let (key, text) = MasterKey::generate();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Written aside, then linked into place: the file appears whole or not at all.
+    let staged = path.with_extension(format!("new-{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&staged)?;
+    writeln!(file, "{text}")?;
+    file.sync_all()?;
+    let linked = std::fs::hard_link(&staged, path);
+    std::fs::remove_file(&staged)?;
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return MasterKey::from_base64(&std::fs::read_to_string(path)?)
+                .map_err(anyhow::Error::from);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::warn!(path = %path.display(), key_id = key.id(),
+        "created a new master data key; keep this file and back it up apart from the database \
+         (without it no personal data can be read), or set MERCATO_DATA_KEY");
+    Ok(key)
 }

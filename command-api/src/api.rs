@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
-use axum::routing::{patch, post};
+use axum::routing::{delete, patch, post};
 use axum::Router;
 use mercato_event_store::SnapshotPolicy;
 use mercato_web::health::Dependencies;
@@ -44,6 +44,7 @@ use crate::state::{AppState, Deps};
         orders::deliver,
         orders::refund,
         orders::request_return,
+        orders::erase_personal_data,
         returns::receive,
     ),
     components(schemas(mercato_web::problem::ProblemBody, mercato_web::FieldError)),
@@ -108,6 +109,10 @@ pub(crate) fn router(state: AppState, deps: Option<Dependencies>) -> Router {
         .route("/v1/orders/{id}/deliveries", post(orders::deliver))
         .route("/v1/orders/{id}/refunds", post(orders::refund))
         .route("/v1/orders/{id}/returns", post(orders::request_return))
+        .route(
+            "/v1/orders/{id}/personal-data",
+            delete(orders::erase_personal_data),
+        )
         .route("/v1/returns/{id}/receive", post(returns::receive))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

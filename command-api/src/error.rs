@@ -4,6 +4,7 @@ use std::fmt::Display;
 
 use axum::http::StatusCode;
 use mercato_aggregates::{ErrorCode, ErrorKind, ValueError};
+use mercato_event_store::privacy::PrivacyError;
 use mercato_event_store::EventStoreError;
 use mercato_web::{FieldError, Problem};
 
@@ -52,11 +53,39 @@ where
         EventStoreError::EventTooLarge { .. } => {
             Problem::unprocessable("too_large", "the change is too large to record")
         }
+        EventStoreError::Erased { .. } => erased_problem(),
         EventStoreError::Unavailable(e) => {
             tracing::warn!(error = %e, "event store unavailable");
             Problem::unavailable("store_unavailable", "the event store is unavailable", 1)
         }
         other => Problem::internal(format!("{other}: {:?}", std::error::Error::source(&other))),
+    }
+}
+
+/// Personal data that could not be sealed or revealed.
+pub(crate) fn privacy_problem(err: PrivacyError) -> Problem {
+    match err {
+        PrivacyError::Erased(_) => erased_problem(),
+        PrivacyError::Database(e) => db_problem(e),
+        other => Problem::internal(other),
+    }
+}
+
+/// A write of personal data of an erased subject.
+fn erased_problem() -> Problem {
+    Problem::conflict(
+        "personal_data_erased",
+        "this customer's or order's personal data was erased; nothing new can be recorded for it",
+    )
+}
+
+/// A pending checkout that could not be recorded.
+pub(crate) fn pending_problem(err: crate::pending::PendingError) -> Problem {
+    use crate::pending::PendingError as E;
+    match err {
+        E::Database(e) => db_problem(e),
+        E::Privacy(e) => privacy_problem(e),
+        E::Encode(e) => Problem::internal(e),
     }
 }
 

@@ -32,7 +32,7 @@ pub use api::{test_router, ApiDoc, CommandApi};
 pub use catalog::StoreCatalog;
 pub use config::{CommandApiConfig, PaymentGatewayKind, DEFAULT_MAX_AMOUNT};
 pub use gateway::TestCardGateway;
-pub use notify::NotificationWorker;
+pub use notify::{NotificationWorker, Recorded};
 pub use process::{OrderProcessWorker, ProcessConfig};
 pub use services::checkout::order_id_for;
 pub use state::Deps;

@@ -3,7 +3,9 @@
 //!
 //! At most one notification per event: the `command.notifications` row (keyed by event id)
 //! is written before the email is sent, and removed again if sending fails so that the
-//! redelivery retries. Without `smtp_url` the rendered message is only recorded.
+//! redelivery retries. Without `smtp_url` the rendered message is only recorded. The row's
+//! message (recipient, subject, body) is sealed with the recipient's data key, so it reads
+//! as erased once they are (ADR 0013).
 
 use std::sync::Arc;
 
@@ -13,9 +15,12 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use mercato_aggregates::customer::Customer;
 use mercato_aggregates::order::{Order, OrderEvent};
 use mercato_aggregates::upcasting::{decode, upcasters};
+use mercato_aggregates::{DataSubject, Personal};
+use mercato_event_store::privacy;
 use mercato_event_store::AggregateStore;
 use mercato_nats::{ConsumerConfig, Delivery, Handler, HandlerError, NatsConfig, Worker};
 use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -113,23 +118,28 @@ const NOTIFIED: &[&str] = &[
 ];
 
 impl Notifier {
-    /// The recipient of an order's emails and how to greet them: the customer's account, or
-    /// a guest's email; `None` for a forgotten customer.
-    async fn recipient(&self, order: &Order) -> Result<Option<(String, String)>, HandlerError> {
+    /// The recipient of an order's emails, how to greet them, and whose personal data that
+    /// is: the customer's account, or a guest's email; `None` once erased.
+    async fn recipient(
+        &self,
+        order: &Order,
+    ) -> Result<Option<(String, String, DataSubject)>, HandlerError> {
         if let Some(email) = order.guest_email() {
-            return Ok(Some((
-                email.expose().as_str().to_owned(),
-                "Hello,".to_owned(),
-            )));
+            return Ok(email
+                .expose()
+                .map(|e| (e.as_str().to_owned(), "Hello,".to_owned(), email.subject())));
         }
         let Some(customer_id) = order.customer_id() else {
             return Ok(None);
         };
         let (customer, _) = self.customers.load(&customer_id.to_string()).await?;
-        Ok(match (customer.email(), customer.name()) {
+        let email = customer.email().and_then(Personal::expose);
+        let name = customer.name().and_then(Personal::expose);
+        Ok(match (email, name) {
             (Some(email), Some(name)) => Some((
-                email.expose().as_str().to_owned(),
-                format!("Hello {},", name.expose()),
+                email.as_str().to_owned(),
+                format!("Hello {name},"),
+                DataSubject::Customer(customer_id),
             )),
             // Forgotten (or unknown) customers get nothing.
             _ => None,
@@ -141,9 +151,10 @@ impl Notifier {
         if e.aggregate_type != "Order" || !NOTIFIED.contains(&e.event_type.as_str()) {
             return Ok(());
         }
-        let event: OrderEvent = decode(&e.event_type, &e.event_version, &e.payload)?;
+        let event: OrderEvent =
+            decode(&e.aggregate_id, &e.event_type, &e.event_version, &e.payload)?;
         let (order, _) = self.orders.load(&e.aggregate_id).await?;
-        let Some((email, greeting)) = self.recipient(&order).await? else {
+        let Some((email, greeting, data_subject)) = self.recipient(&order).await? else {
             return Ok(());
         };
         let order_ref = &e.aggregate_id[..8.min(e.aggregate_id.len())];
@@ -159,16 +170,25 @@ impl Notifier {
         } else {
             "recorded"
         };
+        // The record of the email is sealed with the recipient's data key (ADR 0013).
+        let record = Personal::new(
+            data_subject,
+            Recorded {
+                to: email.clone(),
+                subject: subject.clone(),
+                body: body.clone(),
+            },
+        );
+        let mut message = serde_json::to_value(&record)?;
+        privacy::seal(&self.pool, &mut [&mut message]).await?;
         let inserted = sqlx::query(
-            "INSERT INTO command.notifications (event_id, order_id, kind, recipient, subject, body, delivery) \
-             VALUES ($1, $2::uuid, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            "INSERT INTO command.notifications (event_id, order_id, kind, message, delivery) \
+             VALUES ($1, $2::uuid, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(e.event_id)
         .bind(&e.aggregate_id)
         .bind(kind)
-        .bind(&email)
-        .bind(&subject)
-        .bind(&body)
+        .bind(message)
         .bind(delivery_kind)
         .execute(&self.pool)
         .await?
@@ -201,6 +221,17 @@ impl Notifier {
         tracing::info!(event_id = %e.event_id, kind, "notification sent");
         Ok(())
     }
+}
+
+/// An email as `command.notifications.message` records it (sealed).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Recorded {
+    /// The recipient's address.
+    pub to: String,
+    /// The subject line.
+    pub subject: String,
+    /// The text.
+    pub body: String,
 }
 
 /// The kind, subject and text of the email about `event`, if it gets one.

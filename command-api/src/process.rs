@@ -202,20 +202,24 @@ impl ProcessHandler {
 /// The process's view of a delivered event, if it reacts to it.
 fn process_input(delivery: &Delivery) -> Result<Option<ProcessInput>, HandlerError> {
     let e = &delivery.event;
-    let (kind, version, payload) = (&e.event_type, &e.event_version, &e.payload);
+    let (id, kind, version, payload) =
+        (&e.aggregate_id, &e.event_type, &e.event_version, &e.payload);
     let event = match e.aggregate_type.as_str() {
         "Order" => {
             let order_id: OrderId = e.aggregate_id.parse()?;
-            let event: OrderEvent = decode(kind, version, payload)?;
+            // The process needs no personal data: it reads an order's as withheld.
+            let mut payload = payload.clone();
+            mercato_event_store::privacy::redact(&mut payload);
+            let event: OrderEvent = decode(id, kind, version, &payload)?;
             ProcessEvent::from_order_event(order_id, &event)
         }
         "Stock" => {
-            let event: StockEvent = decode(kind, version, payload)?;
+            let event: StockEvent = decode(id, kind, version, payload)?;
             ProcessEvent::from_stock_event(&event)
         }
         "Payment" => {
             let payment_id: PaymentId = e.aggregate_id.parse()?;
-            let event: PaymentEvent = decode(kind, version, payload)?;
+            let event: PaymentEvent = decode(id, kind, version, payload)?;
             ProcessEvent::from_payment_event(payment_id, &event)
         }
         _ => None,

@@ -24,6 +24,9 @@ pub enum StoreError {
     /// A setting cannot be used.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Personal data could not be revealed (keys, configuration).
+    #[error(transparent)]
+    Privacy(#[from] crate::privacy::PrivacyError),
 }
 
 /// Why a command against an aggregate did not commit.
@@ -59,6 +62,12 @@ pub enum EventStoreError<E: StdError> {
         bytes: usize,
         /// The limit.
         limit: usize,
+    },
+    /// The command would write personal data of a subject whose data was erased.
+    #[error("the personal data of {subject} was erased")]
+    Erased {
+        /// The erased data subject.
+        subject: String,
     },
     /// PostgreSQL could not be reached.
     #[error("event store unavailable")]

@@ -12,6 +12,7 @@ pub mod database;
 mod error;
 mod metadata;
 mod position;
+pub mod privacy;
 mod reader;
 mod store;
 #[cfg(feature = "test-support")]
@@ -22,7 +23,7 @@ pub use database::DatabaseConfig;
 pub use error::{EventStoreError, StoreError};
 pub use metadata::EventMetadata;
 pub use position::{Position, PositionParseError};
-pub use reader::{EncodedEvent, LogFilter, LogHealth, LogReader, RecordedEvent};
+pub use reader::{EncodedEvent, LogFilter, LogHealth, LogReader, PersonalData, RecordedEvent};
 pub use store::{AggregateStore, Committed, SnapshotPolicy, MAX_EVENT_BYTES};
 
 /// The PostgreSQL channel on which inserts into `events` are announced.

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::error::StoreError;
 use crate::metadata::EventMetadata;
 use crate::position::Position;
+use crate::privacy;
 
 /// One committed event as it stands in the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,10 +104,43 @@ pub struct LogHealth {
     pub oldest_open_transaction_seconds: f64,
 }
 
+/// What a reader does with the sealed personal data in the events it hands out
+/// (`crate::privacy`, ADR 0013).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PersonalData {
+    /// As stored: sealed (what the relay publishes).
+    #[default]
+    Sealed,
+    /// Revealed with the subjects' keys; an erased subject's values read as erased (what the
+    /// read models need).
+    Revealed,
+    /// Withheld: every personal value reads as redacted (exports without personal data).
+    Redacted,
+}
+
+impl PersonalData {
+    /// Applies this treatment to `events` (read on `executor`).
+    pub async fn apply<'e, E: sqlx::PgExecutor<'e>>(
+        self,
+        executor: E,
+        events: &mut [RecordedEvent],
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sealed => {}
+            Self::Revealed => privacy::reveal_events(executor, events).await?,
+            Self::Redacted => events
+                .iter_mut()
+                .for_each(|e| privacy::redact(&mut e.payload)),
+        }
+        Ok(())
+    }
+}
+
 /// Reads the log in its one total order.
 #[derive(Debug, Clone)]
 pub struct LogReader {
     pool: PgPool,
+    personal: PersonalData,
 }
 
 // The text form of `tx_id` must not be called `tx_id`: PostgreSQL resolves `ORDER BY tx_id` to an
@@ -143,9 +177,18 @@ fn bind_filter<'q>(
 }
 
 impl LogReader {
-    /// A reader over the `events` table of `pool`'s database.
+    /// A reader over the `events` table of `pool`'s database, handing out personal data
+    /// sealed, as stored.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            personal: PersonalData::Sealed,
+        }
+    }
+
+    /// The same reader, treating personal data as `personal` says.
+    pub fn with_personal_data(self, personal: PersonalData) -> Self {
+        Self { personal, ..self }
     }
 
     /// Up to `limit` events after `after`, in log order, from transactions that have ended.
@@ -155,7 +198,9 @@ impl LogReader {
         filter: &LogFilter,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        read_with(&self.pool, after, filter, limit).await
+        let mut events = read_with(&self.pool, after, filter, limit).await?;
+        self.personal.apply(&self.pool, &mut events).await?;
+        Ok(events)
     }
 
     /// [`LogReader::read`] on a connection the caller holds (inside its transaction), so a
@@ -165,8 +210,11 @@ impl LogReader {
         after: Position,
         filter: &LogFilter,
         limit: usize,
+        personal: PersonalData,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        read_with(conn, after, filter, limit).await
+        let mut events = read_with(&mut *conn, after, filter, limit).await?;
+        personal.apply(&mut *conn, &mut events).await?;
+        Ok(events)
     }
 
     /// How many readable events [`LogReader::read`] would return after `after` without a limit
@@ -334,7 +382,14 @@ impl LogReader {
             .bind(event_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(decode_row).transpose()
+        let mut events: Vec<RecordedEvent> = row
+            .as_ref()
+            .map(decode_row)
+            .transpose()?
+            .into_iter()
+            .collect();
+        self.personal.apply(&self.pool, &mut events).await?;
+        Ok(events.pop())
     }
 
     /// Whether any aggregate of `aggregate_type` has events.

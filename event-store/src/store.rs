@@ -4,14 +4,15 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{EventUpcaster, PersistedEventStore};
-use cqrs_es::{Aggregate, AggregateError, DomainEvent, EventStore as _};
+use cqrs_es::persist::{EventUpcaster, PersistedEventRepository, PersistenceError};
+use cqrs_es::{Aggregate, DomainEvent};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
 use crate::error::EventStoreError;
 use crate::metadata::EventMetadata;
 use crate::position::Position;
+use crate::privacy::{self, PrivacyError};
 
 /// How often each aggregate type writes a snapshot (every N events; `off` for never).
 ///
@@ -100,12 +101,14 @@ pub struct Committed {
 /// Loads aggregates (from the latest snapshot plus later events), runs commands, and appends
 /// the resulting events in one transaction.
 ///
-/// Loading goes through postgres-es (snapshot, then later events, with upcasters). Appending is
-/// one statement of Mercato's own: every new event and, when one is due, the snapshot, written
-/// atomically in a single round trip that also returns the log position (see
-/// `docs/adr/0001-event-store.md`).
+/// Loading reads through postgres-es (snapshot, then later events), reveals their sealed
+/// personal data (one key query), applies the upcasters and folds the events. Appending is
+/// one statement of Mercato's own: every new event and, when one is due, the snapshot, sealed
+/// and written atomically in a single round trip that also returns the log position (see
+/// `docs/adr/0001-event-store.md` and `docs/adr/0013-crypto-shredding.md`).
 pub struct AggregateStore<A: Aggregate> {
-    inner: PersistedEventStore<PostgresEventRepository, A>,
+    repo: PostgresEventRepository,
+    upcasters: Vec<Box<dyn EventUpcaster>>,
     services: A::Services,
     pool: PgPool,
     snapshot_every: Option<NonZeroUsize>,
@@ -117,37 +120,100 @@ where
 {
     /// A store for aggregate type `A` with the snapshot interval `policy` gives it.
     pub fn new(pool: PgPool, services: A::Services, policy: &SnapshotPolicy) -> Self {
-        let repo = PostgresEventRepository::new(pool.clone());
-        let snapshot_every = policy.every(A::TYPE);
-        let inner = match snapshot_every {
-            Some(n) => PersistedEventStore::new_snapshot_store(repo, n.get()),
-            None => PersistedEventStore::new_event_store(repo),
-        };
         Self {
-            inner,
+            repo: PostgresEventRepository::new(pool.clone()),
+            upcasters: Vec::new(),
             services,
             pool,
-            snapshot_every,
+            snapshot_every: policy.every(A::TYPE),
         }
     }
 
     /// Upcasters applied, in order, to stored events of older versions when they are loaded.
     pub fn with_upcasters(self, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
-        Self {
-            inner: self.inner.with_upcasters(upcasters),
-            ..self
-        }
+        Self { upcasters, ..self }
     }
 
     /// The aggregate's current state and version (0 for one that has no events).
     #[tracing::instrument(skip(self), fields(aggregate_type = A::TYPE))]
     pub async fn load(&self, aggregate_id: &str) -> Result<(A, u64), EventStoreError<A::Error>> {
-        let ctx = self
-            .inner
-            .load_aggregate(aggregate_id)
+        let snapshot = match self.snapshot_every {
+            Some(_) => self
+                .repo
+                .get_snapshot::<A>(aggregate_id)
+                .await
+                .map_err(persistence_error)?,
+            None => None,
+        };
+        let mut snapshot_state = snapshot.map(|s| (s.aggregate, s.current_sequence));
+        let after = snapshot_state.as_ref().map_or(0, |(_, seq)| *seq);
+        let mut events = self
+            .repo
+            .get_last_events::<A>(aggregate_id, after)
             .await
-            .map_err(|e| map_aggregate_error::<A>(e, aggregate_id, 0))?;
-        Ok((ctx.aggregate, ctx.current_sequence as u64))
+            .map_err(persistence_error)?;
+        {
+            let mut payloads: Vec<&mut serde_json::Value> =
+                events.iter_mut().map(|e| &mut e.payload).collect();
+            if let Some((state, _)) = snapshot_state.as_mut() {
+                payloads.push(state);
+            }
+            privacy::reveal(&self.pool, &mut payloads)
+                .await
+                .map_err(privacy_error)?;
+        }
+        let (mut aggregate, mut version) = match snapshot_state {
+            Some((state, sequence)) => match serde_json::from_value::<A>(state) {
+                Ok(aggregate) => (aggregate, sequence as u64),
+                // A snapshot is a cache: one written by an older version of the aggregate is
+                // ignored and the whole history replayed instead.
+                Err(e) => {
+                    tracing::warn!(aggregate_type = A::TYPE, aggregate_id, error = %e,
+                        "snapshot unreadable; replaying the aggregate's events");
+                    return self.replay(aggregate_id).await;
+                }
+            },
+            None => (A::default(), 0),
+        };
+        for event in events {
+            version = event.sequence as u64;
+            aggregate.apply(self.decode(event)?);
+        }
+        Ok((aggregate, version))
+    }
+
+    /// The aggregate from its events alone.
+    async fn replay(&self, aggregate_id: &str) -> Result<(A, u64), EventStoreError<A::Error>> {
+        let mut events = self
+            .repo
+            .get_events::<A>(aggregate_id)
+            .await
+            .map_err(persistence_error)?;
+        let mut payloads: Vec<&mut serde_json::Value> =
+            events.iter_mut().map(|e| &mut e.payload).collect();
+        privacy::reveal(&self.pool, &mut payloads)
+            .await
+            .map_err(privacy_error)?;
+        let mut aggregate = A::default();
+        let mut version = 0;
+        for event in events {
+            version = event.sequence as u64;
+            aggregate.apply(self.decode(event)?);
+        }
+        Ok((aggregate, version))
+    }
+
+    /// A stored (revealed) event as the current event type, through the upcasters.
+    fn decode(
+        &self,
+        mut event: cqrs_es::persist::SerializedEvent,
+    ) -> Result<A::Event, EventStoreError<A::Error>> {
+        for upcaster in &self.upcasters {
+            if upcaster.can_upcast(&event.event_type, &event.event_version) {
+                event = upcaster.upcast(event);
+            }
+        }
+        serde_json::from_value(event.payload).map_err(|e| EventStoreError::Corrupt(Box::new(e)))
     }
 
     /// Runs `command` against the aggregate and appends what it decides.
@@ -163,12 +229,7 @@ where
         metadata: &EventMetadata,
         expected_version: Option<u64>,
     ) -> Result<Committed, EventStoreError<A::Error>> {
-        let ctx = self
-            .inner
-            .load_aggregate(aggregate_id)
-            .await
-            .map_err(|e| map_aggregate_error::<A>(e, aggregate_id, 0))?;
-        let version = ctx.current_sequence as u64;
+        let (mut aggregate, version) = self.load(aggregate_id).await?;
         if let Some(expected) = expected_version {
             if expected != version {
                 return Err(EventStoreError::Conflict {
@@ -182,7 +243,6 @@ where
 
         // The sink applies each event to the aggregate it is given, so after `handle` the
         // aggregate is the state the new events lead to: exactly what a snapshot must hold.
-        let mut aggregate = ctx.aggregate;
         let sink = EventSink::default();
         aggregate
             .handle(command, &self.services, &sink)
@@ -292,6 +352,24 @@ where
             versions.push(event.event_version());
             let payload = serde_json::to_value(event)
                 .map_err(|e| EventStoreError::Unexpected(Box::new(e)))?;
+            payloads.push(payload);
+        }
+        let new_version = version + events.len() as u64;
+        let metadata = serde_json::to_value(metadata.to_map())
+            .map_err(|e| EventStoreError::Unexpected(Box::new(e)))?;
+        let (mut snapshot_payload, snapshot_number) = match snapshot {
+            Some((payload, n)) => (Some(payload), n as i64),
+            None => (None, 0),
+        };
+        // Nothing personal is written in the clear (ADR 0013).
+        {
+            let mut sealed: Vec<&mut serde_json::Value> = payloads.iter_mut().collect();
+            sealed.extend(snapshot_payload.as_mut());
+            privacy::seal(&self.pool, &mut sealed)
+                .await
+                .map_err(privacy_error)?;
+        }
+        for (payload, event) in payloads.iter().zip(events) {
             let bytes = payload.to_string().len();
             if bytes > MAX_EVENT_BYTES {
                 return Err(EventStoreError::EventTooLarge {
@@ -300,15 +378,7 @@ where
                     limit: MAX_EVENT_BYTES,
                 });
             }
-            payloads.push(payload);
         }
-        let new_version = version + events.len() as u64;
-        let metadata = serde_json::to_value(metadata.to_map())
-            .map_err(|e| EventStoreError::Unexpected(Box::new(e)))?;
-        let (snapshot_payload, snapshot_number) = match snapshot {
-            Some((payload, n)) => (Some(payload), n as i64),
-            None => (None, 0),
-        };
         let row: Result<Option<(String, i64)>, sqlx::Error> = sqlx::query_as(
             "WITH new_events AS ( \
                INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
@@ -415,22 +485,21 @@ fn snapshot_due(from: u64, to: u64, every: NonZeroUsize) -> bool {
     to / every > from / every
 }
 
-fn map_aggregate_error<A: Aggregate>(
-    err: AggregateError<A::Error>,
-    aggregate_id: &str,
-    expected_version: u64,
-) -> EventStoreError<A::Error> {
+fn persistence_error<E: std::error::Error>(err: PersistenceError) -> EventStoreError<E> {
     match err {
-        AggregateError::UserError(e) => EventStoreError::Domain(e),
-        AggregateError::AggregateConflict => EventStoreError::Conflict {
-            aggregate_type: A::TYPE,
-            aggregate_id: aggregate_id.to_owned(),
-            expected_version,
-            actual_version: None,
-        },
-        AggregateError::DatabaseConnectionError(e) => EventStoreError::Unavailable(e),
-        AggregateError::DeserializationError(e) => EventStoreError::Corrupt(e),
-        AggregateError::UnexpectedError(e) => EventStoreError::Unexpected(e),
+        PersistenceError::ConnectionError(e) => EventStoreError::Unavailable(e),
+        PersistenceError::DeserializationError(e) => EventStoreError::Corrupt(e),
+        PersistenceError::OptimisticLockError => EventStoreError::Unexpected(Box::new(err)),
+        PersistenceError::UnknownError(e) => EventStoreError::Unexpected(e),
+    }
+}
+
+fn privacy_error<E: std::error::Error>(err: PrivacyError) -> EventStoreError<E> {
+    match err {
+        PrivacyError::Erased(subject) => EventStoreError::Erased { subject },
+        PrivacyError::Database(e) => e.into(),
+        PrivacyError::Corrupt { .. } => EventStoreError::Corrupt(Box::new(err)),
+        other => EventStoreError::Unexpected(Box::new(other)),
     }
 }
 

@@ -8,12 +8,17 @@ use crate::error::ProjectionError;
 /// The event's payload as the aggregate's event type, through the domain's upcaster chain
 /// (a current version is read straight from the borrowed payload, without a copy).
 pub(crate) fn decode<E: DeserializeOwned>(event: &RecordedEvent) -> Result<E, ProjectionError> {
-    mercato_aggregates::upcasting::decode(&event.event_type, &event.event_version, &event.payload)
-        .map_err(|e| ProjectionError::Decode {
-            event_id: event.event_id,
-            event_type: event.event_type.clone(),
-            reason: e.to_string(),
-        })
+    mercato_aggregates::upcasting::decode(
+        &event.aggregate_id,
+        &event.event_type,
+        &event.event_version,
+        &event.payload,
+    )
+    .map_err(|e| ProjectionError::Decode {
+        event_id: event.event_id,
+        event_type: event.event_type.clone(),
+        reason: e.to_string(),
+    })
 }
 
 /// A serde enum value's JSON string (`OrderStatus::AwaitingPayment` -> `awaiting_payment`).

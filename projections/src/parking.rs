@@ -11,7 +11,7 @@
 //! event is listed by `mercato projections parked`, counted in `mercato projections status`
 //! and the `projection_parked_events` gauge, and can be retried after a fix or skipped.
 
-use mercato_event_store::{Position, RecordedEvent};
+use mercato_event_store::{LogReader, PersonalData, Position, RecordedEvent};
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
@@ -196,7 +196,8 @@ pub async fn retry(
     event_id: Uuid,
 ) -> Result<Resolution, ProjectionError> {
     let projection = find(projection)?;
-    let event = mercato_event_store::LogReader::new(pool.clone())
+    let event = LogReader::new(pool.clone())
+        .with_personal_data(PersonalData::Revealed)
         .event(event_id)
         .await?
         .ok_or(ProjectionError::UnknownEvent(event_id))?;

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mercato_event_store::{LogFilter, LogReader, Position, RecordedEvent};
+use mercato_event_store::{LogFilter, LogReader, PersonalData, Position, RecordedEvent};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -536,7 +536,7 @@ impl Replay {
             _ => LogFilter::default(),
         };
         let from = slowest(shadows);
-        let reader = LogReader::new(pool.clone());
+        let reader = LogReader::new(pool.clone()).with_personal_data(PersonalData::Revealed);
         let done_before = if from == Position::START {
             0
         } else {
@@ -591,7 +591,7 @@ impl Replay {
         shadows: &mut Vec<Shadow>,
         progress: &(dyn Fn(&RebuildProgress) + Sync),
     ) -> Result<(), ProjectionError> {
-        let reader = LogReader::new(pool.clone());
+        let reader = LogReader::new(pool.clone()).with_personal_data(PersonalData::Revealed);
         let (filter, batch_size) = (self.filter.clone(), self.batch_size);
         let read = |from: Position| {
             let (reader, filter) = (reader.clone(), filter.clone());
@@ -843,7 +843,7 @@ async fn switch_over(
 ) -> Result<Position, ProjectionError> {
     let projection = shadow.projection.clone();
     let name = projection.name();
-    let reader = LogReader::new(pool.clone());
+    let reader = LogReader::new(pool.clone()).with_personal_data(PersonalData::Revealed);
     let mut tx = pool.begin().await?;
     // The fence: every live batch locks this row first, so none runs until the commit, and
     // the next one reads the taken-over checkpoint.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use mercato_event_store::{LogFilter, LogReader, Position, RecordedEvent};
+use mercato_event_store::{LogFilter, LogReader, PersonalData, Position, RecordedEvent};
 use mercato_nats::{ConsumerConfig, Delivery, Handler, HandlerError, NatsConfig, Worker};
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::task::JoinSet;
@@ -308,6 +308,11 @@ pub async fn apply_batch(
         changed.insert(key, event.sequence);
     }
     if !to_apply.is_empty() {
+        // Sealed personal data is revealed for the events applied, in the batch's
+        // transaction (ADR 0013).
+        PersonalData::Revealed
+            .apply(&mut *tx, &mut to_apply)
+            .await?;
         let refs: Vec<&RecordedEvent> = to_apply.iter().collect();
         outcome.parked = parking::apply_or_park(&mut tx, projection, &refs).await?;
         outcome.applied -= outcome.parked;
@@ -431,7 +436,14 @@ async fn read_range(
     let mut out: Vec<RecordedEvent> = Vec::new();
     let mut from = after;
     loop {
-        let chunk = LogReader::read_on(conn, from, &LogFilter::default(), 1000).await?;
+        let chunk = LogReader::read_on(
+            conn,
+            from,
+            &LogFilter::default(),
+            1000,
+            PersonalData::Sealed,
+        )
+        .await?;
         let Some(last) = chunk.last() else {
             return Ok(out);
         };
@@ -461,6 +473,7 @@ async fn missing_events(
         Position::START,
         &filter,
         usize::try_from(event.sequence).unwrap_or(0),
+        PersonalData::Sealed,
     )
     .await?;
     let missing: Vec<RecordedEvent> = history

@@ -3,7 +3,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use super::{CustomerCommand, CustomerError, CustomerEvent};
-use crate::personal::Personal;
+use crate::personal::{DataSubject, Personal};
 use crate::values::{CustomerId, Email, PersonName, PhoneNumber, PostalAddress};
 
 /// Lifecycle of a customer.
@@ -67,17 +67,16 @@ impl Customer {
             customer_id,
             email,
             name,
-            password_hash,
         } = command
         {
             if self.status != CustomerStatus::Absent {
                 return Err(CustomerError::AlreadyExists);
             }
+            let subject = DataSubject::Customer(customer_id);
             return Ok(vec![CustomerEvent::CustomerRegistered {
                 customer_id,
-                email: email.into(),
-                name: name.into(),
-                password_hash: password_hash.into(),
+                email: Personal::new(subject, email),
+                name: Personal::new(subject, name),
             }]);
         }
         let id = match (self.status, self.id) {
@@ -85,27 +84,28 @@ impl Customer {
             (CustomerStatus::Forgotten, _) => return Err(CustomerError::Forgotten),
             _ => return Err(CustomerError::NotFound),
         };
+        let subject = DataSubject::Customer(id);
         let event = match command {
             CustomerCommand::RegisterCustomer { .. } => return Err(CustomerError::AlreadyExists),
             CustomerCommand::ChangeCustomerProfile { name, email, phone } => {
-                let unchanged = self.name.as_ref().map(Personal::expose) == Some(&name)
-                    && self.email.as_ref().map(Personal::expose) == Some(&email)
-                    && self.phone.as_ref().map(Personal::expose) == phone.as_ref();
+                let unchanged = self.name.as_ref().and_then(Personal::expose) == Some(&name)
+                    && self.email.as_ref().and_then(Personal::expose) == Some(&email)
+                    && self.phone.as_ref().and_then(Personal::expose) == phone.as_ref();
                 if unchanged {
                     return Ok(vec![]);
                 }
                 CustomerEvent::CustomerProfileChanged {
-                    name: name.into(),
-                    email: email.into(),
-                    phone: phone.map(Personal::new),
+                    name: Personal::new(subject, name),
+                    email: Personal::new(subject, email),
+                    phone: phone.map(|p| Personal::new(subject, p)),
                 }
             }
             CustomerCommand::ChangeCustomerAddress { address } => {
-                if self.address.as_ref().map(Personal::expose) == Some(&address) {
+                if self.address.as_ref().and_then(Personal::expose) == Some(&address) {
                     return Ok(vec![]);
                 }
                 CustomerEvent::CustomerAddressChanged {
-                    address: address.into(),
+                    address: Personal::new(subject, address),
                 }
             }
             CustomerCommand::ForgetCustomer { requested_at } => CustomerEvent::CustomerForgotten {

@@ -1,10 +1,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::values::{CustomerId, Email, PasswordHash, PersonName, PhoneNumber, PostalAddress};
+use crate::values::{CustomerId, Email, PersonName, PhoneNumber, PostalAddress};
 
-/// Commands of the [`super::Customer`] aggregate. Email uniqueness across customers is
-/// checked by the API against a read model, not here.
+/// Commands of the [`super::Customer`] aggregate. Email uniqueness across customers and the
+/// password are the API's (its credentials table), not the aggregate's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CustomerCommand {
     /// Registers a customer.
@@ -15,8 +15,6 @@ pub enum CustomerCommand {
         email: Email,
         /// Full name.
         name: PersonName,
-        /// PHC-format hash of the password (hashing happens in the API).
-        password_hash: PasswordHash,
     },
     /// Replaces the profile.
     ChangeCustomerProfile {
@@ -32,7 +30,8 @@ pub enum CustomerCommand {
         /// The new address.
         address: PostalAddress,
     },
-    /// Records a GDPR erasure request; the customer can no longer be changed.
+    /// Records a GDPR erasure (after the customer's data key was destroyed); the customer can
+    /// no longer be changed.
     ForgetCustomer {
         /// When the request was made.
         requested_at: DateTime<Utc>,

@@ -3,9 +3,11 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::personal::Personal;
-use crate::values::{CustomerId, Email, PasswordHash, PersonName, PhoneNumber, PostalAddress};
+use crate::values::{CustomerId, Email, PersonName, PhoneNumber, PostalAddress};
 
-/// Events of the [`super::Customer`] aggregate.
+/// Events of the [`super::Customer`] aggregate. Version 2.0 of the first three: personal
+/// data names its subject and is sealed in the store, and the password hash is gone (it
+/// lives only with the login credentials); `crate::upcasting` reads 1.0 payloads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CustomerEvent {
     /// A customer registered.
@@ -16,8 +18,6 @@ pub enum CustomerEvent {
         email: Personal<Email>,
         /// Name (personal data).
         name: Personal<PersonName>,
-        /// Password hash, shredded with the rest of the subject's data.
-        password_hash: Personal<PasswordHash>,
     },
     /// The profile was replaced.
     CustomerProfileChanged {
@@ -33,8 +33,8 @@ pub enum CustomerEvent {
         /// The address (personal data).
         address: Personal<PostalAddress>,
     },
-    /// The customer asked to be forgotten: read models must drop their personal data, and
-    /// crypto-shredding destroys the key of every [`Personal`] value of this customer.
+    /// The customer asked to be forgotten: the key of every [`Personal`] value of this
+    /// customer was destroyed just before, and read models drop what they hold.
     CustomerForgotten {
         /// The customer.
         customer_id: CustomerId,
@@ -55,6 +55,10 @@ impl DomainEvent for CustomerEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        match self {
+            CustomerEvent::CustomerForgotten { .. } => "1.0",
+            _ => "2.0",
+        }
+        .to_owned()
     }
 }

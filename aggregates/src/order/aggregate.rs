@@ -217,6 +217,9 @@ pub struct Order {
     pub(super) refunds: BTreeMap<RefundId, Refund>,
     #[serde(default)]
     pub(super) owed: Vec<OwedRefund>,
+    /// A guest's personal data was erased (`OrderPersonalDataErased`).
+    #[serde(default)]
+    pub(super) personal_data_erased: bool,
 }
 
 impl Order {
@@ -241,6 +244,11 @@ impl Order {
     /// A guest's email.
     pub fn guest_email(&self) -> Option<&Personal<Email>> {
         self.guest_email.as_ref()
+    }
+
+    /// Whether a guest's personal data on this order was erased.
+    pub fn personal_data_erased(&self) -> bool {
+        self.personal_data_erased
     }
 
     /// Lines with their progress.
@@ -610,6 +618,12 @@ impl Aggregate for Order {
             OrderEvent::OrderRefundFailed { refund_id, .. } => {
                 if let Some(refund) = self.refunds.get_mut(&refund_id) {
                     refund.state = RefundState::Failed;
+                }
+            }
+            OrderEvent::OrderPersonalDataErased { .. } => {
+                self.personal_data_erased = true;
+                if let Some(email) = &self.guest_email {
+                    self.guest_email = Some(Personal::erased(email.subject()));
                 }
             }
         }

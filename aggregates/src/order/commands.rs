@@ -197,4 +197,10 @@ pub enum OrderCommand {
         /// The refund.
         refund_id: RefundId,
     },
+    /// Records the erasure of a guest order's personal data (after its data key was
+    /// destroyed). A customer's orders are erased with the customer.
+    ErasePersonalData {
+        /// When the request was made.
+        requested_at: DateTime<Utc>,
+    },
 }

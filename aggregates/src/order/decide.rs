@@ -11,6 +11,7 @@ use super::{
     RefundLine, RefundReason, Return,
 };
 use crate::money::Money;
+use crate::personal::{DataSubject, Personal};
 use crate::values::{Quantity, ReturnId, Sku, TrackingNumber};
 
 impl Order {
@@ -166,13 +167,18 @@ impl Order {
         }
         let total = Money::sum(currency, placed.iter().map(|l| l.line_total))
             .map_err(|_| OrderError::AmountOverflow)?;
+        let subject = match customer_id {
+            Some(customer) => DataSubject::Customer(customer),
+            None => DataSubject::GuestOrder(order_id),
+        };
         Ok(vec![OrderEvent::OrderPlaced {
             order_id,
             customer_id,
-            guest_email: guest_email.map(Into::into),
+            guest_email: guest_email.map(|e| Personal::new(subject, e)),
             lines: placed,
             total,
-            shipping_address: shipping_address.into(),
+            ship_to_country: shipping_address.country().clone(),
+            shipping_address: Personal::new(subject, shipping_address),
             payment_method,
             placed_at,
         }])
@@ -389,6 +395,15 @@ impl Order {
                     refund_id,
                     amount: refund.amount,
                 }
+            }
+            OrderCommand::ErasePersonalData { requested_at } => {
+                if self.customer_id.is_some() {
+                    return Err(OrderError::CustomerOrder);
+                }
+                if self.personal_data_erased {
+                    return Ok(vec![]);
+                }
+                OrderEvent::OrderPersonalDataErased { requested_at }
             }
         };
         Ok(vec![event])

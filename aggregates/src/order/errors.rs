@@ -136,6 +136,9 @@ pub enum OrderError {
     /// `ReceiveReturn` of a return already received.
     #[error("return already received")]
     ReturnAlreadyReceived,
+    /// `ErasePersonalData` on a customer's order (erasing the customer erases it).
+    #[error("this order belongs to a customer account: erase the customer instead")]
+    CustomerOrder,
     /// A receipt of more units than the return announced.
     #[error("the return announced only {requested} units of {sku}")]
     ReceiptExceedsReturn {
@@ -181,6 +184,7 @@ impl OrderError {
             OrderError::ReturnNotFound => "return_not_found",
             OrderError::ReturnAlreadyReceived => "return_already_received",
             OrderError::ReceiptExceedsReturn { .. } => "receipt_exceeds_return",
+            OrderError::CustomerOrder => "customer_order",
         }
     }
 
@@ -200,7 +204,8 @@ impl OrderError {
             | OrderError::ReturnWindowClosed { .. }
             | OrderError::ReturnAlreadyExists
             | OrderError::ReturnAlreadyReceived
-            | OrderError::RefundAlreadyExists => K::Conflict,
+            | OrderError::RefundAlreadyExists
+            | OrderError::CustomerOrder => K::Conflict,
             OrderError::CustomerRequired
             | OrderError::NoLines
             | OrderError::TooManyLines { .. }

@@ -7,8 +7,8 @@ use crate::money::Money;
 use crate::payment::DeclineReason;
 use crate::personal::Personal;
 use crate::values::{
-    Carrier, CustomerId, Email, OrderId, PaymentId, PaymentMethodToken, PostalAddress, ProductName,
-    Quantity, RefundId, ReturnId, ReturnReason, Sku, TrackingNumber, WarehouseId,
+    Carrier, CountryCode, CustomerId, Email, OrderId, PaymentId, PaymentMethodToken, PostalAddress,
+    ProductName, Quantity, RefundId, ReturnId, ReturnReason, Sku, TrackingNumber, WarehouseId,
 };
 
 /// A placed order line with its derived total.
@@ -53,10 +53,15 @@ pub struct RefundLine {
 }
 
 /// Events of the [`super::Order`] aggregate.
+// `OrderPlaced` is the large one and happens once per order; boxing it would only make every
+// match on it clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderEvent {
-    /// An order was placed (version 1.1: `customer_id` is `null` for a guest, who gives
-    /// `guest_email`; a 1.0 payload always has a customer and reads unchanged).
+    /// An order was placed. Version 1.1: `customer_id` is `null` for a guest, who gives
+    /// `guest_email`. Version 2.0: the email and address name their data subject (sealed in
+    /// the store), and `ship_to_country` keeps the destination for accounting when they are
+    /// erased; `crate::upcasting` reads older payloads.
     OrderPlaced {
         /// The order.
         order_id: OrderId,
@@ -71,6 +76,8 @@ pub enum OrderEvent {
         total: Money,
         /// Where to ship (personal data).
         shipping_address: Personal<PostalAddress>,
+        /// The shipping address's country (not personal data: tax and sales reports).
+        ship_to_country: CountryCode,
         /// The payment provider's token (never a card number).
         payment_method: PaymentMethodToken,
         /// When it was placed.
@@ -229,6 +236,12 @@ pub enum OrderEvent {
         /// Its amount.
         amount: Money,
     },
+    /// A guest's personal data on this order was erased (its data key destroyed just
+    /// before); amounts, SKUs and the destination country stay.
+    OrderPersonalDataErased {
+        /// When the request was made.
+        requested_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for OrderEvent {
@@ -251,16 +264,15 @@ impl DomainEvent for OrderEvent {
             OrderEvent::OrderRefundRequested { .. } => "OrderRefundRequested",
             OrderEvent::OrderRefunded { .. } => "OrderRefunded",
             OrderEvent::OrderRefundFailed { .. } => "OrderRefundFailed",
+            OrderEvent::OrderPersonalDataErased { .. } => "OrderPersonalDataErased",
         }
         .to_owned()
     }
 
     fn event_version(&self) -> String {
         match self {
-            OrderEvent::OrderPlaced { .. }
-            | OrderEvent::OrderShipped { .. }
-            | OrderEvent::OrderRefunded { .. } => "1.1",
-            OrderEvent::OrderDelivered { .. } => "2.0",
+            OrderEvent::OrderShipped { .. } | OrderEvent::OrderRefunded { .. } => "1.1",
+            OrderEvent::OrderPlaced { .. } | OrderEvent::OrderDelivered { .. } => "2.0",
             _ => "1.0",
         }
         .to_owned()

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::payment::DeclineReason;
-use crate::personal::Personal;
+use crate::personal::{DataSubject, Personal};
 use crate::test_support::execute;
 use crate::test_support::fixtures::{
     address, at, customer_id, eur, order_id, payment_id, qty, sku, token, usd,
@@ -59,7 +59,8 @@ fn placed() -> OrderEvent {
         guest_email: None,
         lines: vec![order_line("MUG", 2, 1000), order_line("PLATE", 3, 500)],
         total: eur(3500),
-        shipping_address: Personal::new(address()),
+        ship_to_country: address().country().clone(),
+        shipping_address: Personal::new(DataSubject::Customer(customer_id(1)), address()),
         payment_method: token(),
         placed_at: at(0),
     }
@@ -509,7 +510,27 @@ fn a_guest_order_has_an_email_and_no_customer() {
     let mut order = Order::default();
     execute(&mut order, guest, &()).unwrap();
     assert_eq!(order.customer_id(), None);
-    assert_eq!(order.guest_email().map(|e| e.expose()), Some(&email));
+    let subject = DataSubject::GuestOrder(order_id(1));
+    assert_eq!(order.guest_email().map(Personal::subject), Some(subject));
+    assert_eq!(order.guest_email().and_then(|e| e.expose()), Some(&email));
+    // Erasing a guest's data records it once; a customer's order is erased with the customer.
+    let erase = || OrderCommand::ErasePersonalData {
+        requested_at: at(1),
+    };
+    let events = execute(&mut order, erase(), &()).unwrap();
+    assert_eq!(
+        events,
+        vec![OrderEvent::OrderPersonalDataErased {
+            requested_at: at(1)
+        }]
+    );
+    assert!(order.personal_data_erased());
+    assert!(order.guest_email().is_some_and(Personal::is_erased));
+    assert!(execute(&mut order, erase(), &()).unwrap().is_empty());
+    fixture()
+        .given(vec![placed()])
+        .when(erase())
+        .then_expect_error(OrderError::CustomerOrder);
     // Neither, or both, is refused.
     for (customer_id, guest_email) in [(None, None), (Some(customer_id(1)), Some(email))] {
         fixture()
@@ -1197,7 +1218,7 @@ fn a_void_is_recorded_once() {
 #[test]
 fn serialization_and_codes_are_stable() {
     assert_eq!(placed().event_type(), "OrderPlaced");
-    assert_eq!(placed().event_version(), "1.1");
+    assert_eq!(placed().event_version(), "2.0");
     assert_eq!(delivered_all().event_version(), "2.0");
     assert_eq!(
         serde_json::to_value(OrderStatus::PartiallyShipped).unwrap(),

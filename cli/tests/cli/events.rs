@@ -19,6 +19,10 @@ fn mercato(db: &TestDatabase, args: &[&str]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_mercato"))
         .args(args)
         .env("MERCATO_DATABASE_URL", database_url(db))
+        .env(
+            "MERCATO_DATA_KEY",
+            mercato_event_store::testing::TEST_DATA_KEY,
+        )
         .env("MERCATO_DATABASE_MAX_CONNECTIONS", "2")
         .output()
         .expect("mercato runs");
@@ -249,6 +253,10 @@ async fn tail_follow_prints_history_then_events_committed_later() {
             &start,
         ])
         .env("MERCATO_DATABASE_URL", database_url(&db))
+        .env(
+            "MERCATO_DATA_KEY",
+            mercato_event_store::testing::TEST_DATA_KEY,
+        )
         .env("MERCATO_DATABASE_MAX_CONNECTIONS", "2")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -51,6 +51,10 @@ impl Mercato {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mercato"))
             .args(args)
             .env("MERCATO_DATABASE_URL", database_url(db))
+            .env(
+                "MERCATO_DATA_KEY",
+                mercato_event_store::testing::TEST_DATA_KEY,
+            )
             .env("MERCATO_DATABASE_MAX_CONNECTIONS", "4")
             .env("MERCATO_NATS_URL", &nats.config.url)
             .env("MERCATO_STREAM", &nats.config.stream)
@@ -168,6 +172,10 @@ pub fn migrate(database_url: &str) -> bool {
     Command::new(env!("CARGO_BIN_EXE_mercato"))
         .arg("migrate")
         .env("MERCATO_DATABASE_URL", database_url)
+        .env(
+            "MERCATO_DATA_KEY",
+            mercato_event_store::testing::TEST_DATA_KEY,
+        )
         .stdout(Stdio::null())
         .status()
         .unwrap()

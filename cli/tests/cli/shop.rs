@@ -17,6 +17,10 @@ fn seed(db: &TestDatabase, nats: &TestNats, command_api: &str, args: &[&str]) ->
         .args(args)
         .args(["--api-url", &format!("http://{command_api}")])
         .env("MERCATO_DATABASE_URL", database_url(db))
+        .env(
+            "MERCATO_DATA_KEY",
+            mercato_event_store::testing::TEST_DATA_KEY,
+        )
         .env("MERCATO_NATS_URL", &nats.config.url)
         .env("MERCATO_ADMIN_EMAIL", "admin@mercato.test")
         .env("MERCATO_ADMIN_PASSWORD", "admin-password")
@@ -100,6 +104,10 @@ fn ops(db: &TestDatabase, nats: &TestNats, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_mercato"))
         .args(args)
         .env("MERCATO_DATABASE_URL", database_url(db))
+        .env(
+            "MERCATO_DATA_KEY",
+            mercato_event_store::testing::TEST_DATA_KEY,
+        )
         .env("MERCATO_DATABASE_MAX_CONNECTIONS", "4")
         .env("MERCATO_NATS_URL", &nats.config.url)
         .env("MERCATO_STREAM", &nats.config.stream)

@@ -9,7 +9,8 @@ use mercato_aggregates::customer::{CustomerCommand, CustomerStatus};
 use mercato_aggregates::values::{
     CountryCode, CustomerId, Email, PasswordHash, PersonName, PhoneNumber, PostalAddress,
 };
-use mercato_aggregates::ErrorKind;
+use mercato_aggregates::{DataSubject, ErrorKind, Personal};
+use mercato_event_store::privacy;
 use mercato_web::{Caller, Json, Path, Problem};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{context, parse_uuid, written, IfMatch, WriteResult};
-use crate::error::{db_problem, refusal, store_problem, Fields};
+use crate::error::{db_problem, privacy_problem, refusal, store_problem, Fields};
 use crate::exec::execute;
 use crate::idempotency::RequestContext;
 use crate::state::AppState;
@@ -149,7 +150,6 @@ pub(crate) async fn register(
         customer_id: CustomerId::new(customer_id),
         email,
         name,
-        password_hash: hash,
     };
     let stores = state.stores();
     match execute(
@@ -265,9 +265,9 @@ pub(crate) async fn update(
     let mut last = None;
     let mut expected = expected;
     if body.name.is_some() || body.email.is_some() || body.phone.is_some() {
-        let name = name.or_else(|| customer.name().map(|n| n.expose().clone()));
-        let email = email.or_else(|| customer.email().map(|e| e.expose().clone()));
-        let phone = phone.unwrap_or_else(|| customer.phone().map(|p| p.expose().clone()));
+        let name = name.or_else(|| customer.name().and_then(Personal::expose).cloned());
+        let email = email.or_else(|| customer.email().and_then(Personal::expose).cloned());
+        let phone = phone.unwrap_or_else(|| customer.phone().and_then(Personal::expose).cloned());
         let (Some(name), Some(email)) = (name, email) else {
             return Err(refusal(
                 ErrorKind::Conflict,
@@ -319,7 +319,11 @@ pub(crate) async fn update(
     Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
 }
 
-/// Requests erasure of a customer's personal data (GDPR; the customer or the admin).
+/// Erases a customer's personal data (GDPR; the customer or the admin): their data key is
+/// destroyed first, so their name, email, phone and addresses read as erased everywhere
+/// (events, snapshots, JetStream, read models, notifications, exports), then the login and
+/// the tokens go and `CustomerForgotten` is recorded. Orders keep their amounts, lines and
+/// destination country.
 #[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers",
     params(("id" = String, Path, description = "customer id")), security(("bearer" = [])),
     responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
@@ -334,6 +338,49 @@ pub(crate) async fn forget(
     let id = parse_uuid("id", &id)?;
     caller.require_owner_or_admin(id)?;
     let stores = state.stores();
+    let (customer, version) = stores
+        .customers
+        .load(&id.to_string())
+        .await
+        .map_err(store_problem)?;
+    match customer.status() {
+        CustomerStatus::Absent => {
+            return Err(refusal(
+                ErrorKind::NotFound,
+                "customer_not_found",
+                "no such customer",
+            ))
+        }
+        CustomerStatus::Forgotten => {
+            return Err(refusal(
+                ErrorKind::Conflict,
+                "customer_forgotten",
+                "this customer was forgotten",
+            ))
+        }
+        CustomerStatus::Active => {}
+    }
+    if let Some(expected) = expected.filter(|e| *e != version) {
+        return Err(store_problem(mercato_event_store::EventStoreError::<
+            mercato_aggregates::customer::CustomerError,
+        >::Conflict {
+            aggregate_type: "Customer",
+            aggregate_id: id.to_string(),
+            expected_version: expected,
+            actual_version: Some(version),
+        }));
+    }
+    // The key first: a crash after it leaves the data erased and the request safe to repeat.
+    let subject = DataSubject::Customer(CustomerId::new(id));
+    privacy::shred(&stores.pool, &subject.to_string())
+        .await
+        .map_err(privacy_problem)?;
+    sqlx::query("DELETE FROM command.pending_checkouts WHERE customer_id = $1")
+        .bind(id)
+        .execute(&stores.pool)
+        .await
+        .map_err(db_problem)?;
+    release_claim(&state, id).await;
     let ctx = context(&req, Some(&caller));
     let command = CustomerCommand::ForgetCustomer {
         requested_at: chrono::Utc::now(),
@@ -341,6 +388,5 @@ pub(crate) async fn forget(
     let w = execute(&stores.customers, &id.to_string(), command, &ctx, expected)
         .await
         .map_err(store_problem)?;
-    release_claim(&state, id).await;
     Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
 }

@@ -155,6 +155,28 @@ pub(crate) async fn cancel(
     Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
 }
 
+/// Erases a guest order's personal data (admin, on the guest's request): its data key is
+/// destroyed, so the email and address read as erased everywhere (the log, JetStream, read
+/// models, exports); amounts, lines and the destination country stay. A customer's orders
+/// are erased with the customer (`DELETE /v1/customers/{id}`): 409 `customer_order`.
+#[utoipa::path(delete, path = "/v1/orders/{id}/personal-data", tag = "orders",
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
+              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
+              (status = 409, body = mercato_web::problem::ProblemBody)))]
+pub(crate) async fn erase_personal_data(
+    State(state): State<AppState>,
+    caller: Caller,
+    Extension(req): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    caller.require_admin()?;
+    let id = parse_uuid("id", &id)?;
+    let ctx = context(&req, Some(&caller));
+    let w = orders::erase_personal_data(state.stores(), id, &ctx).await?;
+    Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
+}
+
 /// Records a parcel (admin): its units' stock reservations are committed (on hand and
 /// reserved fall by the shipped quantity in their warehouses).
 #[utoipa::path(post, path = "/v1/orders/{id}/shipments", tag = "orders", request_body = Ship,

@@ -19,7 +19,7 @@ use mercato_nats::HandlerError;
 use mercato_web::Problem;
 use uuid::Uuid;
 
-use crate::error::{db_problem, refusal, store_problem};
+use crate::error::{pending_problem, refusal, store_problem};
 use crate::exec::{execute, WriteContext, Written};
 use crate::pending::{self, PendingCheckout};
 pub(crate) use crate::pending::{Buyer, Checkout};
@@ -54,7 +54,7 @@ impl Buyer {
             Buyer::Customer(_) => order.customer_id() == self.customer_id(),
             Buyer::Guest(email) => {
                 order.customer_id().is_none()
-                    && order.guest_email().map(|e| e.expose()) == Some(email)
+                    && order.guest_email().and_then(|e| e.expose()) == Some(email)
             }
         }
     }
@@ -81,7 +81,7 @@ pub(crate) async fn check_out(
         };
         pending::record(&stores.pool, &pending)
             .await
-            .map_err(db_problem)?;
+            .map_err(pending_problem)?;
         let command = CartCommand::CheckOutCart {
             order_id,
             customer_id: checkout.buyer.customer_id(),

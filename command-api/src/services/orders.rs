@@ -4,15 +4,19 @@
 //! in the order process). See `docs/adr/0011-order-lifecycle.md`.
 
 use chrono::{DateTime, Utc};
-use mercato_aggregates::order::{CancellationReason, LineUnits, Order, OrderCommand, ReceivedLine};
+use mercato_aggregates::order::{
+    CancellationReason, LineUnits, Order, OrderCommand, OrderError, ReceivedLine,
+};
 use mercato_aggregates::values::{
     Carrier, OrderId, RefundId, ReturnId, ReturnReason, TrackingNumber, WarehouseId,
 };
-use mercato_aggregates::ErrorKind;
+use mercato_aggregates::{DataSubject, ErrorKind};
+use mercato_event_store::privacy;
+use mercato_event_store::EventStoreError;
 use mercato_web::{OrderParty, Problem};
 use uuid::Uuid;
 
-use crate::error::{db_problem, refusal, store_problem};
+use crate::error::{db_problem, privacy_problem, refusal, store_problem};
 use crate::exec::{execute, WriteContext, Written};
 use crate::stores::Stores;
 
@@ -79,6 +83,36 @@ pub(crate) async fn cancel(
         expected,
     )
     .await
+}
+
+/// Erases a guest order's personal data: its data key first (from then on every copy of
+/// the email and address reads as erased), its pending checkout, then the fact on the
+/// order. Safe to repeat. A customer's order refuses (`customer_order`): erasing the
+/// customer erases it.
+pub(crate) async fn erase_personal_data(
+    stores: &Stores,
+    order_id: Uuid,
+    ctx: &WriteContext,
+) -> Result<Written, Problem> {
+    let order = load(stores, order_id).await?;
+    if order.customer_id().is_some() {
+        return Err(store_problem(EventStoreError::Domain(
+            OrderError::CustomerOrder,
+        )));
+    }
+    let subject = DataSubject::GuestOrder(OrderId::new(order_id));
+    privacy::shred(&stores.pool, &subject.to_string())
+        .await
+        .map_err(privacy_problem)?;
+    sqlx::query("DELETE FROM command.pending_checkouts WHERE order_id = $1")
+        .bind(order_id)
+        .execute(&stores.pool)
+        .await
+        .map_err(db_problem)?;
+    let command = OrderCommand::ErasePersonalData {
+        requested_at: Utc::now(),
+    };
+    run(stores, order_id, command, ctx, None).await
 }
 
 /// A parcel to record.

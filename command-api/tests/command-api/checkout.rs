@@ -40,13 +40,9 @@ async fn a_paid_checkout_is_confirmed_with_stock_reserved_payment_captured_and_a
     // The confirmation email is recorded once (no SMTP configured).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM command.notifications WHERE order_id = $1::uuid AND kind = 'order_confirmed' AND recipient = 'ada@example.com'",
-        )
-        .bind(&order_id)
-        .fetch_one(&env.deps.pool)
-        .await
-        .unwrap();
+        let n = env
+            .emails_to(&order_id, "order_confirmed", "ada@example.com")
+            .await;
         if n == 1 {
             break;
         }

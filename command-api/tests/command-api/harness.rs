@@ -8,7 +8,7 @@ use mercato_aggregates::payment::{Payment, PaymentGateway, PaymentServices};
 use mercato_aggregates::stock::Stock;
 use mercato_command_api::{
     CommandApi, CommandApiConfig, Deps, NotificationWorker, OrderProcessWorker, ProcessConfig,
-    TestCardGateway,
+    Recorded, TestCardGateway,
 };
 use mercato_event_store::testing::TestDatabase;
 use mercato_event_store::{database, AggregateStore, DatabaseConfig, SnapshotPolicy};
@@ -329,6 +329,39 @@ impl Env {
             .fetch_one(&self.deps.pool)
             .await
             .unwrap()
+    }
+
+    /// The emails of `kind` recorded for `order_id`, revealed (`None` for an erased one).
+    pub async fn emails(&self, order_id: &str, kind: &str) -> Vec<Option<Recorded>> {
+        let mut messages: Vec<Value> = sqlx::query_scalar(
+            "SELECT message FROM command.notifications WHERE order_id = $1::uuid AND kind = $2",
+        )
+        .bind(order_id)
+        .bind(kind)
+        .fetch_all(&self.deps.pool)
+        .await
+        .unwrap();
+        let mut refs: Vec<&mut Value> = messages.iter_mut().collect();
+        mercato_event_store::privacy::reveal(&self.deps.pool, &mut refs)
+            .await
+            .unwrap();
+        messages
+            .into_iter()
+            .map(|m| {
+                serde_json::from_value::<mercato_aggregates::Personal<Recorded>>(m)
+                    .unwrap()
+                    .into_inner()
+            })
+            .collect()
+    }
+
+    /// How many emails of `kind` went to `to` about `order_id`.
+    pub async fn emails_to(&self, order_id: &str, kind: &str, to: &str) -> usize {
+        self.emails(order_id, kind)
+            .await
+            .iter()
+            .filter(|m| m.as_ref().is_some_and(|m| m.to == to))
+            .count()
     }
 
     pub async fn count_events(&self, aggregate_id: &str, event_type: &str) -> i64 {

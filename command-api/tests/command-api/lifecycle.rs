@@ -528,15 +528,9 @@ async fn a_guest_checks_out_reads_and_cancels_with_the_order_token() {
 
     // The confirmation email goes to the guest.
     env.eventually("the guest is emailed", async || {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM command.notifications WHERE order_id = $1::uuid \
-             AND kind = 'order_confirmed' AND recipient = 'guest@example.com'",
-        )
-        .bind(&order)
-        .fetch_one(&env.deps.pool)
-        .await
-        .unwrap();
-        n == 1
+        env.emails_to(&order, "order_confirmed", "guest@example.com")
+            .await
+            == 1
     })
     .await;
 

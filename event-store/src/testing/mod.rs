@@ -13,6 +13,17 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// The master data key of test processes (a constant: test data is thrown away; the
+/// binaries under test get it as `MERCATO_DATA_KEY`).
+pub const TEST_DATA_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LW9mLW1lcmNhdG8tdGVzdHM=";
+
+/// Installs [`TEST_DATA_KEY`] as this process's master key.
+pub fn install_test_keys() {
+    let key = crate::privacy::MasterKey::from_base64(TEST_DATA_KEY).expect("a 32-byte key");
+    crate::privacy::install(crate::privacy::MasterKeys::new(key, vec![]))
+        .expect("tests use one master key");
+}
+
 /// A database of its own for one test, created and migrated on [`TestDatabase::new`] and
 /// dropped when the value is dropped, so tests run in parallel and rerun on a dirty machine.
 pub struct TestDatabase {
@@ -32,6 +43,7 @@ impl TestDatabase {
 
     /// The same on the server at `server` (a URL naming its maintenance database).
     pub async fn on(server: &str) -> Self {
+        install_test_keys();
         let name = format!("mercato_test_{}", Uuid::new_v4().simple());
         let base = server.to_owned();
         let url = match base.rfind('/') {

@@ -1,5 +1,6 @@
 //! Integration tests of the event store against the real PostgreSQL.
 
+mod privacy;
 mod reader;
 mod store;
 

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use mercato_aggregates::customer::CustomerEvent;
+use mercato_aggregates::Personal;
 use mercato_event_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -66,8 +67,8 @@ impl Projection for Customers {
                 if let Entry::Vacant(slot) = customers.entry(id) {
                     slot.insert(CustomerRow {
                         customer_id: id,
-                        email: Some(email.expose().as_str().to_owned()),
-                        name: Some(name.expose().as_str().to_owned()),
+                        email: email.expose().map(|e| e.as_str().to_owned()),
+                        name: name.expose().map(|n| n.as_str().to_owned()),
                         phone: None,
                         address: None,
                         forgotten: false,
@@ -91,12 +92,22 @@ impl Projection for Customers {
                     continue
                 }
                 CustomerEvent::CustomerProfileChanged { name, email, phone } => {
-                    c.name = Some(name.expose().as_str().to_owned());
-                    c.email = Some(email.expose().as_str().to_owned());
-                    c.phone = phone.as_ref().map(|p| p.expose().as_str().to_owned());
+                    c.name = name.expose().map(|n| n.as_str().to_owned());
+                    c.email = email.expose().map(|e| e.as_str().to_owned());
+                    c.phone = phone
+                        .as_ref()
+                        .and_then(Personal::expose)
+                        .map(|p| p.as_str().to_owned());
                 }
                 CustomerEvent::CustomerAddressChanged { address } => {
-                    c.address = Some(serde_json::to_value(address.expose()).unwrap_or_default());
+                    c.address = address
+                        .expose()
+                        .map(serde_json::to_value)
+                        .transpose()
+                        .map_err(|e| ProjectionError::Invalid {
+                            event_id: event.event_id,
+                            reason: format!("address: {e}"),
+                        })?;
                 }
                 CustomerEvent::CustomerForgotten { .. } => {
                     c.email = None;

@@ -1,13 +1,18 @@
 //! Orders: the order view (status, lines with their ordered, shipped, delivered, cancelled,
 //! returned and refunded quantities, totals, payment, shipments, refunds, cancellation
-//! reason), each customer's order history (`orders` by `customer_id`), and returns
-//! (`order_returns`, for the order view and the back office's list by status).
+//! reason, where it ships), each customer's order history (`orders` by `customer_id`), and
+//! returns (`order_returns`, for the order view and the back office's list by status).
+//!
+//! The shipping address and a guest's email are personal data: cleared when the customer is
+//! forgotten or the guest order's data erased, and read as erased on a rebuild after that
+//! (ADR 0013); the destination country stays.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use mercato_aggregates::order::{OrderEvent, RefundReason};
+use mercato_aggregates::Personal;
 use mercato_event_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -27,10 +32,10 @@ impl Projection for Orders {
         "orders"
     }
     fn version(&self) -> i32 {
-        2
+        3
     }
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["Order"]
+        &["Order", "Customer"]
     }
     fn event_types(&self) -> &'static [&'static str] {
         &[
@@ -51,6 +56,8 @@ impl Projection for Orders {
             "OrderRefundRequested",
             "OrderRefunded",
             "OrderRefundFailed",
+            "OrderPersonalDataErased",
+            "CustomerForgotten",
         ]
     }
     fn tables(&self) -> &'static [&'static str] {
@@ -82,7 +89,18 @@ impl Projection for Orders {
         let mut changed = HashSet::new();
         let mut changed_lines = HashSet::new();
         let mut changed_returns = HashSet::new();
+        let mut forgotten = Vec::new();
         for event in events {
+            if event.aggregate_type == "Customer" {
+                // `CustomerForgotten`: their orders' personal data goes, below.
+                forgotten.push(Uuid::parse_str(&event.aggregate_id).map_err(|e| {
+                    ProjectionError::Invalid {
+                        event_id: event.event_id,
+                        reason: format!("customer id: {e}"),
+                    }
+                })?);
+                continue;
+            }
             let order_id =
                 Uuid::parse_str(&event.aggregate_id).map_err(|e| ProjectionError::Invalid {
                     event_id: event.event_id,
@@ -95,13 +113,15 @@ impl Projection for Orders {
                 guest_email,
                 lines: placed,
                 total,
+                shipping_address,
+                ship_to_country,
                 placed_at,
                 ..
             } = &decoded
             {
                 // An order is placed once; a second placement changes nothing.
                 if let Entry::Vacant(slot) = orders.entry(order_id) {
-                    slot.insert(OrderRow::placed(
+                    let mut row = OrderRow::placed(
                         order_id,
                         customer_id.map(|c| c.as_uuid()),
                         guest_email.is_some(),
@@ -109,7 +129,22 @@ impl Projection for Orders {
                         total.amount(),
                         *placed_at,
                         at,
-                    ));
+                    );
+                    row.ship_to_country = Some(ship_to_country.as_str().to_owned());
+                    row.shipping_address = shipping_address
+                        .expose()
+                        .map(serde_json::to_value)
+                        .transpose()
+                        .map_err(|e| ProjectionError::Invalid {
+                            event_id: event.event_id,
+                            reason: format!("shipping address: {e}"),
+                        })?;
+                    row.contact_email = guest_email
+                        .as_ref()
+                        .and_then(Personal::expose)
+                        .map(|e| e.as_str().to_owned());
+                    row.personal_data_erased = shipping_address.is_erased();
+                    slot.insert(row);
                     changed.insert(order_id);
                 }
                 let existing = lines.entry(order_id).or_default();
@@ -380,6 +415,7 @@ impl Projection for Orders {
                         o.refund_pending_amount -= amount.amount();
                     }
                 }
+                OrderEvent::OrderPersonalDataErased { .. } => o.erase_personal_data(),
             }
             if touches_lines(event) {
                 changed_lines.insert(order_id);
@@ -400,7 +436,18 @@ impl Projection for Orders {
             .iter()
             .filter_map(|id| returns.get(id))
             .collect();
-        rows::upsert(conn, "order_returns", &["return_id"], &upserts).await
+        rows::upsert(conn, "order_returns", &["return_id"], &upserts).await?;
+        if !forgotten.is_empty() {
+            sqlx::query(
+                "UPDATE orders SET shipping_address = NULL, contact_email = NULL, \
+                   personal_data_erased = true \
+                 WHERE customer_id = ANY($1) AND NOT personal_data_erased",
+            )
+            .bind(&forgotten)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -468,10 +515,22 @@ struct OrderRow {
     refunds: Vec<RefundView>,
     delivered_at: Option<DateTime<Utc>>,
     cancellation_reason: Option<serde_json::Value>,
+    /// Where it ships (kept when the personal data goes).
+    ship_to_country: Option<String>,
+    /// Personal data: the address and a guest's email, `None` once erased.
+    shipping_address: Option<serde_json::Value>,
+    contact_email: Option<String>,
+    personal_data_erased: bool,
     updated_at: DateTime<Utc>,
 }
 
 impl OrderRow {
+    fn erase_personal_data(&mut self) {
+        self.shipping_address = None;
+        self.contact_email = None;
+        self.personal_data_erased = true;
+    }
+
     fn placed(
         order_id: Uuid,
         customer_id: Option<Uuid>,
@@ -501,6 +560,10 @@ impl OrderRow {
             refunds: Vec::new(),
             delivered_at: None,
             cancellation_reason: None,
+            ship_to_country: None,
+            shipping_address: None,
+            contact_email: None,
+            personal_data_erased: false,
             updated_at: at,
         }
     }

@@ -175,7 +175,8 @@ impl Projection for Sales {
                 | OrderEvent::OrderReturnRequested { .. }
                 | OrderEvent::OrderReturnReceived { .. }
                 | OrderEvent::OrderRefundRequested { .. }
-                | OrderEvent::OrderRefundFailed { .. } => continue,
+                | OrderEvent::OrderRefundFailed { .. }
+                | OrderEvent::OrderPersonalDataErased { .. } => continue,
             };
             if let Some(o) = orders.get_mut(&order_id) {
                 o.status = status;
