@@ -19,7 +19,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use mercato_event_store::{LogFilter, LogReader, Position, RecordedEvent, EVENTS_CHANNEL};
+use mercato_event_store::{
+    LogFilter, LogReader, PersonalData, Position, RecordedEvent, EVENTS_CHANNEL,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -54,6 +56,11 @@ pub struct Selection {
     /// Stop at this position, inclusive.
     #[arg(long)]
     pub to_position: Option<Position>,
+    /// Include personal data (names, emails, phones, addresses) in the clear; without it
+    /// every personal value is `{"$subject": ..., "$redacted": true}`. An erased subject's
+    /// values are `$erased` either way.
+    #[arg(long)]
+    pub include_personal_data: bool,
 }
 
 impl Selection {
@@ -67,6 +74,14 @@ impl Selection {
             Some(p) => Position::new(p.tx_id(), p.global_position() - 1),
             None => Position::START,
         }
+    }
+
+    fn reader(&self, pool: PgPool) -> LogReader {
+        LogReader::new(pool).with_personal_data(if self.include_personal_data {
+            PersonalData::Revealed
+        } else {
+            PersonalData::Redacted
+        })
     }
 
     fn filter(&self) -> LogFilter {
@@ -144,7 +159,7 @@ impl ExportArgs {
 
 /// Exports the selected events; returns how many were written.
 pub async fn export(pool: PgPool, args: ExportArgs) -> anyhow::Result<u64> {
-    let reader = LogReader::new(pool);
+    let reader = args.selection.reader(pool);
     let filter = args.selection.filter();
     let mut after = args.selection.start();
     let to_file = args.output.as_ref().is_some_and(|p| p.as_os_str() != "-");
@@ -206,7 +221,7 @@ pub async fn export(pool: PgPool, args: ExportArgs) -> anyhow::Result<u64> {
 
 /// Prints the selected events as JSON Lines; with `follow`, keeps printing new ones.
 pub async fn tail(pool: PgPool, args: TailArgs) -> anyhow::Result<()> {
-    let reader = LogReader::new(pool.clone());
+    let reader = args.selection.reader(pool.clone());
     let filter = args.selection.filter();
     let mut after = args.selection.start();
     let mut listener = if args.follow {

@@ -9,8 +9,11 @@ use sha2::{Digest, Sha256};
 
 /// Catalog data may be cached briefly by browsers and CDNs.
 pub(crate) const CATALOG_CACHE: &str = "public, max-age=30";
-/// Personal data must not be stored by shared caches.
+/// The caller's own data: no shared cache stores it, and the browser revalidates.
 pub(crate) const PRIVATE_CACHE: &str = "private, no-cache";
+/// Personal data (names, emails, addresses): stored by no cache at all, so nothing is left
+/// behind on a shared computer or served after an erasure.
+pub(crate) const PERSONAL_DATA: &str = "private, no-store";
 
 /// `body` as JSON with a strong ETag of its bytes, or 304 when the client has it.
 pub(crate) fn cached<T: Serialize>(

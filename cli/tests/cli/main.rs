@@ -2,6 +2,7 @@
 //! real signals (SIGKILL, SIGTERM).
 
 mod events;
+mod privacy;
 mod process;
 mod relay;
 mod shop;

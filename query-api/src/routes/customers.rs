@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::db;
 use crate::consistency::{wait, Source};
-use crate::respond::{cached, PRIVATE_CACHE};
+use crate::respond::{cached, PERSONAL_DATA, PRIVATE_CACHE};
 use crate::AppState;
 
 /// A customer profile. After an erasure request every personal field is gone.
@@ -63,5 +63,5 @@ pub(crate) async fn me(
         })
     })()
     .map_err(db)?;
-    cached(&headers, &view, PRIVATE_CACHE)
+    cached(&headers, &view, PERSONAL_DATA)
 }

@@ -2,13 +2,14 @@
 //!
 //! One JSON object per line, the JSON form of `RecordedEvent` (what `mercato events tail`
 //! prints), in log order, streamed page by page from the gap-safe `LogReader` so a large
-//! export never sits in memory.
+//! export never sits in memory. Personal data is withheld unless asked for
+//! (`include_personal_data=true`), and an erased subject's is gone either way (ADR 0013).
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use mercato_event_store::{LogFilter, LogReader, Position};
+use mercato_event_store::{LogFilter, LogReader, PersonalData, Position};
 use mercato_web::{Caller, Problem, Query};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -32,9 +33,16 @@ pub(crate) struct EventsParams {
     aggregate_type: Option<String>,
     /// Only this aggregate id.
     aggregate_id: Option<String>,
-    /// At most this many events (default: every readable event).
+    /// At most this many events (1 to 1,000,000; default: every readable event).
+    #[param(minimum = 1, maximum = 1_000_000)]
     limit: Option<u64>,
+    /// Include personal data in the clear (default `false`: every personal value reads
+    /// `{"$subject": ..., "$redacted": true}`). An erased subject's values are `$erased`.
+    include_personal_data: Option<bool>,
 }
+
+/// The most events one request may ask for (`limit`).
+const MAX_LIMIT: u64 = 1_000_000;
 
 /// The event log after a position, as NDJSON (`application/x-ndjson`), in log order.
 #[utoipa::path(get, path = "/v1/admin/events", tag = "admin", params(EventsParams), security(("bearer" = [])),
@@ -53,12 +61,17 @@ pub(crate) async fn events(
             .parse()
             .map_err(|e| Problem::bad_request("invalid_position", e))?,
     };
-    if params.limit == Some(0) {
+    if params.limit.is_some_and(|l| !(1..=MAX_LIMIT).contains(&l)) {
         return Err(Problem::bad_request(
             "invalid_limit",
-            "limit must be at least 1",
+            format!("limit must be 1 to {MAX_LIMIT}"),
         ));
     }
+    let personal = if params.include_personal_data == Some(true) {
+        PersonalData::Revealed
+    } else {
+        PersonalData::Redacted
+    };
     let filter = LogFilter {
         aggregate_type: params.aggregate_type,
         aggregate_id: params.aggregate_id,
@@ -73,7 +86,7 @@ pub(crate) async fn events(
         ..LogFilter::default()
     };
     let page = Page {
-        reader: LogReader::new(state.pool.clone()),
+        reader: LogReader::new(state.pool.clone()).with_personal_data(personal),
         filter,
         after,
         left: params.limit.unwrap_or(u64::MAX),

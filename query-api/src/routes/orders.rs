@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{db, decode_cursor, encode_cursor, page_limit, MoneyDto};
 use crate::consistency::{wait, Source};
-use crate::respond::{cached, PRIVATE_CACHE};
+use crate::respond::{cached, PERSONAL_DATA, PRIVATE_CACHE};
 use crate::AppState;
 
 const ORDERS: Source = Source::Tables(&["orders"]);
@@ -154,6 +154,16 @@ pub(crate) struct OrderView {
     /// Why it was cancelled (`{"out_of_stock": {"sku": ...}}`, `"customer_request"`, ...).
     #[schema(value_type = Option<Object>)]
     cancellation_reason: Option<serde_json::Value>,
+    /// Where it ships (ISO 3166-1 alpha-2); kept when the personal data is erased.
+    ship_to_country: Option<String>,
+    /// The shipping address (`recipient`, `line1`, `line2`, `city`, `postal_code`,
+    /// `country`); `null` once erased.
+    #[schema(value_type = Option<Object>)]
+    shipping_address: Option<serde_json::Value>,
+    /// A guest's email; `null` for a customer's order (see the customer) and once erased.
+    contact_email: Option<String>,
+    /// The buyer's personal data on this order was erased.
+    personal_data_erased: bool,
     placed_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -302,7 +312,7 @@ pub(crate) async fn get_order(
     .await
     .map_err(db)?;
     let view = order_view(&row, &lines, &returns).map_err(db)?;
-    cached(&headers, &view, PRIVATE_CACHE)
+    cached(&headers, &view, PERSONAL_DATA)
 }
 
 /// Paging and filter of the returns list.
@@ -496,6 +506,10 @@ fn order_view(row: &PgRow, lines: &[PgRow], returns: &[PgRow]) -> Result<OrderVi
             })
             .collect(),
         cancellation_reason: row.try_get("cancellation_reason")?,
+        ship_to_country: row.try_get("ship_to_country")?,
+        shipping_address: row.try_get("shipping_address")?,
+        contact_email: row.try_get("contact_email")?,
+        personal_data_erased: row.try_get("personal_data_erased")?,
         placed_at: row.try_get("placed_at")?,
         updated_at: row.try_get("updated_at")?,
     })
