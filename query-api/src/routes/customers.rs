@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::db;
 use crate::consistency::{wait, Source};
-use crate::respond::{cached, PERSONAL_DATA, PRIVATE_CACHE};
+use crate::respond::{cached, PERSONAL_DATA};
 use crate::AppState;
 
 /// A customer profile. After an erasure request every personal field is gone.
