@@ -208,6 +208,34 @@ pub struct Settings {
         global = true
     )]
     pub replica_id: String,
+    /// Sign-in attempts per account (email) in 15 minutes before 429.
+    #[arg(
+        long,
+        env = "MERCATO_LOGIN_ATTEMPTS_PER_ACCOUNT",
+        default_value_t = 10,
+        global = true
+    )]
+    pub login_attempts_per_account: u32,
+    /// Failed sign-ins per client address in 15 minutes before 429.
+    #[arg(
+        long,
+        env = "MERCATO_LOGIN_ATTEMPTS_PER_ADDRESS",
+        default_value_t = 100,
+        global = true
+    )]
+    pub login_attempts_per_address: u32,
+    /// Registrations per client address in an hour before 429 (the admin is not limited).
+    #[arg(
+        long,
+        env = "MERCATO_REGISTRATIONS_PER_ADDRESS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub registrations_per_address: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (set it when a proxy
+    /// that appends it is the only way in).
+    #[arg(long, env = "MERCATO_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub trust_forwarded_for: bool,
     /// Master key of personal data (32 bytes, base64; `mercato privacy new-key` makes one):
     /// wraps every data subject's key (ADR 0013). The same on every process. Takes
     /// precedence over MERCATO_DATA_KEY_FILE.
@@ -356,6 +384,13 @@ impl Settings {
         config.admin_password = self.admin_password.clone();
         config.reservation_ttl = Duration::from_secs(self.reservation_ttl_secs.max(1));
         config.return_window_days = self.return_window_days;
+        config.throttle = mercato_command_api::ThrottleConfig {
+            login_per_account: self.login_attempts_per_account,
+            login_per_address: self.login_attempts_per_address,
+            registrations_per_address: self.registrations_per_address,
+            trust_forwarded_for: self.trust_forwarded_for,
+            ..mercato_command_api::ThrottleConfig::default()
+        };
         config.payment_gateway = self.payment_gateway;
         config.max_amount = self.max_amount;
         config.smtp_url = self.smtp_url.clone();

@@ -26,6 +26,7 @@ use crate::state::{AppState, Deps};
         customers::register,
         customers::update,
         customers::forget,
+        customers::change_password,
         products::create,
         products::update,
         products::change_price,
@@ -82,6 +83,10 @@ pub(crate) fn router(state: AppState, deps: Option<Dependencies>) -> Router {
     let v1 = Router::new()
         .route("/v1/auth/token", post(auth::token))
         .route("/v1/customers", post(customers::register))
+        .route(
+            "/v1/customers/{id}/password",
+            post(customers::change_password),
+        )
         .route(
             "/v1/customers/{id}",
             patch(customers::update).delete(customers::forget),
@@ -172,7 +177,7 @@ impl CommandApi {
     }
 
     /// Serves until `shutdown`, finishing in-flight requests; expires old idempotency keys
-    /// in the background.
+    /// and throttle counters in the background.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let pool = self.pool.clone();
         let ttl = self.config.idempotency_ttl;
@@ -187,6 +192,9 @@ impl CommandApi {
                             Ok(n) if n > 0 => tracing::info!(expired = n, "idempotency keys expired"),
                             Ok(_) => {}
                             Err(e) => tracing::warn!(error = %e, "expiring idempotency keys failed"),
+                        }
+                        if let Err(e) = crate::throttle::expire(&pool).await {
+                            tracing::warn!(error = %e, "expiring throttle counters failed");
                         }
                     }
                 }

@@ -98,6 +98,8 @@ pub struct CommandApiConfig {
     pub consumer_prefix: String,
     /// Argon2id cost: memory in KiB (OWASP minimum 19 MiB; tests lower it).
     pub argon2_memory_kib: u32,
+    /// Sign-in and registration throttles.
+    pub throttle: crate::throttle::ThrottleConfig,
 }
 
 impl CommandApiConfig {
@@ -124,6 +126,7 @@ impl CommandApiConfig {
             mail_from: "Mercato <orders@mercato.invalid>".to_owned(),
             consumer_prefix: "mercato".to_owned(),
             argon2_memory_kib: 19 * 1024,
+            throttle: crate::throttle::ThrottleConfig::default(),
         }
     }
 
@@ -139,6 +142,14 @@ impl CommandApiConfig {
             checkout_grace: Duration::from_secs(1),
             idempotency_lock: Duration::from_secs(5),
             argon2_memory_kib: 1024,
+            // Test suites sign in and register from one address all the time; the throttle
+            // tests set their own limits.
+            throttle: crate::throttle::ThrottleConfig {
+                login_per_account: 10_000,
+                login_per_address: 10_000,
+                registrations_per_address: 10_000,
+                ..crate::throttle::ThrottleConfig::default()
+            },
             ..Self::new(SecretString::from("test-secret-test-secret-test-secret"))
         }
     }

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use mercato_web::{
     Problem, IDEMPOTENCY_KEY, MERCATO_CART_TOKEN, MERCATO_ORDER_TOKEN, MERCATO_POSITION,
 };
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::db_problem;
@@ -75,6 +74,8 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Prob
                 .to_owned(),
         ),
     };
+    // A sign-in is safe to repeat as it is, and its answer is a secret: never recorded.
+    let key = key.filter(|_| parts.uri.path() != "/v1/auth/token");
     let Some(key) = key else {
         parts.extensions.insert(RequestContext {
             write_id: Uuid::new_v4(),
@@ -90,13 +91,14 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Prob
             .await);
     }
 
-    let mut hasher = Sha256::new();
-    hasher.update(parts.method.as_str());
-    hasher.update(b"\n");
-    hasher.update(parts.uri.path());
-    hasher.update(b"\n");
-    hasher.update(&bytes);
-    let request_hash = hex::encode(hasher.finalize());
+    // A keyed digest, not a plain hash: a registration's body holds a password.
+    let mut request = Vec::with_capacity(bytes.len() + 64);
+    request.extend_from_slice(parts.method.as_str().as_bytes());
+    request.push(b'\n');
+    request.extend_from_slice(parts.uri.path().as_bytes());
+    request.push(b'\n');
+    request.extend_from_slice(&bytes);
+    let request_hash = state.keys().digest("idempotency request", &request);
     let scope = match caller_scope(&state, &parts.headers) {
         Some(scope) => scope,
         None => anonymous_scope(parts.uri.path(), &request_hash)?,
@@ -150,7 +152,7 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Prob
             ));
         }
         if let Some(status) = status {
-            return Ok(replay(status, headers, body.unwrap_or_default()));
+            return Ok(replay(&state, status, headers, body.unwrap_or_default()));
         }
         if !expired {
             return Err(Problem::conflict(
@@ -215,6 +217,10 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Prob
             kept.insert(name.as_str().to_owned(), v.into());
         }
     }
+    let (stored, withheld) = withhold_secrets(&body);
+    if !withheld.is_empty() {
+        kept.insert(WITHHELD.to_owned(), withheld.into());
+    }
     sqlx::query(
         "UPDATE command.idempotency_keys SET response_status = $3, response_headers = $4, \
          response_body = $5, locked_until = NULL WHERE scope = $1 AND key = $2",
@@ -223,7 +229,7 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Prob
     .bind(&key)
     .bind(i32::from(status.as_u16()))
     .bind(serde_json::Value::Object(kept))
-    .bind(body.to_vec())
+    .bind(stored)
     .execute(pool)
     .await
     .map_err(db_problem)?;
@@ -238,14 +244,70 @@ fn path_has_pan(path: &str, query: Option<&str>) -> bool {
         .any(|segment| mercato_aggregates::pci::looks_like_pan(&segment.replace("%20", " ")))
 }
 
-fn replay(status: i32, headers: Option<serde_json::Value>, body: Vec<u8>) -> Response {
+/// Secret fields of a response: never stored with it.
+const SECRETS: &[&str] = &["access_token", "cart_token", "order_token"];
+/// The stored "header" listing the secret fields taken out of a stored response.
+const WITHHELD: &str = "mercato-withheld";
+
+/// The response body to store, without its secret fields, and the names of those taken out.
+fn withhold_secrets(body: &[u8]) -> (Vec<u8>, Vec<String>) {
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(body) else {
+        return (body.to_vec(), Vec::new());
+    };
+    let withheld: Vec<String> = SECRETS
+        .iter()
+        .filter(|name| map.remove(**name).is_some())
+        .map(|name| (*name).to_owned())
+        .collect();
+    if withheld.is_empty() {
+        return (body.to_vec(), withheld);
+    }
+    let stored = serde_json::to_vec(&map).unwrap_or_else(|_| body.to_vec());
+    (stored, withheld)
+}
+
+/// A guest's order token again, for a replayed checkout: it is derived from the order id, so
+/// the replay needs nothing stored. Other secrets are not replayed.
+fn restore_secrets(state: &AppState, body: Vec<u8>, withheld: &[String]) -> Vec<u8> {
+    if !withheld.iter().any(|w| w == "order_token") {
+        return body;
+    }
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(&body) else {
+        return body;
+    };
+    let Some(order_id) = map
+        .get("order_id")
+        .and_then(|v| v.as_str())
+        .and_then(|id| Uuid::parse_str(id).ok())
+    else {
+        return body;
+    };
+    map.insert(
+        "order_token".to_owned(),
+        state.keys().order_token(order_id).into(),
+    );
+    serde_json::to_vec(&map).unwrap_or(body)
+}
+
+fn replay(
+    state: &AppState,
+    status: i32,
+    headers: Option<serde_json::Value>,
+    body: Vec<u8>,
+) -> Response {
     let status = u16::try_from(status)
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
+    let withheld: Vec<String> = headers
+        .as_ref()
+        .and_then(|h| h.get(WITHHELD))
+        .and_then(|w| serde_json::from_value(w.clone()).ok())
+        .unwrap_or_default();
+    let body = restore_secrets(state, body, &withheld);
     let mut response = (status, body).into_response();
     if let Some(serde_json::Value::Object(map)) = headers {
-        for (name, value) in map {
+        for (name, value) in map.into_iter().filter(|(n, _)| n != WITHHELD) {
             if let (Ok(name), Some(Ok(value))) = (
                 HeaderName::try_from(name.as_str()),
                 value.as_str().map(HeaderValue::from_str),
@@ -290,7 +352,7 @@ fn caller_scope(state: &AppState, headers: &HeaderMap) -> Option<String> {
 /// anonymous write (opening an anonymous cart) has no caller to scope a key to, and the
 /// replay would hand one stranger's cart token to another, so the key is refused.
 fn anonymous_scope(path: &str, request_hash: &str) -> Result<String, Problem> {
-    if matches!(path, "/v1/customers" | "/v1/auth/token") {
+    if path == "/v1/customers" {
         return Ok(format!("anonymous-request:{request_hash}"));
     }
     Err(Problem::bad_request(

@@ -27,6 +27,7 @@ mod routes;
 mod services;
 mod state;
 mod stores;
+mod throttle;
 
 pub use api::{test_router, ApiDoc, CommandApi};
 pub use catalog::StoreCatalog;
@@ -36,6 +37,7 @@ pub use notify::{NotificationWorker, Recorded};
 pub use process::{OrderProcessWorker, ProcessConfig};
 pub use services::checkout::order_id_for;
 pub use state::Deps;
+pub use throttle::ThrottleConfig;
 
 /// The command side's migrations (`command-api/migrations`, schema `command`).
 ///

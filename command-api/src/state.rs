@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use axum::extract::FromRef;
 use mercato_event_store::SnapshotPolicy;
 use mercato_nats::NatsConfig;
+use mercato_web::auth::Sessions;
 use mercato_web::JwtKeys;
 use sqlx::PgPool;
 
@@ -32,6 +34,9 @@ pub(crate) struct Shared {
     pub config: CommandApiConfig,
     pub stores: Stores,
     pub argon2: Argon2<'static>,
+    /// A hash of no one's password, verified when a sign-in names no account, so an unknown
+    /// email costs the same time as a wrong password.
+    pub dummy_hash: String,
 }
 
 /// Handler state: the shared parts and the JWT keys.
@@ -49,17 +54,31 @@ impl FromRef<AppState> for JwtKeys {
 
 impl AppState {
     pub(crate) fn new(config: CommandApiConfig, pool: PgPool, snapshots: &SnapshotPolicy) -> Self {
-        let keys = JwtKeys::new(&config.jwt_secret, config.token_ttl);
+        let keys = JwtKeys::new(&config.jwt_secret, config.token_ttl)
+            .with_sessions(Sessions::new(pool.clone()));
         let params = Params::new(config.argon2_memory_kib.max(8), 2, 1, None)
             .unwrap_or_else(|_| Params::default());
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+            .unwrap_or_else(|_| unreachable!("16 bytes encode"));
+        let secret: [u8; 32] = rand::random();
+        let dummy_hash = argon2
+            .hash_password(&secret, &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default();
         Self {
             keys,
             shared: Arc::new(Shared {
                 stores: Stores::new(pool, config.payment_gateway.build(&config), snapshots),
-                argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+                argon2,
+                dummy_hash,
                 config,
             }),
         }
+    }
+
+    pub(crate) fn dummy_hash(&self) -> &str {
+        &self.shared.dummy_hash
     }
 
     pub(crate) fn config(&self) -> &CommandApiConfig {

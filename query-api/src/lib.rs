@@ -179,7 +179,10 @@ pub fn router(
 ) -> Router {
     let state = AppState {
         pool: pool.clone(),
-        keys: JwtKeys::new(&config.jwt_secret, Duration::from_secs(3600)),
+        // Customer tokens are checked against their session: a password change or an
+        // erasure revokes them here too.
+        keys: JwtKeys::new(&config.jwt_secret, Duration::from_secs(3600))
+            .with_sessions(mercato_web::auth::Sessions::new(pool.clone())),
         search,
         min_position_wait: config.min_position_wait,
     };

@@ -42,6 +42,10 @@ pub struct Claims {
     pub exp: i64,
     /// Always `mercato`.
     pub iss: String,
+    /// A customer's session generation when the token was issued: a password change or an
+    /// erasure moves it on, and every older token is refused (see [`Sessions`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gen: Option<i64>,
 }
 
 const ISSUER: &str = "mercato";
@@ -69,6 +73,53 @@ pub struct IssuedToken {
     pub expires_in: u64,
 }
 
+/// Where a customer's current session generation is kept: the login table,
+/// `command.customer_credentials` (its row is deleted when the customer is erased). Both
+/// APIs look the generation up for every customer request, so a revoked token stops working
+/// at once, everywhere.
+#[derive(Clone, Debug)]
+pub struct Sessions {
+    pool: sqlx::PgPool,
+}
+
+impl Sessions {
+    /// Sessions kept in `pool`'s database.
+    pub fn new(pool: sqlx::PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The customer's current generation; `None` once the login is gone (erased).
+    pub async fn generation(&self, customer_id: Uuid) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT token_generation FROM command.customer_credentials WHERE customer_id = $1",
+        )
+        .bind(customer_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Refuses a customer token whose generation is not the current one.
+    async fn check(&self, claims: &Claims) -> Result<(), Problem> {
+        let Ok(customer_id) = Uuid::parse_str(&claims.sub) else {
+            return Err(Problem::unauthorized(AuthError::Invalid.to_string()));
+        };
+        match self.generation(customer_id).await {
+            Ok(Some(current)) if Some(current) == claims.gen => Ok(()),
+            Ok(_) => Err(Problem::unauthorized(
+                "the access token was revoked (the password changed or the account was erased); sign in again",
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check a session");
+                Err(Problem::unavailable(
+                    "store_unavailable",
+                    "the database is unavailable",
+                    1,
+                ))
+            }
+        }
+    }
+}
+
 /// Signing and verification keys from the configured secret.
 #[derive(Clone)]
 pub struct JwtKeys {
@@ -78,6 +129,10 @@ pub struct JwtKeys {
     ttl: Duration,
     /// The key of guest order tokens, derived from the secret (never the secret itself).
     order_key: Arc<[u8]>,
+    /// The key of request digests and throttle buckets, derived from the secret.
+    digest_key: Arc<[u8]>,
+    /// Where customer sessions are checked; `None` checks signatures only (unit tests).
+    sessions: Option<Sessions>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -102,7 +157,31 @@ impl JwtKeys {
             validation,
             ttl,
             order_key: mac(bytes, b"mercato order tokens v1").into(),
+            digest_key: mac(bytes, b"mercato digests v1").into(),
+            sessions: None,
         }
+    }
+
+    /// The same keys, checking every customer token against `sessions`.
+    pub fn with_sessions(self, sessions: Sessions) -> Self {
+        Self {
+            sessions: Some(sessions),
+            ..self
+        }
+    }
+
+    /// A keyed digest (HMAC-SHA256, hex) of `value` in `domain`: what Mercato stores instead
+    /// of a value it must recognise but not keep (a request that holds a password, a client
+    /// address), unguessable without the secret.
+    pub fn digest(&self, domain: &str, value: &[u8]) -> String {
+        let mut input = Vec::with_capacity(domain.len() + 1 + value.len());
+        input.extend_from_slice(domain.as_bytes());
+        input.push(0);
+        input.extend_from_slice(value);
+        mac(&self.digest_key, &input)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// The token that lets a guest read and act on their order: an HMAC of the order id, so
@@ -122,8 +201,14 @@ impl JwtKeys {
         )
     }
 
-    /// Issues a token for `subject` with `role`.
-    pub fn issue(&self, subject: &str, role: Role) -> Result<IssuedToken, AuthError> {
+    /// Issues a token for `subject` with `role` (a customer's carries their session
+    /// generation `gen`).
+    pub fn issue(
+        &self,
+        subject: &str,
+        role: Role,
+        gen: Option<i64>,
+    ) -> Result<IssuedToken, AuthError> {
         let now = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims {
@@ -132,6 +217,7 @@ impl JwtKeys {
             iat: now,
             exp: now.saturating_add(ttl),
             iss: ISSUER.to_owned(),
+            gen,
         };
         self.sign(&claims).map(|access_token| IssuedToken {
             access_token,
@@ -310,12 +396,17 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, Problem> {
     }
 }
 
-fn caller_from(keys: &JwtKeys, token: &str) -> Result<Caller, Problem> {
+async fn caller_from(keys: &JwtKeys, token: &str) -> Result<Caller, Problem> {
     let claims = keys
         .verify(token)
         .map_err(|e| Problem::unauthorized(e.to_string()))?;
-    if claims.role == Role::Customer && Uuid::parse_str(&claims.sub).is_err() {
-        return Err(Problem::unauthorized(AuthError::Invalid.to_string()));
+    if claims.role == Role::Customer {
+        if Uuid::parse_str(&claims.sub).is_err() {
+            return Err(Problem::unauthorized(AuthError::Invalid.to_string()));
+        }
+        if let Some(sessions) = &keys.sessions {
+            sessions.check(&claims).await?;
+        }
     }
     Ok(Caller {
         subject: claims.sub,
@@ -333,7 +424,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let keys = JwtKeys::from_ref(state);
         match bearer(parts)? {
-            Some(token) => caller_from(&keys, token),
+            Some(token) => caller_from(&keys, token).await,
             None => Err(Problem::unauthorized(
                 "send `Authorization: Bearer <token>`",
             )),
@@ -354,7 +445,7 @@ where
     ) -> Result<Option<Self>, Self::Rejection> {
         let keys = JwtKeys::from_ref(state);
         match bearer(parts)? {
-            Some(token) => caller_from(&keys, token).map(Some),
+            Some(token) => caller_from(&keys, token).await.map(Some),
             None => Ok(None),
         }
     }
@@ -371,7 +462,7 @@ mod tests {
     #[test]
     fn an_issued_token_verifies_with_the_same_secret_only() {
         let token = keys("s3cret-s3cret-s3cret-s3cret-0001")
-            .issue("a@b", Role::Admin)
+            .issue("a@b", Role::Admin, None)
             .unwrap();
         let claims = keys("s3cret-s3cret-s3cret-s3cret-0001")
             .verify(&token.access_token)
@@ -419,6 +510,7 @@ mod tests {
                 iat: now - 120,
                 exp: now - 60,
                 iss: ISSUER.into(),
+                gen: Some(1),
             })
             .unwrap();
         assert_eq!(k.verify(&token), Err(AuthError::Expired));

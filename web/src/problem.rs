@@ -201,6 +201,18 @@ impl Problem {
             .header(RETRY_AFTER, HeaderValue::from(retry_after_secs))
     }
 
+    /// 429 with `Retry-After`.
+    pub fn too_many_requests(
+        code: impl Into<Cow<'static, str>>,
+        detail: impl Display,
+        retry_after_secs: u64,
+    ) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, "Too many requests")
+            .detail(detail)
+            .header(RETRY_AFTER, HeaderValue::from(retry_after_secs))
+            .with("retry_after", retry_after_secs)
+    }
+
     /// 500 whose body reveals nothing; the cause is logged here, once.
     pub fn internal(cause: impl Display) -> Self {
         tracing::error!(error = %cause, "internal error");

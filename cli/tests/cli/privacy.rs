@@ -454,7 +454,19 @@ async fn erased_customers_and_guests_leave_no_personal_data_anywhere() {
         assert!(contains(&body, &sku));
         assert_absent("the admin event stream", &body, &people);
     }
-    // The erased customer can no longer sign in.
+    // The erased customer's token stops working on both APIs, and they can no longer sign in.
+    let (s, b) = api.read("/v1/customers/me", &token).await;
+    assert_eq!(s, 401, "{b}");
+    let (s, b) = api
+        .call(
+            Method::GET,
+            format!("http://{}/v1/orders/{order}", api.query),
+            Some(&token),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(s, 401, "{b}");
     let (s, _) = api
         .call(
             Method::POST,

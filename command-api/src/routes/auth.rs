@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::error::db_problem;
 use crate::state::AppState;
+use crate::throttle::{self, Bucket, ClientAddress};
 
 /// Login.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -40,20 +41,45 @@ fn bad_credentials() -> Problem {
     Problem::unauthorized("unknown email or wrong password")
 }
 
-/// Exchanges email and password for a JWT (customers; the admin with the configured credentials).
+/// Exchanges email and password for a JWT (customers; the admin with the configured
+/// credentials). Throttled per account and per client address: past the limit, 429 with
+/// `Retry-After`. An unknown email costs the same work as a wrong password, and the answer is
+/// the same. Not idempotent by key: a retry simply signs in again (no token is ever stored).
 #[utoipa::path(post, path = "/v1/auth/token", tag = "auth", request_body = TokenRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 422, body = mercato_web::problem::ProblemBody)))]
+              (status = 422, body = mercato_web::problem::ProblemBody),
+              (status = 429, body = mercato_web::problem::ProblemBody)))]
 pub(crate) async fn token(
     State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
     Json(req): Json<TokenRequest>,
 ) -> Result<Response, Problem> {
     let config = state.config();
-    if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
-        let email_ok: bool = email
+    let pool = &state.stores().pool;
+    let email = req.email.trim().to_lowercase();
+    let limits = &config.throttle;
+    let buckets = [
+        Bucket::new(
+            state.keys(),
+            "login:account",
+            &email,
+            limits.login_per_account,
+            limits.login_window,
+        ),
+        Bucket::new(
+            state.keys(),
+            "login:address",
+            &client,
+            limits.login_per_address,
+            limits.login_window,
+        ),
+    ];
+    throttle::attempt(pool, &buckets).await?;
+    if let (Some(admin_email), Some(password)) = (&config.admin_email, &config.admin_password) {
+        let email_ok: bool = admin_email
             .to_lowercase()
             .as_bytes()
-            .ct_eq(req.email.to_lowercase().as_bytes())
+            .ct_eq(email.as_bytes())
             .into();
         let password_ok: bool = password
             .expose_secret()
@@ -61,54 +87,68 @@ pub(crate) async fn token(
             .ct_eq(req.password.as_bytes())
             .into();
         if email_ok && password_ok {
-            return issue(&state, email, Role::Admin, None);
+            throttle::forgive(pool, &buckets).await?;
+            return issue(&state, admin_email, Role::Admin, None);
         }
         if email_ok {
+            // As long as a customer's wrong password takes.
+            verify(&state, state.dummy_hash().to_owned(), req.password).await;
             return Err(bad_credentials());
         }
     }
-    let row: Option<(uuid::Uuid, String)> = sqlx::query_as(
-        "SELECT customer_id, password_hash FROM command.customer_credentials WHERE lower(email) = lower($1)",
+    let row: Option<(uuid::Uuid, String, i64)> = sqlx::query_as(
+        "SELECT customer_id, password_hash, token_generation FROM command.customer_credentials \
+         WHERE lower(email) = $1",
     )
-    .bind(&req.email)
-    .fetch_optional(&state.stores().pool)
+    .bind(&email)
+    .fetch_optional(pool)
     .await
     .map_err(db_problem)?;
-    let Some((customer_id, hash)) = row else {
+    let hash = row
+        .as_ref()
+        .map_or_else(|| state.dummy_hash().to_owned(), |(_, h, _)| h.clone());
+    let matches = verify(&state, hash, req.password).await;
+    let Some((customer_id, _, generation)) = row.filter(|_| matches) else {
         return Err(bad_credentials());
     };
+    throttle::forgive(pool, &buckets).await?;
+    let id = customer_id.to_string();
+    issue(&state, &id, Role::Customer, Some(generation))
+}
+
+/// Whether `password` matches the PHC `hash` (argon2 off the async threads).
+pub(crate) async fn verify(state: &AppState, hash: String, password: String) -> bool {
     let argon2 = state.argon2().clone();
-    let password = req.password;
-    let ok = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
             .map(|parsed| argon2.verify_password(password.as_bytes(), &parsed).is_ok())
             .unwrap_or(false)
     })
     .await
-    .unwrap_or(false);
-    if !ok {
-        return Err(bad_credentials());
-    }
-    let id = customer_id.to_string();
-    issue(&state, &id, Role::Customer, Some(id.clone()))
+    .unwrap_or(false)
 }
 
 fn issue(
     state: &AppState,
     subject: &str,
     role: Role,
-    customer_id: Option<String>,
+    generation: Option<i64>,
 ) -> Result<Response, Problem> {
     let issued = state
         .keys()
-        .issue(subject, role)
+        .issue(subject, role, generation)
         .map_err(Problem::internal)?;
-    Ok(axum::Json(TokenResponse {
+    let mut response = axum::Json(TokenResponse {
         access_token: issued.access_token,
         token_type: "Bearer",
         expires_in: issued.expires_in,
         role,
-        customer_id,
+        customer_id: (role == Role::Customer).then(|| subject.to_owned()),
     })
-    .into_response())
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }

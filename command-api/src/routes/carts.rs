@@ -36,8 +36,10 @@ pub(crate) struct CreateCart {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CartCreated {
     id: String,
-    /// Send it as `Mercato-Cart-Token` on every later request for this cart. Shown once.
-    cart_token: String,
+    /// An anonymous cart's key: send it as `Mercato-Cart-Token` on every later request for
+    /// this cart. Shown once. A customer's cart has none (their access token opens it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cart_token: Option<String>,
     #[serde(flatten)]
     write: WriteResult,
 }
@@ -105,11 +107,16 @@ pub(crate) async fn create(
     f.finish()?;
     let cart_id = Uuid::new_v5(&CART_NAMESPACE, req.write_id.as_bytes());
     let customer_id = caller.as_ref().and_then(Caller::customer_id);
-    // The token is stored (as a hash) before the cart exists, so the cart is never reachable
-    // without it.
-    let token = crate::cart_tokens::issue(&state.stores().pool, cart_id)
-        .await
-        .map_err(db_problem)?;
+    // An anonymous cart's token is stored (as a hash) before the cart exists, so the cart is
+    // never reachable without it.
+    let token = match customer_id {
+        Some(_) => None,
+        None => Some(
+            crate::cart_tokens::issue(&state.stores().pool, cart_id)
+                .await
+                .map_err(db_problem)?,
+        ),
+    };
     let command = CartCommand::OpenCart {
         cart_id: CartId::new(cart_id),
         customer_id: customer_id.map(CustomerId::new),

@@ -3,7 +3,7 @@
 use argon2::password_hash::{PasswordHasher, SaltString};
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use mercato_aggregates::customer::{CustomerCommand, CustomerStatus};
 use mercato_aggregates::values::{
@@ -22,6 +22,7 @@ use crate::error::{db_problem, privacy_problem, refusal, store_problem, Fields};
 use crate::exec::execute;
 use crate::idempotency::RequestContext;
 use crate::state::AppState;
+use crate::throttle::{self, Bucket, ClientAddress};
 
 /// Namespace of customer ids derived from a request's write id (retry-safe registration).
 const CUSTOMER_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_7263_6174_6f2d_6375_7374_6f6d_6572);
@@ -97,28 +98,36 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
-/// Registers a customer (email unique, password hashed with argon2id).
+/// Registers a customer (email unique, password hashed with argon2id). Throttled per client
+/// address (429 with `Retry-After`); the admin is not.
 #[utoipa::path(post, path = "/v1/customers", tag = "customers", request_body = RegisterCustomer,
     params(("Idempotency-Key" = Option<String>, Header, description = "makes the request safe to retry")),
     responses((status = 201, body = CustomerRegistered), (status = 409, body = mercato_web::problem::ProblemBody),
-              (status = 422, body = mercato_web::problem::ProblemBody)))]
+              (status = 422, body = mercato_web::problem::ProblemBody),
+              (status = 429, body = mercato_web::problem::ProblemBody)))]
 pub(crate) async fn register(
     State(state): State<AppState>,
+    caller: Option<Caller>,
+    ClientAddress(client): ClientAddress,
     Extension(req): Extension<RequestContext>,
     Json(body): Json<RegisterCustomer>,
 ) -> Result<Response, Problem> {
     let mut f = Fields::default();
     let email = f.check("email", Email::new(body.email.trim()));
     let name = f.check("name", PersonName::new(&body.name));
-    let pw_len = body.password.chars().count();
-    if !(10..=256).contains(&pw_len) {
-        f.push(
-            "password",
-            "invalid_password",
-            "password must be 10-256 characters",
-        );
-    }
+    check_password(&mut f, "password", &body.password);
     f.finish()?;
+    if !caller.as_ref().is_some_and(Caller::is_admin) {
+        let limits = &state.config().throttle;
+        let bucket = Bucket::new(
+            state.keys(),
+            "register:address",
+            &client,
+            limits.registrations_per_address,
+            limits.registration_window,
+        );
+        throttle::attempt(&state.stores().pool, &[bucket]).await?;
+    }
     let (email, name) = (email.unwrap(), name.unwrap());
     // Derived from the request's write id: a retry of a keyed request registers the same id.
     let customer_id = Uuid::new_v5(&CUSTOMER_NAMESPACE, req.write_id.as_bytes());
@@ -176,6 +185,107 @@ pub(crate) async fn register(
             Err(store_problem(e))
         }
     }
+}
+
+/// A password is 10-256 characters.
+fn check_password(f: &mut Fields, field: &str, password: &str) {
+    if !(10..=256).contains(&password.chars().count()) {
+        f.push(
+            field,
+            "invalid_password",
+            "password must be 10-256 characters",
+        );
+    }
+}
+
+/// A new password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangePassword {
+    /// The password now; required of the customer, not of the admin.
+    current_password: Option<String>,
+    /// 10-256 characters.
+    new_password: String,
+}
+
+/// Changes a customer's password (the customer, with the current one; or the admin). Every
+/// access token issued before is revoked at once, on both APIs: sign in again with the new
+/// password. A wrong current password counts as a failed sign-in (throttled alike).
+#[utoipa::path(post, path = "/v1/customers/{id}/password", tag = "customers", request_body = ChangePassword,
+    params(("id" = String, Path, description = "customer id")), security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = mercato_web::problem::ProblemBody),
+              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
+              (status = 422, body = mercato_web::problem::ProblemBody), (status = 429, body = mercato_web::problem::ProblemBody)))]
+pub(crate) async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    ClientAddress(client): ClientAddress,
+    Path(id): Path<String>,
+    Json(body): Json<ChangePassword>,
+) -> Result<Response, Problem> {
+    let id = parse_uuid("id", &id)?;
+    caller.require_owner_or_admin(id)?;
+    let mut f = Fields::default();
+    check_password(&mut f, "new_password", &body.new_password);
+    if !caller.is_admin() && body.current_password.is_none() {
+        f.push("current_password", "required", "give the current password");
+    }
+    f.finish()?;
+    let pool = &state.stores().pool;
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT lower(email), password_hash FROM command.customer_credentials WHERE customer_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_problem)?;
+    let Some((email, hash)) = row else {
+        return Err(refusal(
+            ErrorKind::NotFound,
+            "customer_not_found",
+            "no such customer (or it was erased)",
+        ));
+    };
+    if let (false, Some(current)) = (caller.is_admin(), body.current_password) {
+        let limits = &state.config().throttle;
+        let buckets = [
+            Bucket::new(
+                state.keys(),
+                "login:account",
+                &email,
+                limits.login_per_account,
+                limits.login_window,
+            ),
+            Bucket::new(
+                state.keys(),
+                "login:address",
+                &client,
+                limits.login_per_address,
+                limits.login_window,
+            ),
+        ];
+        throttle::attempt(pool, &buckets).await?;
+        if !crate::routes::auth::verify(&state, hash, current).await {
+            return Err(Problem::validation([mercato_web::FieldError::new(
+                "current_password",
+                "wrong_password",
+                "the current password is wrong",
+            )]));
+        }
+        throttle::forgive(pool, &buckets).await?;
+    }
+    let hash = hash_password(&state, body.new_password).await?;
+    sqlx::query(
+        "UPDATE command.customer_credentials SET password_hash = $2, \
+           token_generation = token_generation + 1 WHERE customer_id = $1",
+    )
+    .bind(id)
+    .bind(hash.as_str())
+    .execute(pool)
+    .await
+    .map_err(db_problem)?;
+    tracing::info!(customer_id = %id, by = %caller.subject, "password changed; earlier tokens revoked");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn release_claim(state: &AppState, customer_id: Uuid) {
@@ -380,7 +490,13 @@ pub(crate) async fn forget(
         .execute(&stores.pool)
         .await
         .map_err(db_problem)?;
+    // The login goes, and with it every access token (their session is checked).
     release_claim(&state, id).await;
+    sqlx::query("DELETE FROM command.idempotency_keys WHERE scope = $1")
+        .bind(format!("customer:{id}"))
+        .execute(&stores.pool)
+        .await
+        .map_err(db_problem)?;
     let ctx = context(&req, Some(&caller));
     let command = CustomerCommand::ForgetCustomer {
         requested_at: chrono::Utc::now(),

@@ -364,7 +364,7 @@ async fn bad_input_on_every_endpoint_is_a_4xx_problem_never_a_5xx() {
         .await
         .unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
-    assert_eq!(spec["paths"].as_object().unwrap().len(), 22);
+    assert_eq!(spec["paths"].as_object().unwrap().len(), 23);
 }
 
 /// Every route of the OpenAPI document, with every path parameter set to `value`.
@@ -401,7 +401,7 @@ async fn nul_characters_anywhere_are_a_4xx_problem_on_every_route() {
     let env = Env::with(mercato_command_api::CommandApiConfig::for_tests(), false).await;
     let admin = env.admin().await;
     let routes = every_route(&env, "A%00").await;
-    assert_eq!(routes.len(), 24, "every route of the command API");
+    assert_eq!(routes.len(), 25, "every route of the command API");
     let plain = every_route(&env, "00000000-0000-0000-0000-000000000000").await;
     for (method, path) in routes.iter().chain(&plain) {
         for (query, body) in [

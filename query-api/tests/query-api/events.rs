@@ -89,11 +89,8 @@ async fn admins_stream_the_log_as_ndjson_with_filters_and_a_limit() {
     let config = QueryApiConfig::new(SecretString::from(SECRET));
     let router = router(&config, db.pool.clone(), nats.client.clone(), search);
     let keys = JwtKeys::new(&SecretString::from(SECRET), Duration::from_secs(60));
-    let admin = keys.issue("ops", Role::Admin).unwrap().access_token;
-    let customer = keys
-        .issue(&uuid::Uuid::new_v4().to_string(), Role::Customer)
-        .unwrap()
-        .access_token;
+    let admin = keys.issue("ops", Role::Admin, None).unwrap().access_token;
+    let customer = crate::customer_token(&db.pool, &keys).await;
 
     let (status, content_type, all) = ndjson(&router, "/v1/admin/events", &admin).await;
     assert_eq!(status, StatusCode::OK);

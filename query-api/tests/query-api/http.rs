@@ -123,7 +123,7 @@ async fn products_page_with_cursors_etags_and_problems() {
     assert_eq!(problem["code"], "product_not_found");
     let admin = api
         .keys
-        .issue("admin@example.com", Role::Admin)
+        .issue("admin@example.com", Role::Admin, None)
         .unwrap()
         .access_token;
     let req = Request::get("/v1/products/SKU-005")
@@ -158,11 +158,7 @@ async fn auth_and_read_your_writes() {
     let (status, _, problem) = send(&api, get("/v1/orders")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(problem["status"], 401);
-    let customer = api
-        .keys
-        .issue(&uuid::Uuid::new_v4().to_string(), Role::Customer)
-        .unwrap()
-        .access_token;
+    let customer = crate::customer_token(&api._db.pool, &api.keys).await;
     let req = Request::get("/v1/admin/projections")
         .header(header::AUTHORIZATION, format!("Bearer {customer}"))
         .body(Body::empty())
@@ -225,7 +221,7 @@ async fn nul_characters_anywhere_are_a_4xx_problem_on_every_route_and_headers_ar
     let (_, _, spec) = send(&api, get("/openapi.json")).await;
     let admin = api
         .keys
-        .issue("admin@example.com", Role::Admin)
+        .issue("admin@example.com", Role::Admin, None)
         .unwrap()
         .access_token;
     let paths = spec["paths"].as_object().unwrap();

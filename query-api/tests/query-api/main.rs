@@ -7,3 +7,21 @@ mod events;
 mod http;
 mod lifecycle;
 mod stack;
+
+/// A signed-in customer's token: a login row (session generation 1) and a token of it, as
+/// the command API would issue (the query API checks every customer token's session).
+pub async fn customer_token(pool: &sqlx::PgPool, keys: &mercato_web::JwtKeys) -> String {
+    mercato_command_api::migrate(pool).await.unwrap();
+    let id = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO command.customer_credentials (customer_id, email, password_hash) VALUES ($1, $2, 'x')",
+    )
+    .bind(id)
+    .bind(format!("{id}@example.com"))
+    .execute(pool)
+    .await
+    .unwrap();
+    keys.issue(&id.to_string(), mercato_web::Role::Customer, Some(1))
+        .unwrap()
+        .access_token
+}
