@@ -6,11 +6,11 @@ use anyhow::Context as _;
 use axum::routing::{delete, patch, post};
 use axum::Router;
 use mercato_event_store::SnapshotPolicy;
+use mercato_web::docs::Conventions;
 use mercato_web::health::Dependencies;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::config::CommandApiConfig;
@@ -48,8 +48,7 @@ use crate::state::{AppState, Deps};
         orders::erase_personal_data,
         returns::receive,
     ),
-    components(schemas(mercato_web::problem::ProblemBody, mercato_web::FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&Conventions, &Writes),
     tags(
         (name = "auth"), (name = "customers"), (name = "catalog"), (name = "stock"),
         (name = "carts"), (name = "orders"), (name = "returns")
@@ -57,20 +56,81 @@ use crate::state::{AppState, Deps};
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
+/// What every write shares, from the idempotency guard (`crate::idempotency`) and the
+/// stores: `Idempotency-Key` (not on sign-in, which ignores it) with its 409 and 422
+/// answers, 413 and 422 `pan_not_allowed` on every request, 409 `version_conflict` where
+/// `If-Match` is taken, and `Mercato-Position` / `Idempotent-Replayed` on success.
+struct Writes;
 
-impl Modify for BearerAuth {
+impl Modify for Writes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
+        use mercato_web::docs::{document, for_each_operation, header};
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        use utoipa::openapi::{RefOr, Required};
+        for_each_operation(openapi, |op| {
+            let params = op.parameters.get_or_insert_with(Vec::new);
+            let conditional = params.iter().any(|p| p.name == "If-Match");
+            if op.operation_id.as_deref() != Some("token") {
+                params.push(
+                    ParameterBuilder::new()
+                        .name("Idempotency-Key")
+                        .parameter_in(ParameterIn::Header)
+                        .required(Required::False)
+                        .description(Some(
+                            "Makes the request safe to retry: the same key with the same \
+                             request gets the first answer again (for 24 hours)",
+                        ))
+                        .schema(Some(
+                            ObjectBuilder::new()
+                                .schema_type(SchemaType::Type(Type::String))
+                                .min_length(Some(1))
+                                .max_length(Some(255))
+                                .pattern(Some("^[!-~]([ -~]*[!-~])?$")),
+                        ))
+                        .build(),
+                );
+                document(
+                    op,
+                    "409",
+                    "A conflict with the current state, or a request with this Idempotency-Key \
+                     is still in progress",
+                );
+            }
+            if conditional {
+                document(
+                    op,
+                    "409",
+                    "`version_conflict`: the aggregate is not at the `If-Match` version",
+                );
+            }
+            document(op, "413", "The body is larger than the configured limit");
+            document(
+                op,
+                "422",
+                "A business rule refused the request, the request holds a card number \
+                 (`pan_not_allowed`), or its Idempotency-Key was used with another request",
+            );
+            for (status, response) in &mut op.responses.responses {
+                if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                    response.headers.insert(
+                        "Mercato-Position".to_owned(),
+                        header(
+                            Type::String,
+                            "The write's consistency token, for `Mercato-Min-Position` on the \
+                             query API",
+                        ),
+                    );
+                    response.headers.insert(
+                        "Idempotent-Replayed".to_owned(),
+                        header(
+                            Type::String,
+                            "`true` on an answer replayed for an Idempotency-Key",
+                        ),
+                    );
+                }
+            }
+        });
     }
 }
 
@@ -205,5 +265,109 @@ impl CommandApi {
         shutdown.cancel();
         let _ = janitor.await;
         served.context("command api server failed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use mercato_aggregates::values::{CountryCode, Quantity, Sku, WarehouseId};
+    use mercato_aggregates::Currency;
+    use mercato_web::schema::{CODE_PATTERN, COUNTRY_PATTERN, CURRENCY_PATTERN};
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use utoipa::OpenApi as _;
+
+    use super::ApiDoc;
+
+    fn spec() -> Value {
+        serde_json::to_value(ApiDoc::openapi()).unwrap()
+    }
+
+    #[test]
+    fn every_error_is_documented_as_a_problem_and_every_write_takes_a_key() {
+        let spec = spec();
+        let mut ids = HashSet::new();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let name = format!("{method} {path}");
+                let id = op["operationId"].as_str().unwrap();
+                assert!(ids.insert(id.to_owned()), "{name}: operationId {id} twice");
+                let responses = op["responses"].as_object().unwrap();
+                for status in ["413", "422", "503"] {
+                    assert!(responses.contains_key(status), "{name}: no {status}");
+                }
+                for (status, response) in responses {
+                    if status.starts_with(['4', '5']) {
+                        let content = response["content"]
+                            .as_object()
+                            .unwrap_or_else(|| panic!("{name} {status}: {response}"));
+                        assert_eq!(
+                            content.keys().collect::<Vec<_>>(),
+                            ["application/problem+json"],
+                            "{name} {status}"
+                        );
+                    }
+                }
+                let params: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p["name"].as_str().unwrap())
+                    .collect();
+                assert_eq!(
+                    params.contains(&"Idempotency-Key"),
+                    id != "token",
+                    "{name}: Idempotency-Key on every write but the sign-in"
+                );
+                if params.contains(&"If-Match") {
+                    assert!(
+                        responses.contains_key("409"),
+                        "{name}: If-Match without 409"
+                    );
+                }
+                if op.get("requestBody").is_some() {
+                    for status in ["400", "415"] {
+                        assert!(responses.contains_key(status), "{name}: no {status}");
+                    }
+                }
+            }
+        }
+        assert_eq!(ids.len(), 25);
+    }
+
+    fn matches(pattern: &str) -> impl Fn(&str) -> bool {
+        let re = regex::Regex::new(pattern).unwrap();
+        move |s| re.is_match(s)
+    }
+
+    proptest! {
+        /// The documented patterns accept exactly what the domain's validators accept.
+        #[test]
+        fn the_documented_patterns_are_the_validators(
+            text in "[A-Za-z0-9._\\- /@\u{e9}\u{0}]{0,70}",
+        ) {
+            let code = matches(CODE_PATTERN);
+            prop_assert_eq!(code(&text), Sku::new(text.as_str()).is_ok());
+            prop_assert_eq!(code(&text), WarehouseId::new(text.as_str()).is_ok());
+            prop_assert_eq!(matches(CURRENCY_PATTERN)(&text), Currency::new(&text).is_ok());
+            prop_assert_eq!(matches(COUNTRY_PATTERN)(&text), CountryCode::new(text.as_str()).is_ok());
+        }
+
+        #[test]
+        fn short_upper_case_codes_agree_too(text in "[A-Za-z]{1,4}") {
+            prop_assert_eq!(matches(CURRENCY_PATTERN)(&text), Currency::new(&text).is_ok());
+            prop_assert_eq!(matches(COUNTRY_PATTERN)(&text), CountryCode::new(text.as_str()).is_ok());
+        }
+    }
+
+    #[test]
+    fn the_documented_quantity_range_is_the_domains() {
+        let spec = spec();
+        let quantity = &spec["components"]["schemas"]["Quantity"];
+        assert_eq!(quantity["minimum"], 1);
+        assert_eq!(quantity["maximum"], Quantity::MAX);
+        assert!(Quantity::new(0).is_err() && Quantity::new(Quantity::MAX + 1).is_err());
     }
 }

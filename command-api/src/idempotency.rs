@@ -99,7 +99,7 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Prob
     request.push(b'\n');
     request.extend_from_slice(&bytes);
     let request_hash = state.keys().digest("idempotency request", &request);
-    let scope = match caller_scope(&state, &parts.headers) {
+    let scope = match caller_scope(&state, &parts.headers)? {
         Some(scope) => scope,
         None => anonymous_scope(parts.uri.path(), &request_hash)?,
     };
@@ -324,27 +324,37 @@ fn replay(
 
 /// Keys belong to the verified caller (role and subject), or to the holder of a guest order's
 /// token or an anonymous cart's token, so one caller can never replay another's response;
-/// `None` for a caller who is none of these.
-fn caller_scope(state: &AppState, headers: &HeaderMap) -> Option<String> {
+/// `None` for a caller who is none of these; 401 for a bearer token that is not valid (the
+/// handler would refuse it too).
+fn caller_scope(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, Problem> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    if let Some(claims) = bearer.and_then(|t| state.keys().verify(t).ok()) {
-        return Some(format!("{:?}:{}", claims.role, claims.sub).to_lowercase());
+    if let Some(token) = bearer {
+        let claims = state
+            .keys()
+            .verify(token)
+            .map_err(|e| Problem::unauthorized(e.to_string()))?;
+        return Ok(Some(
+            format!("{:?}:{}", claims.role, claims.sub).to_lowercase(),
+        ));
     }
     if let Some(token) = headers
         .get(MERCATO_ORDER_TOKEN)
         .and_then(|v| v.to_str().ok())
     {
-        return Some(format!("guest-order:{}", crate::cart_tokens::hash(token)));
+        return Ok(Some(format!(
+            "guest-order:{}",
+            crate::cart_tokens::hash(token)
+        )));
     }
-    headers
+    Ok(headers
         .get(MERCATO_CART_TOKEN)
         .and_then(|v| v.to_str().ok())
-        .map(|token| format!("anonymous:{}", crate::cart_tokens::hash(token)))
+        .map(|token| format!("anonymous:{}", crate::cart_tokens::hash(token))))
 }
 
 /// Anonymous writes whose body carries the caller's own secret (a password) are scoped by

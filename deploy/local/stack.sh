@@ -3,7 +3,8 @@
 #
 #   * PostgreSQL >= 15 on 127.0.0.1:${MERCATO_PG_PORT:-5432}, trust auth for
 #     user postgres over local TCP (127.0.0.1 and ::1);
-#   * nats-server with JetStream on 127.0.0.1:${MERCATO_NATS_PORT:-4222}.
+#   * nats-server with JetStream on 127.0.0.1:${MERCATO_NATS_PORT:-4222};
+#   * the tools .ci/schemathesis.sh needs: curl, python3 and its venv module.
 #
 # Debian 12 (bookworm), run as root; only Debian's package mirrors are needed.
 # Idempotent: a service that already answers is left alone. The script never
@@ -346,6 +347,20 @@ ensure_nats() {
     echo "nats-server: $action"
 }
 
+ensure_test_tools() {
+    local missing=()
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    # Debian's python3 makes a virtualenv only with python3-venv (ensurepip).
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+    if ((${#missing[@]})); then
+        apt_install "${missing[@]}"
+        echo "test tools: installed ${missing[*]}"
+    else
+        echo "test tools: already installed"
+    fi
+}
+
 # --------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------
@@ -367,3 +382,4 @@ fi
 
 ensure_postgres
 ensure_nats
+ensure_test_tools

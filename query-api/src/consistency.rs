@@ -42,6 +42,7 @@ pub(crate) async fn wait(
             )
         })?;
     let deadline = tokio::time::Instant::now() + state.min_position_wait;
+    let mut checked_issued = false;
     loop {
         let reached = match source {
             Source::Search => state.search.position().0 >= wanted,
@@ -57,6 +58,10 @@ pub(crate) async fn wait(
         if reached {
             return Ok(());
         }
+        if !checked_issued {
+            check_issued(state, wanted).await?;
+            checked_issued = true;
+        }
         if tokio::time::Instant::now() >= deadline {
             return Err(Problem::unavailable(
                 "stale-read",
@@ -67,4 +72,23 @@ pub(crate) async fn wait(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Refuses a token no write can have returned: one of a transaction that has not happened
+/// yet (at or past the server's next transaction id). Waiting for it would only end in 503.
+async fn check_issued(state: &AppState, wanted: Position) -> Result<(), Problem> {
+    let (next_tx,): (String,) =
+        sqlx::query_as("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+            .fetch_one(&state.pool)
+            .await
+            .map_err(Problem::internal)?;
+    let next_tx: u64 = next_tx.parse().map_err(Problem::internal)?;
+    if wanted.tx_id() >= next_tx {
+        return Err(Problem::bad_request(
+            "unknown_min_position",
+            "Mercato-Min-Position is ahead of every write: pass a consistency token returned \
+             by the command API",
+        ));
+    }
+    Ok(())
 }

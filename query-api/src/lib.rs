@@ -17,6 +17,7 @@ use axum::extract::FromRef;
 use axum::Router;
 use mercato_projections::search::{SearchIndex, SearchWorker};
 use mercato_projections::{ProjectionDeps, ProjectionError};
+use mercato_web::docs::Conventions;
 use mercato_web::JwtKeys;
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -217,24 +218,86 @@ pub fn router(
         routes::admin::projections,
         routes::events::events,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&Conventions, &Revalidation)
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
+/// Reads that take `If-None-Match` answer 304 when the client's copy is current, and send
+/// `ETag` and `Cache-Control` with every 200 (`respond::cached`).
+struct Revalidation;
 
-impl utoipa::Modify for BearerAuth {
+impl utoipa::Modify for Revalidation {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
+        use mercato_web::docs::{document, for_each_operation, header};
+        use utoipa::openapi::{schema::Type, RefOr};
+        for_each_operation(openapi, |op| {
+            let revalidates = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| p.name == "If-None-Match");
+            if !revalidates {
+                return;
+            }
+            document(
+                op,
+                "304",
+                "Not modified: the `If-None-Match` tag is current",
+            );
+            if let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") {
+                ok.headers.insert(
+                    "ETag".to_owned(),
+                    header(
+                        Type::String,
+                        "A strong tag of this answer, for `If-None-Match`",
+                    ),
+                );
+                ok.headers.insert(
+                    "Cache-Control".to_owned(),
+                    header(Type::String, "Who may cache the answer, and how long"),
+                );
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use utoipa::OpenApi as _;
+
+    use super::ApiDoc;
+
+    #[test]
+    fn errors_are_problems_and_revalidating_reads_document_304() {
+        let spec: Value = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut revalidating = 0;
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let name = format!("{method} {path}");
+                let responses = op["responses"].as_object().unwrap();
+                assert!(responses.contains_key("503"), "{name}: no 503");
+                for (status, response) in responses {
+                    if status.starts_with(['4', '5']) {
+                        let content = response["content"].as_object();
+                        let types: Vec<&String> =
+                            content.into_iter().flatten().map(|(k, _)| k).collect();
+                        assert_eq!(types, ["application/problem+json"], "{name} {status}");
+                    }
+                }
+                for param in op["parameters"].as_array().into_iter().flatten() {
+                    assert_ne!(
+                        param["schema"]["type"][1], "null",
+                        "{name}: a null parameter"
+                    );
+                    if param["name"] == "If-None-Match" {
+                        revalidating += 1;
+                        assert!(responses.contains_key("304"), "{name}: no 304");
+                        assert!(responses["200"]["headers"].get("ETag").is_some(), "{name}");
+                    }
+                }
+            }
+        }
+        assert_eq!(revalidating, 10, "every read of a read model revalidates");
     }
 }

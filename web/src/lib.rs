@@ -9,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod layers;
 pub mod problem;
+pub mod schema;
 
 use axum::Router;
 use tokio::net::TcpListener;

@@ -46,9 +46,9 @@ fn bad_credentials() -> Problem {
 /// `Retry-After`. An unknown email costs the same work as a wrong password, and the answer is
 /// the same. Not idempotent by key: a retry simply signs in again (no token is ever stored).
 #[utoipa::path(post, path = "/v1/auth/token", tag = "auth", request_body = TokenRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 422, body = mercato_web::problem::ProblemBody),
-              (status = 429, body = mercato_web::problem::ProblemBody)))]
+    responses((status = 200, body = TokenResponse), (status = 401),
+              (status = 422),
+              (status = 429)))]
 pub(crate) async fn token(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,

@@ -14,7 +14,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::customers::AddressDto;
-use super::{context, optional_json, parse_sku, parse_uuid, written, IfMatch, WriteResult};
+use super::{
+    context, optional_json, parse_sku, parse_uuid, written, IfMatch, Precondition, WriteResult,
+};
 use crate::error::{db_problem, refusal, store_problem, Fields};
 use crate::exec::{execute, Written};
 use crate::idempotency::RequestContext;
@@ -29,6 +31,7 @@ const CART_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_7263_6174_6f2d_6361_7274_000
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateCart {
     /// ISO 4217 code; `EUR` when omitted.
+    #[schema(value_type = Option<mercato_web::schema::Currency>)]
     currency: Option<String>,
 }
 
@@ -48,7 +51,9 @@ pub(crate) struct CartCreated {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AddItem {
+    #[schema(value_type = mercato_web::schema::Sku)]
     sku: String,
+    #[schema(value_type = mercato_web::schema::Quantity)]
     quantity: u32,
 }
 
@@ -56,6 +61,7 @@ pub(crate) struct AddItem {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChangeItem {
+    #[schema(value_type = mercato_web::schema::Quantity)]
     quantity: u32,
 }
 
@@ -68,6 +74,7 @@ pub(crate) struct CheckoutBody {
     payment_token: String,
     /// A guest's email (required without a customer's token; order updates go there).
     /// Signed-in customers are written to at their account's address and must not send it.
+    #[schema(value_type = Option<mercato_web::schema::Email>)]
     email: Option<String>,
 }
 
@@ -87,10 +94,10 @@ pub(crate) struct CheckoutAccepted {
 }
 
 /// Opens a cart (anonymous, or the calling customer's).
-#[utoipa::path(post, path = "/v1/carts", tag = "carts", request_body(content = CreateCart, description = "optional"),
-    params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = CartCreated), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 422, body = mercato_web::problem::ProblemBody)))]
+#[utoipa::path(post, path = "/v1/carts", operation_id = "create_cart", tag = "carts", request_body(content = Option<CreateCart>, description = "optional"),
+    security((), ("bearer" = [])),
+    responses((status = 201, body = CartCreated), (status = 401),
+              (status = 422)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Option<Caller>,
@@ -217,10 +224,11 @@ async fn run(
 
 /// Adds units of a product (captures its current name and price).
 #[utoipa::path(post, path = "/v1/carts/{id}/items", tag = "carts", request_body = AddItem,
-    params(("id" = String, Path), ("Mercato-Cart-Token" = Option<String>, Header)),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 409, body = mercato_web::problem::ProblemBody), (status = 422, body = mercato_web::problem::ProblemBody)))]
+    params(("id" = Uuid, Path), ("Mercato-Cart-Token" = Option<String>, Header), Precondition),
+    security((), ("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 404),
+              (status = 409), (status = 422)))]
 pub(crate) async fn add_item(
     State(state): State<AppState>,
     caller: Option<Caller>,
@@ -246,10 +254,11 @@ pub(crate) async fn add_item(
 
 /// Sets a line's quantity.
 #[utoipa::path(patch, path = "/v1/carts/{id}/items/{sku}", tag = "carts", request_body = ChangeItem,
-    params(("id" = String, Path), ("sku" = String, Path), ("Mercato-Cart-Token" = Option<String>, Header)),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 422, body = mercato_web::problem::ProblemBody)))]
+    params(("id" = Uuid, Path), ("sku" = mercato_web::schema::Sku, Path), ("Mercato-Cart-Token" = Option<String>, Header), Precondition),
+    security((), ("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 404),
+              (status = 422)))]
 pub(crate) async fn change_item(
     State(state): State<AppState>,
     caller: Option<Caller>,
@@ -275,10 +284,11 @@ pub(crate) async fn change_item(
 
 /// Removes a line.
 #[utoipa::path(delete, path = "/v1/carts/{id}/items/{sku}", tag = "carts",
-    params(("id" = String, Path), ("sku" = String, Path), ("Mercato-Cart-Token" = Option<String>, Header)),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 422, body = mercato_web::problem::ProblemBody)))]
+    params(("id" = Uuid, Path), ("sku" = mercato_web::schema::Sku, Path), ("Mercato-Cart-Token" = Option<String>, Header), Precondition),
+    security((), ("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 404),
+              (status = 422)))]
 pub(crate) async fn remove_item(
     State(state): State<AppState>,
     caller: Option<Caller>,
@@ -307,11 +317,10 @@ pub(crate) async fn remove_item(
 /// reservation, payment and confirmation follow in the order process. A guest's answer
 /// carries the `order_token` that opens the order to them.
 #[utoipa::path(post, path = "/v1/carts/{id}/checkout", tag = "carts", request_body = CheckoutBody,
-    params(("id" = String, Path), ("Mercato-Cart-Token" = Option<String>, Header),
-           ("Idempotency-Key" = Option<String>, Header)), security((), ("bearer" = [])),
-    responses((status = 202, body = CheckoutAccepted), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 409, body = mercato_web::problem::ProblemBody), (status = 422, body = mercato_web::problem::ProblemBody)))]
+    params(("id" = Uuid, Path), ("Mercato-Cart-Token" = Option<String>, Header), Precondition), security((), ("bearer" = [])),
+    responses((status = 202, body = CheckoutAccepted), (status = 401),
+              (status = 403), (status = 404),
+              (status = 409), (status = 422)))]
 pub(crate) async fn checkout(
     State(state): State<AppState>,
     caller: Option<Caller>,

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{context, parse_uuid, written, IfMatch, WriteResult};
+use super::{context, parse_uuid, written, IfMatch, Precondition, WriteResult};
 use crate::error::{db_problem, privacy_problem, refusal, store_problem, Fields};
 use crate::exec::execute;
 use crate::idempotency::RequestContext;
@@ -31,6 +31,7 @@ const CUSTOMER_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_7263_6174_6f2d_6375_7374
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterCustomer {
+    #[schema(value_type = mercato_web::schema::Email)]
     email: String,
     name: String,
     /// 10-256 characters.
@@ -56,6 +57,7 @@ pub(crate) struct AddressDto {
     pub city: String,
     pub postal_code: String,
     /// ISO 3166-1 alpha-2.
+    #[schema(value_type = mercato_web::schema::CountryCode)]
     pub country: String,
 }
 
@@ -84,6 +86,7 @@ impl AddressDto {
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateCustomer {
     name: Option<String>,
+    #[schema(value_type = Option<mercato_web::schema::Email>)]
     email: Option<String>,
     /// Omitted: keep the number on file; `null`: remove it.
     #[serde(default, deserialize_with = "present")]
@@ -101,10 +104,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 /// Registers a customer (email unique, password hashed with argon2id). Throttled per client
 /// address (429 with `Retry-After`); the admin is not.
 #[utoipa::path(post, path = "/v1/customers", tag = "customers", request_body = RegisterCustomer,
-    params(("Idempotency-Key" = Option<String>, Header, description = "makes the request safe to retry")),
-    responses((status = 201, body = CustomerRegistered), (status = 409, body = mercato_web::problem::ProblemBody),
-              (status = 422, body = mercato_web::problem::ProblemBody),
-              (status = 429, body = mercato_web::problem::ProblemBody)))]
+    responses((status = 201, body = CustomerRegistered), (status = 409),
+              (status = 422),
+              (status = 429)))]
 pub(crate) async fn register(
     State(state): State<AppState>,
     caller: Option<Caller>,
@@ -212,10 +214,10 @@ pub(crate) struct ChangePassword {
 /// access token issued before is revoked at once, on both APIs: sign in again with the new
 /// password. A wrong current password counts as a failed sign-in (throttled alike).
 #[utoipa::path(post, path = "/v1/customers/{id}/password", tag = "customers", request_body = ChangePassword,
-    params(("id" = String, Path, description = "customer id")), security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 422, body = mercato_web::problem::ProblemBody), (status = 429, body = mercato_web::problem::ProblemBody)))]
+    params(("id" = Uuid, Path, description = "customer id")), security(("bearer" = [])),
+    responses((status = 204), (status = 401),
+              (status = 403), (status = 404),
+              (status = 422), (status = 429)))]
 pub(crate) async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
@@ -313,10 +315,10 @@ async fn hash_password(state: &AppState, password: String) -> Result<PasswordHas
 }
 
 /// Changes a customer's profile or default address (the customer or the admin).
-#[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", request_body = UpdateCustomer,
-    params(("id" = String, Path, description = "customer id")), security(("bearer" = [])),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody)))]
+#[utoipa::path(patch, path = "/v1/customers/{id}", operation_id = "update_customer", tag = "customers", request_body = UpdateCustomer,
+    params(("id" = Uuid, Path, description = "customer id"), Precondition), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 404)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -435,9 +437,9 @@ pub(crate) async fn update(
 /// the tokens go and `CustomerForgotten` is recorded. Orders keep their amounts, lines and
 /// destination country.
 #[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers",
-    params(("id" = String, Path, description = "customer id")), security(("bearer" = [])),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody)))]
+    params(("id" = Uuid, Path, description = "customer id"), Precondition), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 404)))]
 pub(crate) async fn forget(
     State(state): State<AppState>,
     caller: Caller,

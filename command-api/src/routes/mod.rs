@@ -49,8 +49,10 @@ impl From<&Written> for WriteResult {
 #[serde(deny_unknown_fields)]
 pub(crate) struct MoneyDto {
     /// Minor units (cents).
+    #[schema(minimum = 0)]
     pub amount: i64,
     /// ISO 4217 code, e.g. `EUR`.
+    #[schema(value_type = mercato_web::schema::Currency)]
     pub currency: String,
 }
 
@@ -121,6 +123,17 @@ pub(crate) fn order_context(
         ctx.actor = format!("guest:{order_id}");
     }
     ctx
+}
+
+/// The optimistic-concurrency header of a write on an existing aggregate, as documented.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documentation only: [`IfMatch`] reads the header
+pub(crate) struct Precondition {
+    /// `"<version>"` (the aggregate version of an earlier answer): the write is refused
+    /// with 409 `version_conflict` unless the aggregate is still at that version.
+    #[param(rename = "If-Match", pattern = "^(W/)?\"?[0-9]{1,19}\"?$")]
+    if_match: Option<String>,
 }
 
 /// `If-Match: "<version>"`: the version the write expects.

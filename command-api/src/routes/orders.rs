@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    context, optional_json, order_context, parse_uuid, written, IfMatch, MoneyDto, WriteResult,
+    context, optional_json, order_context, parse_uuid, written, IfMatch, MoneyDto, Precondition,
+    WriteResult,
 };
 use crate::error::Fields;
 use crate::idempotency::RequestContext;
@@ -29,7 +30,9 @@ const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LineDto {
+    #[schema(value_type = mercato_web::schema::Sku)]
     sku: String,
+    #[schema(value_type = mercato_web::schema::Quantity)]
     quantity: u32,
 }
 
@@ -133,11 +136,10 @@ pub(crate) struct ReturnCreated {
 /// shipment (its value refunded). 409 `order_already_shipped` once everything shipped: use a
 /// return. The customer, a guest (with `Mercato-Order-Token`) or the admin.
 #[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders",
-    params(("id" = String, Path), ("Mercato-Order-Token" = Option<String>, Header),
-           ("Idempotency-Key" = Option<String>, Header)), security((), ("bearer" = [])),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 409, body = mercato_web::problem::ProblemBody)))]
+    params(("id" = Uuid, Path), ("Mercato-Order-Token" = Option<String>, Header), Precondition), security((), ("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 404),
+              (status = 409)))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     access: OrderAccess,
@@ -160,10 +162,10 @@ pub(crate) async fn cancel(
 /// models, exports); amounts, lines and the destination country stay. A customer's orders
 /// are erased with the customer (`DELETE /v1/customers/{id}`): 409 `customer_order`.
 #[utoipa::path(delete, path = "/v1/orders/{id}/personal-data", tag = "orders",
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), security(("bearer" = [])),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 409, body = mercato_web::problem::ProblemBody)))]
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 404),
+              (status = 409)))]
 pub(crate) async fn erase_personal_data(
     State(state): State<AppState>,
     caller: Caller,
@@ -180,10 +182,10 @@ pub(crate) async fn erase_personal_data(
 /// Records a parcel (admin): its units' stock reservations are committed (on hand and
 /// reserved fall by the shipped quantity in their warehouses).
 #[utoipa::path(post, path = "/v1/orders/{id}/shipments", tag = "orders", request_body = Ship,
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), security(("bearer" = [])),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 409, body = mercato_web::problem::ProblemBody), (status = 422, body = mercato_web::problem::ProblemBody)))]
+    params(("id" = Uuid, Path), Precondition), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 404),
+              (status = 409), (status = 422)))]
 pub(crate) async fn ship(
     State(state): State<AppState>,
     caller: Caller,
@@ -220,11 +222,11 @@ pub(crate) async fn ship(
 
 /// Records the arrival of one parcel (`tracking_number`) or of every parcel not delivered
 /// yet (admin). The order reads `delivered` once every unit to fulfil has arrived.
-#[utoipa::path(post, path = "/v1/orders/{id}/deliveries", tag = "orders", request_body(content = Deliver, description = "optional"),
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), security(("bearer" = [])),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 409, body = mercato_web::problem::ProblemBody), (status = 422, body = mercato_web::problem::ProblemBody)))]
+#[utoipa::path(post, path = "/v1/orders/{id}/deliveries", tag = "orders", request_body(content = Option<Deliver>, description = "optional"),
+    params(("id" = Uuid, Path), Precondition), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 404),
+              (status = 409), (status = 422)))]
 pub(crate) async fn deliver(
     State(state): State<AppState>,
     caller: Caller,
@@ -254,10 +256,10 @@ pub(crate) async fn deliver(
 /// against what was captured and not yet refunded), made on the payment by the order
 /// process, and recorded on the order once made. Answers 202.
 #[utoipa::path(post, path = "/v1/orders/{id}/refunds", tag = "orders", request_body = Refund,
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), security(("bearer" = [])),
-    responses((status = 202, body = RefundAccepted), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 409, body = mercato_web::problem::ProblemBody), (status = 422, body = mercato_web::problem::ProblemBody)))]
+    params(("id" = Uuid, Path), Precondition), security(("bearer" = [])),
+    responses((status = 202, body = RefundAccepted), (status = 401),
+              (status = 403), (status = 404),
+              (status = 409), (status = 422)))]
 pub(crate) async fn refund(
     State(state): State<AppState>,
     caller: Caller,
@@ -294,11 +296,10 @@ pub(crate) async fn refund(
 /// order's customer, a guest with `Mercato-Order-Token`, or the admin). Answers 201 with the
 /// return's id; the units are refunded when the merchant receives them.
 #[utoipa::path(post, path = "/v1/orders/{id}/returns", tag = "returns", request_body = RequestReturn,
-    params(("id" = String, Path), ("Mercato-Order-Token" = Option<String>, Header),
-           ("Idempotency-Key" = Option<String>, Header)), security((), ("bearer" = [])),
-    responses((status = 201, body = ReturnCreated), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 409, body = mercato_web::problem::ProblemBody), (status = 422, body = mercato_web::problem::ProblemBody)))]
+    params(("id" = Uuid, Path), ("Mercato-Order-Token" = Option<String>, Header)), security((), ("bearer" = [])),
+    responses((status = 201, body = ReturnCreated), (status = 401),
+              (status = 403), (status = 404),
+              (status = 409), (status = 422)))]
 pub(crate) async fn request_return(
     State(state): State<AppState>,
     access: OrderAccess,

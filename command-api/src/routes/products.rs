@@ -15,7 +15,7 @@ use mercato_web::{Caller, Json, Path, Problem};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{context, parse_sku, written, IfMatch, MoneyDto, WriteResult};
+use super::{context, parse_sku, written, IfMatch, MoneyDto, Precondition, WriteResult};
 use crate::error::{store_problem, Fields};
 use crate::exec::execute;
 use crate::idempotency::RequestContext;
@@ -45,6 +45,7 @@ impl CategoryDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateProduct {
+    #[schema(value_type = mercato_web::schema::Sku)]
     sku: String,
     name: String,
     #[serde(default)]
@@ -85,10 +86,10 @@ fn images(raw: &[String], f: &mut Fields) -> Vec<ImageUrl> {
 }
 
 /// Creates a product (admin).
-#[utoipa::path(post, path = "/v1/products", tag = "catalog", request_body = CreateProduct, security(("bearer" = [])),
-    responses((status = 201, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 409, body = mercato_web::problem::ProblemBody),
-              (status = 422, body = mercato_web::problem::ProblemBody)))]
+#[utoipa::path(post, path = "/v1/products", operation_id = "create_product", tag = "catalog", request_body = CreateProduct, security(("bearer" = [])),
+    responses((status = 201, body = WriteResult), (status = 401),
+              (status = 403), (status = 409),
+              (status = 422)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,11 +134,11 @@ pub(crate) async fn create(
 }
 
 /// Changes a product's details (admin).
-#[utoipa::path(patch, path = "/v1/products/{sku}", tag = "catalog", request_body = UpdateProduct,
-    params(("sku" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 422, body = mercato_web::problem::ProblemBody)))]
+#[utoipa::path(patch, path = "/v1/products/{sku}", operation_id = "update_product", tag = "catalog", request_body = UpdateProduct,
+    params(("sku" = mercato_web::schema::Sku, Path), Precondition), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 404),
+              (status = 422)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -201,10 +202,10 @@ pub(crate) async fn update(
 
 /// Changes a product's price (admin).
 #[utoipa::path(post, path = "/v1/products/{sku}/price", tag = "catalog", request_body = ChangePrice,
-    params(("sku" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 422, body = mercato_web::problem::ProblemBody)))]
+    params(("sku" = mercato_web::schema::Sku, Path), Precondition), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 404),
+              (status = 422)))]
 pub(crate) async fn change_price(
     State(state): State<AppState>,
     caller: Caller,
@@ -248,10 +249,10 @@ async fn simple(
 macro_rules! lifecycle {
     ($name:ident, $path:literal, $command:expr, $doc:literal) => {
         #[doc = $doc]
-        #[utoipa::path(post, path = $path, tag = "catalog", params(("sku" = String, Path)), security(("bearer" = [])),
-            responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-                      (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-                      (status = 409, body = mercato_web::problem::ProblemBody)))]
+        #[utoipa::path(post, path = $path, tag = "catalog", params(("sku" = mercato_web::schema::Sku, Path), Precondition), security(("bearer" = [])),
+            responses((status = 200, body = WriteResult), (status = 401),
+                      (status = 403), (status = 404),
+                      (status = 409)))]
         pub(crate) async fn $name(
             State(state): State<AppState>,
             caller: Caller,

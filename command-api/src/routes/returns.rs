@@ -10,7 +10,7 @@ use mercato_web::{Caller, Json, Path, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{context, parse_uuid, written, IfMatch, WriteResult};
+use super::{context, parse_uuid, written, IfMatch, Precondition, WriteResult};
 use crate::error::Fields;
 use crate::idempotency::RequestContext;
 use crate::services::orders;
@@ -20,7 +20,9 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReceivedLineDto {
+    #[schema(value_type = mercato_web::schema::Sku)]
     sku: String,
+    #[schema(value_type = mercato_web::schema::Quantity)]
     quantity: u32,
     /// Put back on hand (sellable); otherwise written off.
     restock: bool,
@@ -31,6 +33,7 @@ pub(crate) struct ReceivedLineDto {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Receive {
     /// The warehouse the units arrived at.
+    #[schema(value_type = mercato_web::schema::WarehouseId)]
     warehouse: String,
     lines: Vec<ReceivedLineDto>,
 }
@@ -49,11 +52,11 @@ pub(crate) struct ReturnReceived {
 /// Records what arrived of a return (admin): the received units are refunded, and those
 /// marked `restock` go back on hand in `warehouse`. A return is received once; units it
 /// announced that never arrived stay with the customer.
-#[utoipa::path(post, path = "/v1/returns/{id}/receive", tag = "returns", request_body = Receive,
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), security(("bearer" = [])),
-    responses((status = 200, body = ReturnReceived), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 404, body = mercato_web::problem::ProblemBody),
-              (status = 409, body = mercato_web::problem::ProblemBody), (status = 422, body = mercato_web::problem::ProblemBody)))]
+#[utoipa::path(post, path = "/v1/returns/{id}/receive", operation_id = "receive_return", tag = "returns", request_body = Receive,
+    params(("id" = Uuid, Path), Precondition), security(("bearer" = [])),
+    responses((status = 200, body = ReturnReceived), (status = 401),
+              (status = 403), (status = 404),
+              (status = 409), (status = 422)))]
 pub(crate) async fn receive(
     State(state): State<AppState>,
     caller: Caller,

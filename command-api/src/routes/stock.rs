@@ -10,7 +10,7 @@ use mercato_web::{Caller, Json, Path, Problem};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{context, parse_sku, written, IfMatch, WriteResult};
+use super::{context, parse_sku, written, IfMatch, Precondition, WriteResult};
 use crate::error::{store_problem, Fields};
 use crate::exec::execute;
 use crate::idempotency::RequestContext;
@@ -20,7 +20,9 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReceiveStock {
+    #[schema(value_type = mercato_web::schema::WarehouseId)]
     warehouse: String,
+    #[schema(value_type = mercato_web::schema::Quantity)]
     quantity: u32,
 }
 
@@ -28,19 +30,20 @@ pub(crate) struct ReceiveStock {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AdjustStock {
+    #[schema(value_type = mercato_web::schema::WarehouseId)]
     warehouse: String,
     /// Non-zero; negative removes units.
     delta: i64,
     /// `damaged`, `lost`, `found`, `cycle_count`, `returned` or `correction`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^(damaged|lost|found|cycle_count|returned|correction)$")]
     reason: AdjustmentReason,
 }
 
 /// Records received stock (admin).
-#[utoipa::path(post, path = "/v1/stock/{sku}/receipts", tag = "stock", request_body = ReceiveStock,
-    params(("sku" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 422, body = mercato_web::problem::ProblemBody)))]
+#[utoipa::path(post, path = "/v1/stock/{sku}/receipts", operation_id = "receive_stock", tag = "stock", request_body = ReceiveStock,
+    params(("sku" = mercato_web::schema::Sku, Path), Precondition), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 422)))]
 pub(crate) async fn receive(
     State(state): State<AppState>,
     caller: Caller,
@@ -75,9 +78,9 @@ pub(crate) async fn receive(
 
 /// Adjusts stock (admin).
 #[utoipa::path(post, path = "/v1/stock/{sku}/adjustments", tag = "stock", request_body = AdjustStock,
-    params(("sku" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = WriteResult), (status = 401, body = mercato_web::problem::ProblemBody),
-              (status = 403, body = mercato_web::problem::ProblemBody), (status = 422, body = mercato_web::problem::ProblemBody)))]
+    params(("sku" = mercato_web::schema::Sku, Path), Precondition), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401),
+              (status = 403), (status = 422)))]
 pub(crate) async fn adjust(
     State(state): State<AppState>,
     caller: Caller,

@@ -124,6 +124,16 @@ async fn anonymous_keys_do_not_share_one_scope_across_callers() {
     .await;
     assert_eq!(s, 400, "{b}");
     assert_eq!(b["code"], "idempotency_key_needs_caller");
+    // A bearer token that is not valid does not make the request anonymous: 401.
+    let (s, b) = send(
+        env.http
+            .post(env.url("/v1/carts"))
+            .header("Idempotency-Key", "same")
+            .bearer_auth("not-a-token")
+            .json(&json!({"currency": "EUR"})),
+    )
+    .await;
+    assert_eq!(s, 401, "{b}");
     // Registrations by two people with the same key are two registrations.
     let register = |email: &str| {
         env.http

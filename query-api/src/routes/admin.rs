@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{db, MoneyDto};
+use super::{db, MoneyDto, ReadHeaders};
 use crate::consistency::{wait, Source};
 use crate::respond::{cached, PRIVATE_CACHE};
 use crate::AppState;
@@ -27,6 +27,7 @@ pub(crate) struct SalesParams {
     /// Last day (inclusive).
     to: NaiveDate,
     /// Only `day`.
+    #[param(pattern = "^day$")]
     granularity: Option<String>,
 }
 
@@ -73,7 +74,7 @@ pub(crate) struct SalesReport {
 }
 
 /// Revenue and units per day and per SKU, top products and orders by status.
-#[utoipa::path(get, path = "/v1/admin/sales", tag = "admin", params(SalesParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/sales", tag = "admin", params(SalesParams, ReadHeaders), security(("bearer" = [])),
     responses((status = 200, body = SalesReport), (status = 400), (status = 401), (status = 403), (status = 503)))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn sales(

@@ -10,7 +10,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{db, MoneyDto};
+use super::{db, MoneyDto, ReadHeaders};
 use crate::consistency::{wait, Source};
 use crate::respond::{cached, PRIVATE_CACHE};
 use crate::AppState;
@@ -39,7 +39,7 @@ pub(crate) struct CartView {
 }
 
 /// A customer's cart (its owner or the admin), or an anonymous cart (its `Mercato-Cart-Token`).
-#[utoipa::path(get, path = "/v1/carts/{id}", tag = "carts", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/carts/{id}", tag = "carts", params(("id" = Uuid, Path), ReadHeaders),
     security(("bearer" = [])),
     responses((status = 200, body = CartView), (status = 304), (status = 401), (status = 403), (status = 404), (status = 503)))]
 #[tracing::instrument(skip(state, headers, caller))]

@@ -9,7 +9,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{db, decode_cursor, encode_cursor, page_limit, MoneyDto};
+use super::{db, decode_cursor, encode_cursor, page_limit, price_range, MoneyDto, ReadHeaders};
 use crate::consistency::{wait, Source};
 use crate::respond::{cached, CATALOG_CACHE, PRIVATE_CACHE};
 use crate::AppState;
@@ -68,12 +68,15 @@ pub(crate) struct ProductFilter {
     /// Exact brand.
     brand: Option<String>,
     /// Lowest price (minor units).
+    #[param(minimum = 0)]
     min_price: Option<i64>,
     /// Highest price (minor units).
+    #[param(minimum = 0)]
     max_price: Option<i64>,
     /// Only products with units available.
     in_stock: Option<bool>,
     /// 1-100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
@@ -89,7 +92,7 @@ pub(crate) struct ProductPage {
 }
 
 /// Published products by SKU, with filters and cursor pagination.
-#[utoipa::path(get, path = "/v1/products", tag = "catalog", params(ProductFilter),
+#[utoipa::path(get, path = "/v1/products", tag = "catalog", params(ProductFilter, ReadHeaders),
     responses((status = 200, body = ProductPage), (status = 400, description = "bad filter or cursor"),
               (status = 503, description = "stale-read")))]
 #[tracing::instrument(skip_all)]
@@ -99,6 +102,7 @@ pub(crate) async fn list_products(
     Query(filter): Query<ProductFilter>,
 ) -> Result<Response, Problem> {
     let limit = page_limit(filter.limit)?;
+    price_range(filter.min_price, filter.max_price)?;
     let after = filter.cursor.as_deref().map(decode_cursor).transpose()?;
     let category: Option<Vec<String>> = filter.category.as_deref().map(|c| {
         c.split('/')
@@ -152,7 +156,7 @@ pub(crate) async fn list_products(
 }
 
 /// One product (unpublished ones only for the admin).
-#[utoipa::path(get, path = "/v1/products/{sku}", tag = "catalog", params(("sku" = String, Path)),
+#[utoipa::path(get, path = "/v1/products/{sku}", tag = "catalog", params(("sku" = mercato_web::schema::Sku, Path), ReadHeaders),
     responses((status = 200, body = ProductView), (status = 304), (status = 404), (status = 503)))]
 #[tracing::instrument(skip(state, headers, caller))]
 pub(crate) async fn get_product(
@@ -200,7 +204,7 @@ pub(crate) struct StockView {
 }
 
 /// Availability of a SKU, per warehouse and in total.
-#[utoipa::path(get, path = "/v1/stock/{sku}", tag = "catalog", params(("sku" = String, Path)),
+#[utoipa::path(get, path = "/v1/stock/{sku}", tag = "catalog", params(("sku" = mercato_web::schema::Sku, Path), ReadHeaders),
     responses((status = 200, body = StockView), (status = 304), (status = 404), (status = 503)))]
 #[tracing::instrument(skip(state, headers))]
 pub(crate) async fn get_stock(

@@ -9,7 +9,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::db;
+use super::{db, ReadHeaders};
 use crate::consistency::{wait, Source};
 use crate::respond::{cached, PERSONAL_DATA};
 use crate::AppState;
@@ -28,7 +28,7 @@ pub(crate) struct CustomerView {
 }
 
 /// The calling customer's profile.
-#[utoipa::path(get, path = "/v1/customers/me", tag = "customers", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/customers/me", tag = "customers", params(ReadHeaders), security(("bearer" = [])),
     responses((status = 200, body = CustomerView), (status = 304), (status = 401), (status = 403), (status = 404), (status = 503)))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn me(

@@ -52,6 +52,23 @@ impl MoneyDto {
     }
 }
 
+/// The request headers of every read of a read model: read-your-writes and revalidation.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documentation only: the handlers read the headers themselves
+pub(crate) struct ReadHeaders {
+    /// A consistency token (a write's `Mercato-Position`): the answer waits until the read
+    /// model has reached it, up to a limit, then 503 `stale-read`.
+    #[param(
+        rename = "Mercato-Min-Position",
+        pattern = "^[0-9]{1,19}\\.[0-9]{1,18}$"
+    )]
+    min_position: Option<String>,
+    /// The `ETag` of an earlier answer: 304 when it is still current.
+    #[param(rename = "If-None-Match")]
+    if_none_match: Option<String>,
+}
+
 /// `limit` within 1-100 (default 20).
 pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, Problem> {
     match limit {
@@ -62,6 +79,29 @@ pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, Problem> {
             "limit must be between 1 and 100",
         )),
     }
+}
+
+/// A `min_price`/`max_price` filter pair: neither negative, the lower not above the upper.
+pub(crate) fn price_range(
+    min: Option<i64>,
+    max: Option<i64>,
+) -> Result<(Option<u64>, Option<u64>), Problem> {
+    let bound = |value: Option<i64>, name: &str| {
+        value
+            .map(u64::try_from)
+            .transpose()
+            .map_err(|_| Problem::bad_request("invalid_price", format!("{name} is negative")))
+    };
+    let (min, max) = (bound(min, "min_price")?, bound(max, "max_price")?);
+    if let (Some(min), Some(max)) = (min, max) {
+        if min > max {
+            return Err(Problem::bad_request(
+                "invalid_price_range",
+                "min_price is above max_price",
+            ));
+        }
+    }
+    Ok((min, max))
 }
 
 /// An opaque cursor for `value`.

@@ -11,7 +11,7 @@ use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{db, decode_cursor, encode_cursor, page_limit, MoneyDto};
+use super::{db, decode_cursor, encode_cursor, page_limit, MoneyDto, ReadHeaders};
 use crate::consistency::{wait, Source};
 use crate::respond::{cached, PERSONAL_DATA, PRIVATE_CACHE};
 use crate::AppState;
@@ -194,13 +194,14 @@ pub(crate) struct OrderListParams {
     /// Admin only: one customer's orders.
     customer_id: Option<Uuid>,
     /// 1-100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
 /// The caller's orders (the admin: everyone's, or one customer's), newest first.
-#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrderListParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrderListParams, ReadHeaders), security(("bearer" = [])),
     responses((status = 200, body = OrderPage), (status = 400), (status = 401), (status = 403), (status = 503)))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn list_orders(
@@ -272,7 +273,7 @@ pub(crate) async fn list_orders(
 
 /// One order: its customer, a guest with the order's `Mercato-Order-Token`, or the admin.
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
-    params(("id" = Uuid, Path), ("Mercato-Order-Token" = Option<String>, Header)), security((), ("bearer" = [])),
+    params(("id" = Uuid, Path), ("Mercato-Order-Token" = Option<String>, Header), ReadHeaders), security((), ("bearer" = [])),
     responses((status = 200, body = OrderView), (status = 304), (status = 401), (status = 403), (status = 404), (status = 503)))]
 #[tracing::instrument(skip(state, headers, access))]
 pub(crate) async fn get_order(
@@ -321,8 +322,10 @@ pub(crate) async fn get_order(
 #[into_params(parameter_in = Query)]
 pub(crate) struct ReturnListParams {
     /// `requested`, `received` or `refunded`; all when omitted.
+    #[param(pattern = "^(requested|received|refunded)$")]
     status: Option<String>,
     /// 1-100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
@@ -337,7 +340,7 @@ pub(crate) struct ReturnPage {
 }
 
 /// Returns of every order, newest first, optionally of one status (admin).
-#[utoipa::path(get, path = "/v1/admin/returns", tag = "admin", params(ReturnListParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/returns", tag = "admin", params(ReturnListParams, ReadHeaders), security(("bearer" = [])),
     responses((status = 200, body = ReturnPage), (status = 400), (status = 401), (status = 403), (status = 503)))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn list_returns(

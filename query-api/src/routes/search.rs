@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{decode_cursor, encode_cursor, page_limit, MoneyDto};
+use super::{decode_cursor, encode_cursor, page_limit, price_range, MoneyDto, ReadHeaders};
 use crate::consistency::{wait, Source};
 use crate::respond::{cached, CATALOG_CACHE};
 use crate::AppState;
@@ -27,14 +27,18 @@ pub(crate) struct SearchParams {
     /// Exact brand.
     brand: Option<String>,
     /// Lowest price (minor units).
-    min_price: Option<u64>,
+    #[param(minimum = 0)]
+    min_price: Option<i64>,
     /// Highest price (minor units).
-    max_price: Option<u64>,
+    #[param(minimum = 0)]
+    max_price: Option<i64>,
     /// Only products with units available.
     in_stock: Option<bool>,
     /// `relevance` (default), `price_asc` or `price_desc`.
+    #[param(pattern = "^(relevance|price_asc|price_desc)$")]
     sort: Option<String>,
     /// 1-100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
@@ -78,7 +82,7 @@ pub(crate) struct SearchResults {
 }
 
 /// Typo-tolerant, search-as-you-type catalog search with facets and filters.
-#[utoipa::path(get, path = "/v1/search", tag = "catalog", params(SearchParams),
+#[utoipa::path(get, path = "/v1/search", tag = "catalog", params(SearchParams, ReadHeaders),
     responses((status = 200, body = SearchResults), (status = 304), (status = 400), (status = 503)))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn search(
@@ -110,14 +114,7 @@ pub(crate) async fn search(
             "q is longer than 500 characters",
         ));
     }
-    if let (Some(min), Some(max)) = (params.min_price, params.max_price) {
-        if min > max {
-            return Err(Problem::bad_request(
-                "invalid_price_range",
-                "min_price is above max_price",
-            ));
-        }
-    }
+    let (min_price, max_price) = price_range(params.min_price, params.max_price)?;
     wait(&state, &headers, Source::Search).await?;
     let request = SearchRequest {
         q: params.q,
@@ -128,8 +125,8 @@ pub(crate) async fn search(
                 .collect()
         }),
         brand: params.brand,
-        min_price: params.min_price,
-        max_price: params.max_price,
+        min_price,
+        max_price,
         in_stock: params.in_stock.unwrap_or(false),
         sort,
         limit,

@@ -172,15 +172,29 @@ async fn auth_and_read_your_writes() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["items"], serde_json::json!([]));
 
-    // A token the projections have not reached: 503 stale-read with Retry-After.
+    // A token of a past transaction the projections have not reached: 503 stale-read with
+    // Retry-After.
+    let (last_tx,): (String,) =
+        sqlx::query_as("SELECT (pg_snapshot_xmax(pg_current_snapshot())::text::bigint - 1)::text")
+            .fetch_one(&api._db.pool)
+            .await
+            .unwrap();
     let req = Request::get("/v1/products/SKU-001")
-        .header("mercato-min-position", "999999999.1")
+        .header("mercato-min-position", format!("{last_tx}.1"))
         .body(Body::empty())
         .unwrap();
     let (status, headers, problem) = send(&api, req).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(problem["code"], "stale-read");
     assert!(headers.contains_key(header::RETRY_AFTER));
+    // A token of a transaction that has not happened was never issued: 400 at once.
+    let req = Request::get("/v1/products/SKU-001")
+        .header("mercato-min-position", "999999999999.1")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, problem) = send(&api, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["code"], "unknown_min_position");
     // A reached token answers at once; a malformed one is a 400.
     let req = Request::get("/v1/products/SKU-001")
         .header("mercato-min-position", "0.0")
