@@ -66,6 +66,27 @@ impl Bucket {
     }
 }
 
+/// The buckets a password check counts in: the account (`email`) and the client address.
+pub(crate) fn sign_in(state: &AppState, email: &str, client: &str) -> [Bucket; 2] {
+    let limits = &state.config().throttle;
+    [
+        Bucket::new(
+            state.keys(),
+            "login:account",
+            email,
+            limits.login_per_account,
+            limits.login_window,
+        ),
+        Bucket::new(
+            state.keys(),
+            "login:address",
+            client,
+            limits.login_per_address,
+            limits.login_window,
+        ),
+    ]
+}
+
 /// Counts an attempt in every bucket; if one is over its limit, a 429 with `Retry-After`
 /// (the attempt stays counted: hammering does not shorten the wait).
 pub(crate) async fn attempt(pool: &PgPool, buckets: &[Bucket]) -> Result<(), Problem> {

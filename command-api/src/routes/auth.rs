@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::error::db_problem;
 use crate::state::AppState;
-use crate::throttle::{self, Bucket, ClientAddress};
+use crate::throttle::{self, ClientAddress};
 
 /// Login.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -57,23 +57,7 @@ pub(crate) async fn token(
     let config = state.config();
     let pool = &state.stores().pool;
     let email = req.email.trim().to_lowercase();
-    let limits = &config.throttle;
-    let buckets = [
-        Bucket::new(
-            state.keys(),
-            "login:account",
-            &email,
-            limits.login_per_account,
-            limits.login_window,
-        ),
-        Bucket::new(
-            state.keys(),
-            "login:address",
-            &client,
-            limits.login_per_address,
-            limits.login_window,
-        ),
-    ];
+    let buckets = throttle::sign_in(&state, &email, &client);
     throttle::attempt(pool, &buckets).await?;
     if let (Some(admin_email), Some(password)) = (&config.admin_email, &config.admin_password) {
         let email_ok: bool = admin_email

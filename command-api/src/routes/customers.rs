@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use mercato_aggregates::customer::{CustomerCommand, CustomerStatus};
+use mercato_aggregates::customer::{Customer, CustomerCommand, CustomerStatus};
 use mercato_aggregates::values::{
     CountryCode, CustomerId, Email, PasswordHash, PersonName, PhoneNumber, PostalAddress,
 };
@@ -249,23 +249,7 @@ pub(crate) async fn change_password(
         ));
     };
     if let (false, Some(current)) = (caller.is_admin(), body.current_password) {
-        let limits = &state.config().throttle;
-        let buckets = [
-            Bucket::new(
-                state.keys(),
-                "login:account",
-                &email,
-                limits.login_per_account,
-                limits.login_window,
-            ),
-            Bucket::new(
-                state.keys(),
-                "login:address",
-                &client,
-                limits.login_per_address,
-                limits.login_window,
-            ),
-        ];
+        let buckets = throttle::sign_in(&state, &email, &client);
         throttle::attempt(pool, &buckets).await?;
         if !crate::routes::auth::verify(&state, hash, current).await {
             return Err(Problem::validation([mercato_web::FieldError::new(
@@ -351,28 +335,7 @@ pub(crate) async fn update(
         .and_then(|a| a.check("address", &mut f));
     f.finish()?;
     let stores = state.stores();
-    let (customer, _) = stores
-        .customers
-        .load(&id.to_string())
-        .await
-        .map_err(store_problem)?;
-    match customer.status() {
-        CustomerStatus::Absent => {
-            return Err(refusal(
-                ErrorKind::NotFound,
-                "customer_not_found",
-                "no such customer",
-            ))
-        }
-        CustomerStatus::Forgotten => {
-            return Err(refusal(
-                ErrorKind::Conflict,
-                "customer_forgotten",
-                "this customer was forgotten",
-            ))
-        }
-        CustomerStatus::Active => {}
-    }
+    let (customer, _) = load_active(stores, id).await?;
     let ctx = context(&req, Some(&caller));
     let mut last = None;
     let mut expected = expected;
@@ -450,28 +413,7 @@ pub(crate) async fn forget(
     let id = parse_uuid("id", &id)?;
     caller.require_owner_or_admin(id)?;
     let stores = state.stores();
-    let (customer, version) = stores
-        .customers
-        .load(&id.to_string())
-        .await
-        .map_err(store_problem)?;
-    match customer.status() {
-        CustomerStatus::Absent => {
-            return Err(refusal(
-                ErrorKind::NotFound,
-                "customer_not_found",
-                "no such customer",
-            ))
-        }
-        CustomerStatus::Forgotten => {
-            return Err(refusal(
-                ErrorKind::Conflict,
-                "customer_forgotten",
-                "this customer was forgotten",
-            ))
-        }
-        CustomerStatus::Active => {}
-    }
+    let (_, version) = load_active(stores, id).await?;
     if let Some(expected) = expected.filter(|e| *e != version) {
         return Err(store_problem(mercato_event_store::EventStoreError::<
             mercato_aggregates::customer::CustomerError,
@@ -507,4 +449,26 @@ pub(crate) async fn forget(
         .await
         .map_err(store_problem)?;
     Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
+}
+
+/// The customer `id` and its version: 404 when there is none, 409 once forgotten.
+async fn load_active(stores: &crate::stores::Stores, id: Uuid) -> Result<(Customer, u64), Problem> {
+    let (customer, version) = stores
+        .customers
+        .load(&id.to_string())
+        .await
+        .map_err(store_problem)?;
+    match customer.status() {
+        CustomerStatus::Absent => Err(refusal(
+            ErrorKind::NotFound,
+            "customer_not_found",
+            "no such customer",
+        )),
+        CustomerStatus::Forgotten => Err(refusal(
+            ErrorKind::Conflict,
+            "customer_forgotten",
+            "this customer was forgotten",
+        )),
+        CustomerStatus::Active => Ok((customer, version)),
+    }
 }
