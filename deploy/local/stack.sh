@@ -4,7 +4,9 @@
 #   * PostgreSQL >= 15 on 127.0.0.1:${MERCATO_PG_PORT:-5432}, trust auth for
 #     user postgres over local TCP (127.0.0.1 and ::1);
 #   * nats-server with JetStream on 127.0.0.1:${MERCATO_NATS_PORT:-4222};
-#   * the tools .ci/schemathesis.sh needs: curl, python3 and its venv module.
+#   * the tools .ci/run's checks need: curl, python3 and its venv module
+#     (.ci/schemathesis.sh), promtool from Debian's prometheus (.ci/prometheus.sh;
+#     the package's service is not started).
 #
 # Debian 12 (bookworm), run as root; only Debian's package mirrors are needed.
 # Idempotent: a service that already answers is left alone. The script never
@@ -353,8 +355,21 @@ ensure_test_tools() {
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
     # Debian's python3 makes a virtualenv only with python3-venv (ensurepip).
     python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
     if ((${#missing[@]})); then
+        # Only promtool is wanted from prometheus: keep its service from starting
+        # (policy-rc.d, which invoke-rc.d and deb-systemd-invoke obey) unless the host has
+        # its own policy.
+        local policy=/usr/sbin/policy-rc.d own_policy=0
+        if [[ ! -e $policy ]]; then
+            printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+            trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+        fi
         apt_install "${missing[@]}"
+        if ((own_policy)); then
+            rm -f "$policy"
+            trap - EXIT
+        fi
         echo "test tools: installed ${missing[*]}"
     else
         echo "test tools: already installed"
