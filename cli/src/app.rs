@@ -78,6 +78,8 @@ impl Parts {
 pub struct Application {
     /// Where the command API listens, when this process runs it.
     pub command_api_addr: Option<std::net::SocketAddr>,
+    /// Where the query API listens, when this process runs it.
+    pub query_api_addr: Option<std::net::SocketAddr>,
     admin: TcpListener,
     admin_addr: SocketAddr,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
@@ -224,6 +226,7 @@ impl Application {
         };
         let command_config = settings.command_api(jwt_secret.clone());
         let mut command_api_addr = None;
+        let mut query_api_addr = None;
         if parts.command_api {
             let api = CommandApi::build(command_config.clone(), command_deps.clone())
                 .await
@@ -274,6 +277,7 @@ impl Application {
                 })?;
             let addr = std::net::SocketAddr::new(settings.query_api_addr.ip(), api.port());
             tracing::info!(addr = %addr, "query api listening");
+            query_api_addr = Some(addr);
             let token = shutdown.clone();
             tasks.spawn(async move {
                 (
@@ -284,6 +288,7 @@ impl Application {
         }
         Ok(Self {
             command_api_addr,
+            query_api_addr,
             admin,
             admin_addr,
             tasks,
@@ -306,6 +311,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             command_api_addr: _,
+            query_api_addr: _,
             admin,
             admin_addr,
             mut tasks,

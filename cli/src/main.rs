@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use mercato_cli::{Cli, Command, EventsCommand, Parts};
+use mercato_telemetry::LogTarget;
 
 // mimalloc: glibc malloc took a quarter of a projection rebuild's CPU time in its many
 // small allocations (JSON trees of events and rows); see docs/benchmarks.md.
@@ -12,13 +13,36 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        // Their stdout is data; logs go to stderr.
+    // Their stdout is data; logs go to stderr.
+    let logs = match cli.command {
         Command::Events(_) | Command::Projections(_) | Command::Seed(_) | Command::Privacy(_) => {
-            mercato_telemetry::init_stderr("mercato")
+            LogTarget::Stderr
         }
-        _ => mercato_telemetry::init("mercato"),
+        _ => LogTarget::Stdout,
+    };
+    mercato_telemetry::init(
+        service_name(&cli.command),
+        logs,
+        cli.settings.otlp_endpoint.as_deref(),
+    )?;
+    let result = run(cli).await;
+    mercato_telemetry::shutdown();
+    result
+}
+
+/// The service a trace shows for this process.
+fn service_name(command: &Command) -> &'static str {
+    match command {
+        Command::Serve(_) => "mercato",
+        Command::CommandApi => "mercato-command-api",
+        Command::QueryApi => "mercato-query-api",
+        Command::Worker(_) => "mercato-worker",
+        Command::Relay => "mercato-relay",
+        _ => "mercato-cli",
     }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     // Before any part starts, so no early metric is dropped.
     mercato_telemetry::metrics();
     // The master keys of personal data (ADR 0013): a process that serves makes the key file

@@ -179,6 +179,11 @@ pub struct Settings {
         global = true
     )]
     pub payment_gateway: mercato_command_api::PaymentGatewayKind,
+    /// OpenTelemetry collector (OTLP over HTTP, e.g. `http://otel-collector:4318`) to export
+    /// traces to; without it no span leaves the process (trace ids still reach the logs and
+    /// the events' metadata).
+    #[arg(long, env = "MERCATO_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
     /// SMTP server for notification emails (`smtp://user:pass@host:587`); without it the
     /// rendered emails are only recorded in the `notifications` table.
     #[arg(long, env = "MERCATO_SMTP_URL", hide_env_values = true, global = true)]

@@ -3,6 +3,7 @@
 //! reporting where the aggregate stands afterwards.
 
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use cqrs_es::Aggregate;
 use mercato_event_store::{AggregateStore, EventMetadata, EventStoreError, Position};
@@ -26,15 +27,21 @@ pub(crate) struct WriteContext {
     pub actor: String,
     /// The event that caused this write (the order process).
     pub causation_id: Option<Uuid>,
+    /// The flow this write belongs to: the request that started it (the order process passes
+    /// on its event's); `None` for a write that starts a flow (its correlation id is then its
+    /// write id).
+    pub correlation_id: Option<Uuid>,
 }
 
 impl WriteContext {
+    /// The metadata of the events this write appends, in the trace of the current span.
     fn metadata(&self) -> EventMetadata {
         EventMetadata {
-            correlation_id: Some(self.write_id),
+            correlation_id: Some(self.correlation_id.unwrap_or(self.write_id)),
+            write_id: Some(self.write_id),
             causation_id: self.causation_id,
             actor: Some(self.actor.clone()),
-            traceparent: None,
+            traceparent: mercato_telemetry::traceparent(),
         }
     }
 }
@@ -76,51 +83,56 @@ where
             });
         }
     }
-    let metadata = ctx.metadata();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match store
-            .execute(aggregate_id, command.clone(), &metadata, expected_version)
-            .await
-        {
-            Ok(committed) => {
-                let position = match committed.position {
-                    Some(p) => Some(p),
-                    None => store.head(aggregate_id).await?.map(|(_, p)| p),
-                };
-                return Ok(Written {
-                    aggregate_id: committed.aggregate_id,
-                    version: committed.version,
-                    position,
-                    appended: committed.events_appended,
-                });
-            }
-            Err(EventStoreError::Conflict {
-                aggregate_type,
-                aggregate_id: id,
-                expected_version: expected,
-                actual_version: None,
-            }) if expected_version.is_some() => {
-                // An `If-Match` write raced and lost: report the version now current.
-                let current = store.head(aggregate_id).await?.map_or(0, |(v, _)| v);
-                return Err(EventStoreError::Conflict {
+    let append = tracing::info_span!("append", aggregate_type = A::TYPE, aggregate_id);
+    let metadata = append.in_scope(|| ctx.metadata());
+    async move {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match store
+                .execute(aggregate_id, command.clone(), &metadata, expected_version)
+                .await
+            {
+                Ok(committed) => {
+                    let position = match committed.position {
+                        Some(p) => Some(p),
+                        None => store.head(aggregate_id).await?.map(|(_, p)| p),
+                    };
+                    return Ok(Written {
+                        aggregate_id: committed.aggregate_id,
+                        version: committed.version,
+                        position,
+                        appended: committed.events_appended,
+                    });
+                }
+                Err(EventStoreError::Conflict {
                     aggregate_type,
                     aggregate_id: id,
                     expected_version: expected,
-                    actual_version: Some(current),
-                });
+                    actual_version: None,
+                }) if expected_version.is_some() => {
+                    // An `If-Match` write raced and lost: report the version now current.
+                    let current = store.head(aggregate_id).await?.map_or(0, |(v, _)| v);
+                    return Err(EventStoreError::Conflict {
+                        aggregate_type,
+                        aggregate_id: id,
+                        expected_version: expected,
+                        actual_version: Some(current),
+                    });
+                }
+                Err(e)
+                    if e.is_conflict() && expected_version.is_none() && attempt <= CONFLICT_RETRIES =>
+                {
+                    metrics::counter!("mercato_command_conflict_retries_total", "aggregate_type" => A::TYPE)
+                        .increment(1);
+                    let cap = 5 * u64::from(attempt * attempt);
+                    let wait = rand::rng().random_range(1..=cap);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e)
-                if e.is_conflict() && expected_version.is_none() && attempt <= CONFLICT_RETRIES =>
-            {
-                metrics::counter!("mercato_command_conflict_retries_total", "aggregate_type" => A::TYPE)
-                    .increment(1);
-                let cap = 5 * u64::from(attempt * attempt);
-                let wait = rand::rng().random_range(1..=cap);
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-            }
-            Err(e) => return Err(e),
         }
     }
+    .instrument(append)
+    .await
 }

@@ -8,6 +8,7 @@
 //! as erased once they are (ADR 0013).
 
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use async_trait::async_trait;
 use lettre::message::Mailbox;
@@ -97,7 +98,8 @@ impl Handler for Notifier {
     async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
         crate::panics::guarded("notifications", async {
             for delivery in batch {
-                self.notify(delivery).await?;
+                let span = tracing::info_span!(parent: &delivery.span, "notify");
+                self.notify(delivery).instrument(span).await?;
             }
             Ok(())
         })

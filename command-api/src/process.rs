@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -176,19 +177,23 @@ impl Handler for ProcessHandler {
 
 impl ProcessHandler {
     async fn handle_batch(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
-        let mut groups: BTreeMap<OrderId, Vec<ProcessInput>> = BTreeMap::new();
+        let mut groups: BTreeMap<OrderId, Vec<(ProcessInput, Cause)>> = BTreeMap::new();
         for delivery in batch {
             if let Some(input) = process_input(delivery)? {
                 groups
                     .entry(input.event.order_id())
                     .or_default()
-                    .push(input);
+                    .push((input, Cause::of(delivery)));
             }
         }
         let results: Vec<Result<(), HandlerError>> = futures::stream::iter(groups.into_values())
             .map(|inputs| async move {
-                for input in inputs {
-                    self.core.apply(&input).await?;
+                for (input, cause) in inputs {
+                    let span = tracing::info_span!(parent: &cause.span, "order_process", order_id = %input.event.order_id());
+                    self.core
+                        .apply(&input, cause.correlation_id)
+                        .instrument(span)
+                        .await?;
                 }
                 Ok(())
             })
@@ -196,6 +201,23 @@ impl ProcessHandler {
             .collect()
             .await;
         results.into_iter().collect()
+    }
+}
+
+/// Where a delivered event came from, for the commands it leads to.
+struct Cause {
+    /// The flow the event belongs to (the request that started the checkout).
+    correlation_id: Option<Uuid>,
+    /// The worker's span of the event, in its trace.
+    span: tracing::Span,
+}
+
+impl Cause {
+    fn of(delivery: &Delivery) -> Self {
+        Self {
+            correlation_id: delivery.event.metadata.correlation_id,
+            span: delivery.span.clone(),
+        }
     }
 }
 
@@ -235,8 +257,13 @@ impl ProcessCore {
         &self.stores.pool
     }
 
-    /// Decides and records (state + commands in one transaction), then dispatches.
-    async fn apply(&self, input: &ProcessInput) -> Result<(), HandlerError> {
+    /// Decides and records (state + commands in one transaction, each command with its
+    /// cause: `input`'s event, the flow `correlation_id`, the current trace), then dispatches.
+    async fn apply(
+        &self,
+        input: &ProcessInput,
+        correlation_id: Option<Uuid>,
+    ) -> Result<(), HandlerError> {
         let order_id = input.event.order_id().as_uuid();
         let mut tx = self.pool().begin().await?;
         sqlx::query(
@@ -269,14 +296,18 @@ impl ProcessCore {
             .await?;
             for command in &decision.commands {
                 sqlx::query(
-                    "INSERT INTO command.checkout_commands (command_id, order_id, aggregate_type, aggregate_id, command) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    "INSERT INTO command.checkout_commands \
+                       (command_id, order_id, aggregate_type, aggregate_id, command, causation_id, correlation_id, traceparent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
                 )
                 .bind(command.command_id)
                 .bind(order_id)
                 .bind(command.command.aggregate_type())
                 .bind(command.command.aggregate_id())
                 .bind(serde_json::to_value(&command.command)?)
+                .bind(input.event_id)
+                .bind(correlation_id)
+                .bind(mercato_telemetry::traceparent())
                 .execute(&mut *tx)
                 .await?;
             }
@@ -295,18 +326,21 @@ impl ProcessCore {
             .execute(&mut *lock)
             .await?;
         loop {
-            let next: Option<(Uuid, serde_json::Value)> = sqlx::query_as(
-                "SELECT command_id, command FROM command.checkout_commands \
+            let next: Option<QueuedCommand> = sqlx::query_as(
+                "SELECT command_id, command, causation_id, correlation_id, traceparent \
+                 FROM command.checkout_commands \
                  WHERE order_id = $1 AND dispatched_at IS NULL ORDER BY seq LIMIT 1",
             )
             .bind(order_id)
             .fetch_optional(self.pool())
             .await?;
-            let Some((command_id, command)) = next else {
+            let Some(queued) = next else {
                 break;
             };
-            let command: TargetedCommand = serde_json::from_value(command)?;
-            let outcome = self.dispatch(command_id, command).await?;
+            let command_id = queued.command_id;
+            let span = tracing::info_span!("process_command", command_id = %command_id);
+            mercato_telemetry::continue_trace(&span, queued.traceparent.as_deref());
+            let outcome = self.dispatch(queued).instrument(span).await?;
             sqlx::query(
                 "UPDATE command.checkout_commands SET dispatched_at = now(), outcome = $2 WHERE command_id = $1",
             )
@@ -321,17 +355,15 @@ impl ProcessCore {
 
     /// Runs one command; returns its outcome (`appended`, `no_op`, `dropped:<code>`), or an
     /// error worth retrying.
-    async fn dispatch(
-        &self,
-        command_id: Uuid,
-        command: TargetedCommand,
-    ) -> Result<String, HandlerError> {
+    async fn dispatch(&self, queued: QueuedCommand) -> Result<String, HandlerError> {
         let ctx = WriteContext {
-            write_id: command_id,
+            write_id: queued.command_id,
             check_prior: true,
             actor: "system:process".to_owned(),
-            causation_id: None,
+            causation_id: queued.causation_id,
+            correlation_id: queued.correlation_id,
         };
+        let command: TargetedCommand = serde_json::from_value(queued.command)?;
         let s = &self.stores;
         let outcome = match command {
             TargetedCommand::Stock { sku, command } => outcome(
@@ -372,7 +404,7 @@ impl ProcessCore {
                 },
             };
             tracing::info!(order_id = %order_id, "payment deadline passed");
-            self.apply(&input).await?;
+            self.apply(&input, None).await?;
             // A process that ignored the tick (already past it) must not be polled again.
             sqlx::query(
                 "UPDATE command.checkout_processes SET deadline = NULL WHERE order_id = $1 AND deadline <= now()",
@@ -393,6 +425,16 @@ impl ProcessCore {
         crate::services::checkout::sweep(&self.stores, self.checkout_grace).await?;
         Ok(())
     }
+}
+
+/// A command waiting in `command.checkout_commands`, with its cause.
+#[derive(sqlx::FromRow)]
+struct QueuedCommand {
+    command_id: Uuid,
+    command: serde_json::Value,
+    causation_id: Option<Uuid>,
+    correlation_id: Option<Uuid>,
+    traceparent: Option<String>,
 }
 
 fn outcome<E: std::error::Error + ErrorCode + Send + Sync + 'static>(

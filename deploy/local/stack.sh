@@ -4,9 +4,9 @@
 #   * PostgreSQL >= 15 on 127.0.0.1:${MERCATO_PG_PORT:-5432}, trust auth for
 #     user postgres over local TCP (127.0.0.1 and ::1);
 #   * nats-server with JetStream on 127.0.0.1:${MERCATO_NATS_PORT:-4222};
-#   * the tools .ci/run's checks need: curl, python3 and its venv module
-#     (.ci/schemathesis.sh), promtool from Debian's prometheus (.ci/prometheus.sh;
-#     the package's service is not started).
+#   * the tools the tests and .ci/run's checks need: curl, python3 and its venv module
+#     (.ci/schemathesis.sh), promtool from Debian's prometheus (.ci/prometheus.sh) and
+#     nginx (the gateway test); the packages' services are not started.
 #
 # Debian 12 (bookworm), run as root; only Debian's package mirrors are needed.
 # Idempotent: a service that already answers is left alone. The script never
@@ -356,8 +356,10 @@ ensure_test_tools() {
     # Debian's python3 makes a virtualenv only with python3-venv (ensurepip).
     python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    # The gateway test runs the shipped nginx configuration (deploy/gateway/).
+    [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
     if ((${#missing[@]})); then
-        # Only promtool is wanted from prometheus: keep its service from starting
+        # Only the binaries are wanted (promtool, nginx): keep the services from starting
         # (policy-rc.d, which invoke-rc.d and deb-systemd-invoke obey) unless the host has
         # its own policy.
         local policy=/usr/sbin/policy-rc.d own_policy=0

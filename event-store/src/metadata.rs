@@ -10,6 +10,9 @@ use uuid::Uuid;
 pub struct EventMetadata {
     /// Ties together everything one user action caused (a checkout and all its process steps).
     pub correlation_id: Option<Uuid>,
+    /// The write that appended the event (a request's, from its Idempotency-Key, or a process
+    /// command's id): a retry finds its earlier attempt by it ([`crate::AggregateStore::prior_write`]).
+    pub write_id: Option<Uuid>,
     /// The command or event that directly caused this event.
     pub causation_id: Option<Uuid>,
     /// Who acted: `customer:<id>`, `admin:<email>`, `system:<component>`.
@@ -19,6 +22,7 @@ pub struct EventMetadata {
 }
 
 const CORRELATION_ID: &str = "correlation_id";
+const WRITE_ID: &str = "write_id";
 const CAUSATION_ID: &str = "causation_id";
 const ACTOR: &str = "actor";
 const TRACEPARENT: &str = "traceparent";
@@ -42,6 +46,7 @@ impl EventMetadata {
             }
         };
         put(CORRELATION_ID, self.correlation_id.map(|u| u.to_string()));
+        put(WRITE_ID, self.write_id.map(|u| u.to_string()));
         put(CAUSATION_ID, self.causation_id.map(|u| u.to_string()));
         put(ACTOR, self.actor.clone());
         put(TRACEPARENT, self.traceparent.clone());
@@ -53,6 +58,7 @@ impl EventMetadata {
         let uuid = |k: &str| map.get(k).and_then(|v| Uuid::parse_str(v).ok());
         Self {
             correlation_id: uuid(CORRELATION_ID),
+            write_id: uuid(WRITE_ID),
             causation_id: uuid(CAUSATION_ID),
             actor: map.get(ACTOR).cloned(),
             traceparent: map.get(TRACEPARENT).cloned(),
@@ -68,6 +74,7 @@ mod tests {
     fn survives_the_cqrs_es_map() {
         let m = EventMetadata {
             correlation_id: Some(Uuid::new_v4()),
+            write_id: Some(Uuid::new_v4()),
             causation_id: Some(Uuid::new_v4()),
             actor: Some("customer:42".into()),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),

@@ -283,20 +283,22 @@ where
             .await
     }
 
-    /// The version and last position the write `correlation_id` left on the aggregate, if a
-    /// write with that id appended to it (`events.correlation_id` is indexed): a retried
-    /// request or process command finds its earlier attempt's effect here.
+    /// The version and last position the write `write_id` left on the aggregate, if a write
+    /// with that id appended to it (indexed; events older than `write_id` kept it as their
+    /// correlation id): a retried request or process command finds its earlier attempt's
+    /// effect here.
     pub async fn prior_write(
         &self,
         aggregate_id: &str,
-        correlation_id: uuid::Uuid,
+        write_id: uuid::Uuid,
     ) -> Result<Option<(u64, Position)>, EventStoreError<A::Error>> {
         let row: Option<(i64, String, i64)> = sqlx::query_as(
             "SELECT sequence, tx_id::text, global_position FROM events \
-             WHERE correlation_id = $1 AND aggregate_type = $2 AND aggregate_id = $3 \
+             WHERE coalesce(metadata ->> 'write_id', correlation_id) = $1 \
+               AND aggregate_type = $2 AND aggregate_id = $3 \
              ORDER BY sequence DESC LIMIT 1",
         )
-        .bind(correlation_id.to_string())
+        .bind(write_id.to_string())
         .bind(A::TYPE)
         .bind(aggregate_id)
         .fetch_optional(&self.pool)

@@ -24,6 +24,7 @@ use async_nats::jetstream::{self, AckKind, Message};
 use futures::{FutureExt, StreamExt};
 use mercato_event_store::RecordedEvent;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::config::NatsConfig;
 use crate::error::NatsError;
@@ -49,6 +50,10 @@ pub struct Delivery {
     pub stream_sequence: u64,
     /// How many times it has been delivered to this worker (1 the first time).
     pub delivered: i64,
+    /// This worker's handling of the event, in the event's trace (it continues the relay's
+    /// `traceparent` header, or the event's own): a handler that works per event runs its
+    /// work in a child of it.
+    pub span: tracing::Span,
 }
 
 /// How a worker consumes.
@@ -238,7 +243,7 @@ impl Worker {
 
         let mut ready: Vec<(Message, Delivery)> = Vec::with_capacity(messages.len());
         for message in messages {
-            match decode(&message) {
+            match decode(&message, &worker) {
                 // An earlier event of this aggregate is still failing: keep the aggregate's order.
                 Ok(d) if self.waits_for_earlier(&d) => {
                     ack(&message, AckKind::Nak(Some(self.config.retry_delay))).await;
@@ -253,7 +258,11 @@ impl Worker {
         }
         if ready.len() > 1 {
             let deliveries: Vec<Delivery> = ready.iter().map(|(_, d)| d.clone()).collect();
-            match handler.handle(&deliveries).await {
+            // One batch serves many traces: each event's `consume` span stays open while the
+            // batch is handled, and the batch's own work is linked to none of them.
+            let batch =
+                tracing::info_span!("consume_batch", worker = %worker, events = deliveries.len());
+            match handler.handle(&deliveries).instrument(batch).await {
                 Ok(()) => {
                     for (m, d) in &ready {
                         ack(m, AckKind::Ack).await;
@@ -284,7 +293,11 @@ impl Worker {
                 ack(message, AckKind::Nak(Some(self.config.retry_delay))).await;
                 continue;
             }
-            match handler.handle(std::slice::from_ref(delivery)).await {
+            match handler
+                .handle(std::slice::from_ref(delivery))
+                .instrument(delivery.span.clone())
+                .await
+            {
                 Ok(()) => {
                     ack(message, AckKind::Ack).await;
                     self.unblock(delivery);
@@ -425,16 +438,25 @@ fn aggregate_key(delivery: &Delivery) -> (String, String) {
     )
 }
 
-fn decode(message: &Message) -> Result<Delivery, String> {
+fn decode(message: &Message, worker: &str) -> Result<Delivery, String> {
     let info = message
         .info()
         .map_err(|e| format!("not a jetstream message: {e}"))?;
     let event: RecordedEvent = serde_json::from_slice(&message.payload)
         .map_err(|e| format!("payload is not a mercato event: {e}"))?;
+    let span = tracing::info_span!("consume", worker, event_type = %event.event_type, event_id = %event.event_id);
+    let traceparent = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::TRACEPARENT))
+        .map(|v| v.as_str())
+        .or(event.metadata.traceparent.as_deref());
+    mercato_telemetry::continue_trace(&span, traceparent);
     Ok(Delivery {
         event,
         stream_sequence: info.stream_sequence,
         delivered: info.delivered,
+        span,
     })
 }
 

@@ -20,6 +20,7 @@
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -318,6 +319,14 @@ impl Relay {
                 .nats
                 .event_subject(&event.aggregate_type, &event.aggregate_id);
             let mut headers = event_headers(&event);
+            // The relay's hop joins the event's trace, and consumers continue from it.
+            let span = tracing::info_span!("relay_publish", event_type = %event.event_type, event_id = %event.event_id);
+            if event.traceparent.is_some() {
+                mercato_telemetry::continue_trace(&span, event.traceparent.as_deref());
+                if let Some(tp) = span.in_scope(mercato_telemetry::traceparent) {
+                    headers.insert(headers::TRACEPARENT, tp.as_str());
+                }
+            }
             let payload = bytes::Bytes::from(event.body.into_bytes());
             // This publish can only land right after the previous one.
             headers.insert(
@@ -330,6 +339,7 @@ impl Relay {
                     subject,
                     PublishMessage::build().payload(payload).headers(headers),
                 )
+                .instrument(span)
                 .await
                 .map_err(|e| match e.kind() {
                     PublishErrorKind::MaxPayloadExceeded => NatsError::Inconsistent {

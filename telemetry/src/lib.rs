@@ -1,4 +1,5 @@
-//! Telemetry shared by Mercato's binaries: JSON logs, Prometheus metrics and the admin router.
+//! Telemetry shared by Mercato's binaries: JSON logs, OpenTelemetry traces, Prometheus
+//! metrics and the admin router.
 #![forbid(unsafe_code)]
 
 use std::sync::OnceLock;
@@ -9,43 +10,95 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+pub mod traces;
+
+pub use traces::{continue_trace, traceparent};
 
 /// Latency buckets (seconds) for every `*_seconds` histogram: 0.25 ms to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Installs JSON logging to stdout for `service` (level from `RUST_LOG`, default `info`).
-/// Calling it again is harmless (tests start several applications in one process).
-pub fn init(service: &'static str) {
-    init_with(service, std::io::stdout);
+/// Where the JSON log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output (services).
+    Stdout,
+    /// Standard error: for commands whose stdout is data (`events export`).
+    Stderr,
 }
 
-/// Like [`init`], but logs to stderr: for commands whose stdout is data (`events export`).
-pub fn init_stderr(service: &'static str) {
-    init_with(service, std::io::stderr);
+/// Installs JSON logging (level from `RUST_LOG`, default `info`; every line inside a span
+/// carries its `trace_id` and `span_id`) and tracing for `service`: spans are exported over
+/// OTLP/HTTP to `otlp_endpoint` when one is given (`http://collector:4318`), and otherwise
+/// still carry trace ids into logs and event metadata. Calling it again is harmless (tests
+/// start several applications in one process). Call [`shutdown`] before exiting.
+pub fn init(service: &str, logs: LogTarget, otlp_endpoint: Option<&str>) -> Result<(), Error> {
+    let provider = traces::tracer_provider(service, otlp_endpoint)?;
+    match logs {
+        LogTarget::Stdout => install(provider, std::io::stdout),
+        LogTarget::Stderr => install(provider, std::io::stderr),
+    }
+    tracing::debug!(
+        service,
+        otlp = otlp_endpoint.is_some(),
+        "telemetry initialised"
+    );
+    Ok(())
 }
 
-fn init_with<W>(service: &'static str, writer: W)
+/// Installs the subscriber: the filter, JSON logs with trace ids, and the OpenTelemetry layer
+/// over `provider`.
+pub fn install<W>(provider: SdkTracerProvider, writer: W)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::registry()
+    let tracer = provider.tracer("mercato");
+    let installed = tracing_subscriber::registry()
         .with(filter)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
         .with(
             tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_target(true)
+                .event_format(traces::WithTraceIds(
+                    tracing_subscriber::fmt::format()
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(true)
+                        .with_target(true),
+                ))
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
                 .with_writer(writer),
         )
-        .try_init();
-    tracing::debug!(service, "telemetry initialised");
+        .try_init()
+        .is_ok();
+    if installed {
+        traces::keep(provider);
+    }
+}
+
+/// Flushes and stops the span exporter (spans still buffered are sent).
+pub fn shutdown() {
+    traces::shutdown();
+}
+
+/// Telemetry that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The OTLP exporter could not be built (a malformed endpoint).
+    #[error("cannot export traces to {endpoint}: {reason}")]
+    Otlp {
+        /// The configured endpoint.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The process-wide Prometheus recorder (installed on first use, with histogram buckets and

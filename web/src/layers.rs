@@ -75,7 +75,11 @@ pub fn finish(router: Router, settings: &HttpSettings) -> Router {
                 .get(REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            tracing::info_span!("http", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+            let span = tracing::info_span!("http", method = %req.method(), uri = %req.uri().path(), request_id = %id);
+            // A client's W3C trace context makes this request part of its trace.
+            let traceparent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
+            mercato_telemetry::continue_trace(&span, traceparent);
+            span
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::from_fn(security_headers));

@@ -107,6 +107,7 @@ pub(crate) fn context(req: &RequestContext, caller: Option<&Caller>) -> WriteCon
         check_prior: req.keyed,
         actor: actor(caller),
         causation_id: None,
+        correlation_id: None,
     }
 }
 

@@ -207,6 +207,7 @@ async fn finish(
         check_prior: true,
         actor: "system:process".to_owned(),
         causation_id: None,
+        correlation_id: None,
     };
     let placed = match place_order(stores, &cart, order_id, &pending.checkout, &ctx).await {
         Ok(w) => w.appended > 0,

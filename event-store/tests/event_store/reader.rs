@@ -369,6 +369,7 @@ async fn encoded_events_decode_to_exactly_the_recorded_events() {
     );
     let full = EventMetadata {
         correlation_id: Some(Uuid::new_v4()),
+        write_id: None,
         causation_id: Some(Uuid::new_v4()),
         actor: Some("customer:7".into()),
         traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
