@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# .ci/prometheus.sh - the alerting rules: valid (promtool check rules), firing when they
-# should (promtool test rules), and on metrics the binaries export (every metric name a rule
-# uses is recorded somewhere in the Rust sources).
+# .ci/prometheus.sh - the alerting rules and the Grafana dashboards: the rules valid
+# (promtool check rules) and firing when they should (promtool test rules); the dashboards
+# what deploy/grafana/generate.py writes, valid JSON with a unique uid and unique panel ids,
+# their PromQL parsing; and every metric a rule or a dashboard uses recorded by the binaries
+# (a counter!/gauge!/histogram! call in the Rust sources), with the labels it selects by.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,15 +11,12 @@ command -v promtool >/dev/null || {
     echo "prometheus.sh: promtool is missing (deploy/local/stack.sh installs it)" >&2
     exit 1
 }
+command -v python3 >/dev/null || {
+    echo "prometheus.sh: python3 is missing" >&2
+    exit 1
+}
 promtool check rules deploy/prometheus/alerts.yml
+python3 deploy/grafana/generate.py --check
+python3 deploy/prometheus/check_metrics.py deploy/prometheus/alerts.yml \
+    deploy/grafana/dashboards/*.json
 promtool test rules deploy/prometheus/alerts.test.yml
-
-missing=0
-for metric in $(grep -oE '\b(projection|mercato)_[a-z_]+' deploy/prometheus/alerts.yml | sort -u); do
-    if ! grep -rqE "(gauge|counter|histogram)!\(\s*\"$metric\"" --include='*.rs' \
-        aggregates command-api event-store nats projections query-api telemetry web cli; then
-        echo "prometheus.sh: alerts.yml uses $metric, which no binary records" >&2
-        missing=1
-    fi
-done
-exit "$missing"
