@@ -87,6 +87,27 @@ pub struct Application {
     grace: Duration,
 }
 
+/// Samples the connection pool every 5 s (`mercato_db_pool_connections{state}`,
+/// `mercato_db_pool_max_connections`): a pool always in use is where 503s come from.
+async fn report_pool(
+    pool: sqlx::PgPool,
+    max: u32,
+    shutdown: CancellationToken,
+) -> (&'static str, anyhow::Result<()>) {
+    metrics::gauge!("mercato_db_pool_max_connections").set(f64::from(max));
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return ("db-pool-metrics", Ok(())),
+            _ = tick.tick() => {}
+        }
+        let idle = pool.num_idle() as f64;
+        let size = f64::from(pool.size());
+        metrics::gauge!("mercato_db_pool_connections", "state" => "idle").set(idle);
+        metrics::gauge!("mercato_db_pool_connections", "state" => "in_use").set(size - idle);
+    }
+}
+
 /// Creates the database if needed and applies every crate's migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let pool = prepare(settings).await?;
@@ -204,6 +225,11 @@ impl Application {
 
         let shutdown = CancellationToken::new();
         let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+        tasks.spawn(report_pool(
+            pool.clone(),
+            settings.database_max_connections,
+            shutdown.clone(),
+        ));
         if parts.relay {
             let relay = Relay::new(
                 pool.clone(),

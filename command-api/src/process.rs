@@ -23,9 +23,9 @@ use tracing::Instrument as _;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use mercato_aggregates::order::OrderEvent;
+use mercato_aggregates::order::{CancellationReason, OrderEvent};
 use mercato_aggregates::order_process::{
-    OrderProcess, ProcessEvent, ProcessInput, ProcessPolicy, TargetedCommand,
+    OrderProcess, ProcessEvent, ProcessInput, ProcessPhase, ProcessPolicy, TargetedCommand,
 };
 use mercato_aggregates::payment::{PaymentEvent, PaymentGateway};
 use mercato_aggregates::stock::StockEvent;
@@ -282,6 +282,7 @@ impl ProcessCore {
         .await?;
         let process: OrderProcess = serde_json::from_value(state)?;
         let decision = process.handle(input, &self.policy);
+        let outcome = checkout_outcome(process.phase(), &decision.process);
         if decision.process != process {
             let next = &decision.process;
             sqlx::query(
@@ -314,7 +315,30 @@ impl ProcessCore {
             tracing::debug!(order_id = %order_id, phase = ?next.phase(), commands = decision.commands.len(), "checkout advanced");
         }
         tx.commit().await?;
+        if let Some(outcome) = outcome {
+            self.record_outcome(order_id, outcome).await;
+        }
         self.dispatch_pending(order_id).await
+    }
+
+    /// Counts how a checkout ended (`mercato_checkout_outcomes_total`) and, when confirmed,
+    /// how long it took since the order was placed (`mercato_checkout_time_to_confirmed_seconds`).
+    /// Counted once: only the transition that ends the checkout gets here.
+    async fn record_outcome(&self, order_id: Uuid, outcome: &'static str) {
+        metrics::counter!("mercato_checkout_outcomes_total", "outcome" => outcome).increment(1);
+        if outcome != "confirmed" {
+            return;
+        }
+        let placed: Result<Option<f64>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM now() - recorded_at)::float8 FROM events \
+             WHERE aggregate_type = 'Order' AND aggregate_id = $1 ORDER BY sequence LIMIT 1",
+        )
+        .bind(order_id.to_string())
+        .fetch_optional(self.pool())
+        .await;
+        if let Ok(Some(seconds)) = placed {
+            metrics::histogram!("mercato_checkout_time_to_confirmed_seconds").record(seconds);
+        }
     }
 
     /// Sends the order's pending commands in order, one dispatcher per order at a time.
@@ -424,6 +448,29 @@ impl ProcessCore {
         }
         crate::services::checkout::sweep(&self.stores, self.checkout_grace).await?;
         Ok(())
+    }
+}
+
+/// How a checkout ended, when this step ends it: `confirmed` on reaching capture,
+/// or why it was cancelled while it was still being checked out.
+fn checkout_outcome(before: ProcessPhase, after: &OrderProcess) -> Option<&'static str> {
+    use ProcessPhase::{
+        Authorizing, Cancelled, Capturing, Compensating, Completed, Confirming, NotStarted,
+        Reserving,
+    };
+    let checking_out = matches!(before, NotStarted | Reserving | Authorizing | Confirming);
+    if !checking_out || before == after.phase() {
+        return None;
+    }
+    match after.phase() {
+        Capturing | Completed => Some("confirmed"),
+        Compensating | Cancelled => Some(match after.cancel_reason() {
+            Some(CancellationReason::OutOfStock { .. }) => "out_of_stock",
+            Some(CancellationReason::PaymentDeclined { .. }) => "payment_declined",
+            Some(CancellationReason::ReservationExpired) => "reservation_expired",
+            _ => "cancelled",
+        }),
+        _ => None,
     }
 }
 

@@ -18,6 +18,8 @@ use std::time::Duration;
 use async_nats::jetstream;
 use mercato_event_store::{LogFilter, LogReader, PersonalData, Position, RecordedEvent};
 use mercato_nats::{ConsumerConfig, Delivery, Handler, HandlerError, NatsConfig, Worker};
+
+use crate::status::ProjectionState;
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -708,15 +710,27 @@ pub async fn update_lag(
         return Ok(());
     };
     let health = reader.health(position).await?;
-    sqlx::query(
-        "UPDATE read.projection_status SET lag_events = $2, lag_seconds = $3 WHERE name = $1",
+    let state: Option<String> = sqlx::query_scalar(
+        "UPDATE read.projection_status SET lag_events = $2, lag_seconds = $3 WHERE name = $1 \
+         RETURNING state",
     )
     .bind(name)
     .bind(health.events_behind)
     .bind(health.seconds_behind)
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
     let label = name.to_owned();
+    // One series per state, 1 for the current one: `projection_state{state="failed"} == 1`.
+    for candidate in [
+        ProjectionState::Live,
+        ProjectionState::Rebuilding,
+        ProjectionState::Failed,
+        ProjectionState::NotStarted,
+    ] {
+        let current = state.as_deref() == Some(candidate.to_string().as_str());
+        metrics::gauge!("projection_state", "projection" => label.clone(), "state" => candidate.to_string().replace(' ', "_"))
+            .set(if current { 1.0 } else { 0.0 });
+    }
     metrics::gauge!("projection_lag_events", "projection" => label.clone())
         .set(health.events_behind as f64);
     metrics::gauge!("projection_lag_seconds", "projection" => label.clone())
