@@ -2,6 +2,7 @@
 //! real signals (SIGKILL, SIGTERM).
 
 mod events;
+mod gateway;
 mod privacy;
 mod process;
 mod relay;
