@@ -163,6 +163,14 @@ impl Worker {
     ) -> Result<(), NatsError> {
         let worker = self.config.durable_name.clone();
         tracing::info!(worker = %worker, "worker started");
+        // The counters exist from the start, so that a first failure is an increase.
+        for counter in [
+            "mercato_worker_handled_total",
+            "mercato_worker_failures_total",
+            "mercato_dead_lettered_total",
+        ] {
+            metrics::counter!(counter, "worker" => worker.clone()).increment(0);
+        }
         let mut stream = None;
         while !shutdown.is_cancelled() {
             let messages = match stream.as_mut() {

@@ -121,6 +121,8 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), NatsError> {
         let key = lock_key(&self.config.name);
         metrics::gauge!("mercato_relay_leader", "relay" => self.config.name.clone()).set(0.0);
+        // From the start, so that a first error is an increase.
+        metrics::counter!("mercato_relay_publish_errors_total").increment(0);
         while !shutdown.is_cancelled() {
             let mut lock_conn = match self.try_lead(key).await {
                 Ok(Some(conn)) => conn,

@@ -738,6 +738,7 @@ pub async fn update_lag(
     metrics::gauge!("projection_position", "projection" => label.clone())
         .set(position.global_position() as f64);
     let parked = parking::parked_counts(pool).await?;
+    metrics::counter!("projection_parked_total", "projection" => label.clone()).increment(0);
     metrics::gauge!("projection_parked_events", "projection" => label)
         .set(parked.get(name).copied().unwrap_or(0) as f64);
     Ok(())
