@@ -10,6 +10,7 @@ use mercato_event_store::testing::TestDatabase;
 use mercato_nats::testing::TestNats;
 use serde_json::{json, Value};
 
+use crate::guest::Shop;
 use crate::process::{database_url, migrate, Mercato};
 
 /// nginx running the shipped configuration in a scratch directory.
@@ -129,100 +130,22 @@ async fn a_checkout_through_the_gateway_and_its_sign_in_limit() {
         command.command_api_addr.as_deref().unwrap(),
         query.query_api_addr.as_deref().unwrap(),
     );
-    let http = reqwest::Client::new();
-    let at = |path: &str| format!("{}{path}", gateway.url);
+    let shop = Shop {
+        http: reqwest::Client::new(),
+        command: gateway.url.clone(),
+        query: gateway.url.clone(),
+    };
+    let (http, at) = (&shop.http, |path: &str| format!("{}{path}", gateway.url));
 
     // Everything through the one entry point: writes reach the command API, reads the query API.
-    let admin: Value = http
-        .post(at("/v1/auth/token"))
-        .json(&json!({"email": "admin@mercato.test", "password": "admin-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = admin["access_token"].as_str().expect("a token").to_owned();
-    for (path, body) in [
-        (
-            "/v1/products",
-            json!({"sku": "GW-1", "name": "Teapot", "brand": "Acme", "category": ["kitchen"],
-                   "price": {"amount": 2500, "currency": "EUR"}}),
-        ),
-        ("/v1/products/GW-1/publish", json!({})),
-        (
-            "/v1/stock/GW-1/receipts",
-            json!({"warehouse": "main", "quantity": 5}),
-        ),
-    ] {
-        let resp = http
-            .post(at(path))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "{path}: {}", resp.status());
-        assert!(resp.headers().contains_key("x-request-id"), "{path}");
-    }
-    let cart: Value = http
-        .post(at("/v1/carts"))
-        .json(&json!({"currency": "EUR"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (cart_id, cart_token) = (
-        cart["id"].as_str().unwrap().to_owned(),
-        cart["cart_token"].as_str().unwrap().to_owned(),
-    );
-    let resp = http
-        .post(at(&format!("/v1/carts/{cart_id}/items")))
-        .header("mercato-cart-token", &cart_token)
-        .json(&json!({"sku": "GW-1", "quantity": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success());
-    let placed: Value = http
-        .post(at(&format!("/v1/carts/{cart_id}/checkout")))
-        .header("mercato-cart-token", &cart_token)
-        .header("idempotency-key", "gateway-checkout-1")
-        .json(
-            &json!({"email": "guest@example.com", "payment_token": "tok_visa",
-                      "shipping_address": {"name": "Gus Guest", "line1": "1 Gate Street",
-                                           "city": "London", "postal_code": "N1 9GU",
-                                           "country": "GB"}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let order_id = placed["order_id"].as_str().expect("an order").to_owned();
-    let order_token = placed["order_token"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let order = loop {
-        let resp = http
-            .get(at(&format!("/v1/orders/{order_id}")))
-            .header("mercato-order-token", &order_token)
-            .send()
-            .await
-            .unwrap();
-        let order: Value = resp.json().await.unwrap_or_default();
-        if order["status"] == "confirmed" {
-            break order;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not confirmed through the gateway: {order}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let admin = shop.admin_token().await;
+    shop.stock_product(&admin, "GW-1", 5).await;
+    let placed = shop
+        .guest_checkout("GW-1", 2, &[("idempotency-key", "gateway-checkout-1")])
+        .await;
+    let order = shop.wait_until_confirmed(&placed).await;
     assert_eq!(order["total"]["amount"], 5000, "{order}");
+    let deadline = Instant::now() + Duration::from_secs(60);
     // Two of the five units are held for it (the stock read model may follow a moment later).
     loop {
         let stock: Value = http

@@ -3,6 +3,8 @@
 
 mod events;
 mod gateway;
+#[path = "../common/guest.rs"]
+mod guest;
 mod privacy;
 mod process;
 mod relay;

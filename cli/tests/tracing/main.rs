@@ -5,6 +5,9 @@
 //! Its own test binary: it installs the process-wide subscriber, with an in-memory exporter,
 //! and runs every part of Mercato in this process.
 
+#[path = "../common/guest.rs"]
+mod guest;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +18,9 @@ use mercato_event_store::testing::TestDatabase;
 use mercato_nats::testing::TestNats;
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::guest::Shop;
 
 /// The trace the client starts (W3C trace context of the checkout request).
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -83,100 +88,20 @@ async fn a_checkout_is_one_connected_trace_from_the_request_to_the_read_model() 
     let stop = app.shutdown_token();
     let running = tokio::spawn(app.run_until_stopped());
 
-    let http = reqwest::Client::new();
-    let post = |path: &str, token: Option<&str>, body: Value| {
-        let mut req = http.post(format!("{command}{path}")).json(&body);
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        req
+    let shop = Shop {
+        http: reqwest::Client::new(),
+        command,
+        query,
     };
-    let admin: Value = post(
-        "/v1/auth/token",
-        None,
-        json!({"email": "admin@mercato.test", "password": "admin-password"}),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let admin = admin["access_token"].as_str().unwrap().to_owned();
-    for (path, body) in [
-        (
-            "/v1/products",
-            json!({"sku": "TRACE-1", "name": "Teapot", "brand": "Acme", "category": ["kitchen"],
-                   "price": {"amount": 2500, "currency": "EUR"}}),
-        ),
-        ("/v1/products/TRACE-1/publish", json!({})),
-        (
-            "/v1/stock/TRACE-1/receipts",
-            json!({"warehouse": "main", "quantity": 5}),
-        ),
-    ] {
-        let resp = post(path, Some(&admin), body).send().await.unwrap();
-        assert!(resp.status().is_success(), "{path}: {}", resp.status());
-    }
-    let cart: Value = post("/v1/carts", None, json!({"currency": "EUR"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (cart_id, cart_token) = (
-        cart["id"].as_str().unwrap().to_owned(),
-        cart["cart_token"].as_str().unwrap().to_owned(),
-    );
-    let resp = post(
-        &format!("/v1/carts/{cart_id}/items"),
-        None,
-        json!({"sku": "TRACE-1", "quantity": 1}),
-    )
-    .header("mercato-cart-token", &cart_token)
-    .send()
-    .await
-    .unwrap();
-    assert!(resp.status().is_success());
-
-    // The checkout, in the client's trace.
-    let placed: Value = post(
-        &format!("/v1/carts/{cart_id}/checkout"),
-        None,
-        json!({"email": "guest@example.com", "payment_token": "tok_visa",
-               "shipping_address": {"name": "Gus Guest", "line1": "1 Trace Street",
-                                    "city": "London", "postal_code": "N1 9GU", "country": "GB"}}),
-    )
-    .header("mercato-cart-token", &cart_token)
-    .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let order_id = placed["order_id"].as_str().expect("an order id").to_owned();
-    let order_token = placed["order_token"].as_str().unwrap().to_owned();
-
-    // Until the read model shows it confirmed.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let order: Value = http
-            .get(format!("{query}/v1/orders/{order_id}"))
-            .header("mercato-order-token", &order_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
-        if order["status"] == "confirmed" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not confirmed: {order}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let admin = shop.admin_token().await;
+    shop.stock_product(&admin, "TRACE-1", 5).await;
+    // The checkout, in the client's trace, until the read model shows it confirmed.
+    let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let placed = shop
+        .guest_checkout("TRACE-1", 1, &[("traceparent", traceparent.as_str())])
+        .await;
+    let order_id = placed.order_id.clone();
+    shop.wait_until_confirmed(&placed).await;
 
     // Spans end (and are exported) a moment after their work: wait for the projection's.
     let trace = TraceId::from_hex(CLIENT_TRACE).unwrap();
