@@ -5,6 +5,7 @@ mod append;
 mod catalog_data;
 mod catalog_read;
 mod checkout;
+mod commands;
 mod export;
 mod load;
 mod projection_lag;
@@ -50,6 +51,9 @@ enum Scenario {
     /// Checkouts through the command API (relay and order process in-process) beside one plain SQL
     /// transaction per checkout, and a hot-SKU variant with a no-oversell check.
     Checkout(checkout::Args),
+    /// HTTP writes through `mercato serve` (every worker running) beside a minimal axum +
+    /// postgres-es service, driven by wrk over many aggregates and over one hot aggregate.
+    Commands(commands::Args),
     /// `mercato events export` (Parquet, JSON Lines) beside a plain COPY of the same events.
     Export(export::Args),
     /// Product detail and list requests through the query API beside primary-key selects.
@@ -79,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
     let result = match cli.scenario {
         Scenario::Append(args) => append::run(&env, &args).await,
         Scenario::Checkout(args) => checkout::run(&env, &args).await,
+        Scenario::Commands(args) => commands::run(&env, &args).await,
         Scenario::Export(args) => export::run(&env, &args).await,
         Scenario::Rebuild(args) => rebuild::run(&env, &args).await,
         Scenario::CatalogRead(args) => catalog_read::run(&env, &args).await,

@@ -98,6 +98,20 @@ impl BenchEnv {
         Ok(config)
     }
 
+    /// The scratch database's URL.
+    pub fn database_url(&self) -> String {
+        let base = self
+            .server_url
+            .rsplit_once('/')
+            .map_or(self.server_url.as_str(), |(b, _)| b);
+        format!("{base}/{}", self.db_name)
+    }
+
+    /// The PostgreSQL server's maintenance URL.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
     pub async fn stream_count(&self, stream: &str) -> anyhow::Result<u64> {
         let mut s = self.js.get_stream(stream).await?;
         Ok(s.info().await?.state.messages)
