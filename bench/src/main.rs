@@ -42,6 +42,11 @@ struct Cli {
         global = true
     )]
     nats_url: String,
+    /// Log with a plain subscriber instead of Mercato's telemetry (JSON logs with trace ids,
+    /// an OpenTelemetry layer making a span of every span, as `mercato` runs): to measure
+    /// what that layer costs.
+    #[arg(long, global = true)]
+    no_otel: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,14 +76,19 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Logs (RUST_LOG, default warn) go to stderr; results go to stdout.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs go to stderr (RUST_LOG; the plain subscriber's default is warn, the telemetry's
+    // info); results go to stdout.
+    if cli.no_otel {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        mercato_telemetry::init("mercato-bench", mercato_telemetry::LogTarget::Stderr, None)?;
+    }
     let env = setup::BenchEnv::new(&cli.database_url, &cli.nats_url).await?;
     let result = match cli.scenario {
         Scenario::Append(args) => append::run(&env, &args).await,
