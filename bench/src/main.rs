@@ -76,8 +76,7 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Logs go to stderr (RUST_LOG; the plain subscriber's default is warn, the telemetry's
-    // info); results go to stdout.
+    // Logs (RUST_LOG, default warn) go to stderr; results go to stdout.
     if cli.no_otel {
         tracing_subscriber::fmt()
             .with_env_filter(
@@ -87,7 +86,12 @@ async fn main() -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .init();
     } else {
-        mercato_telemetry::init("mercato-bench", mercato_telemetry::LogTarget::Stderr, None)?;
+        mercato_telemetry::init_at(
+            "mercato-bench",
+            mercato_telemetry::LogTarget::Stderr,
+            None,
+            "warn",
+        )?;
     }
     let env = setup::BenchEnv::new(&cli.database_url, &cli.nats_url).await?;
     let result = match cli.scenario {

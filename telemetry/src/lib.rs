@@ -40,10 +40,21 @@ pub enum LogTarget {
 /// still carry trace ids into logs and event metadata. Calling it again is harmless (tests
 /// start several applications in one process). Call [`shutdown`] before exiting.
 pub fn init(service: &str, logs: LogTarget, otlp_endpoint: Option<&str>) -> Result<(), Error> {
+    init_at(service, logs, otlp_endpoint, "info")
+}
+
+/// Like [`init`], with `default_level` when `RUST_LOG` is not set (a benchmark logs only
+/// warnings).
+pub fn init_at(
+    service: &str,
+    logs: LogTarget,
+    otlp_endpoint: Option<&str>,
+    default_level: &str,
+) -> Result<(), Error> {
     let provider = traces::tracer_provider(service, otlp_endpoint)?;
     match logs {
-        LogTarget::Stdout => install(provider, std::io::stdout),
-        LogTarget::Stderr => install(provider, std::io::stderr),
+        LogTarget::Stdout => install(provider, std::io::stdout, default_level),
+        LogTarget::Stderr => install(provider, std::io::stderr, default_level),
     }
     tracing::debug!(
         service,
@@ -53,13 +64,14 @@ pub fn init(service: &str, logs: LogTarget, otlp_endpoint: Option<&str>) -> Resu
     Ok(())
 }
 
-/// Installs the subscriber: the filter, JSON logs with trace ids, and the OpenTelemetry layer
-/// over `provider`.
-pub fn install<W>(provider: SdkTracerProvider, writer: W)
+/// Installs the subscriber: the filter (`RUST_LOG`, else `default_level`), JSON logs with
+/// trace ids, and the OpenTelemetry layer over `provider`.
+pub fn install<W>(provider: SdkTracerProvider, writer: W, default_level: &str)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let tracer = provider.tracer("mercato");
     let installed = tracing_subscriber::registry()
         .with(filter)

@@ -34,7 +34,7 @@ async fn a_checkout_is_one_connected_trace_from_the_request_to_the_read_model() 
         .build();
     let logs = Logs::default();
     let writer = logs.clone();
-    mercato_telemetry::install(provider, move || writer.clone());
+    mercato_telemetry::install(provider, move || writer.clone(), "info");
 
     let db = TestDatabase::new().await;
     let nats = TestNats::new().await;
