@@ -73,6 +73,9 @@ where
     A: Aggregate + Send + Sync,
     A::Command: Clone,
 {
+    // One writer at a time per aggregate in this process: writes to a hot aggregate queue
+    // instead of racing each other into conflicts and retries (ADR 0017).
+    let _turn = turns::take(A::TYPE, aggregate_id).await;
     if ctx.check_prior {
         if let Some((version, position)) = store.prior_write(aggregate_id, ctx.write_id).await? {
             return Ok(Written {
@@ -135,4 +138,61 @@ where
     }
     .instrument(append)
     .await
+}
+
+/// Per-aggregate turns: a FIFO queue of the writers of each aggregate in this process.
+mod turns {
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, Mutex, Weak};
+
+    use tokio::sync::OwnedMutexGuard;
+
+    type Queue = tokio::sync::Mutex<()>;
+
+    /// Aggregates with a writer, by `type/id`. Entries die with their last writer and are
+    /// swept when the map grows.
+    static QUEUES: LazyLock<Mutex<HashMap<String, Weak<Queue>>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+
+    /// Waits for this aggregate's turn (in arrival order) and holds it until dropped.
+    pub(super) async fn take(aggregate_type: &str, aggregate_id: &str) -> OwnedMutexGuard<()> {
+        let queue = {
+            let mut queues = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
+            let key = format!("{aggregate_type}/{aggregate_id}");
+            match queues.get(&key).and_then(Weak::upgrade) {
+                Some(queue) => queue,
+                None => {
+                    if queues.len() >= 4_096 {
+                        queues.retain(|_, q| q.strong_count() > 0);
+                    }
+                    let queue = Arc::new(Queue::new(()));
+                    queues.insert(key, Arc::downgrade(&queue));
+                    queue
+                }
+            }
+        };
+        queue.lock_owned().await
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::time::Duration;
+
+        use super::*;
+
+        #[tokio::test]
+        async fn writers_of_one_aggregate_take_turns_and_others_do_not_wait() {
+            let first = take("Stock", "A").await;
+            let waiting = tokio::spawn(async { take("Stock", "A").await });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!waiting.is_finished(), "a second writer of A waits");
+            let other = tokio::time::timeout(Duration::from_secs(1), take("Stock", "B")).await;
+            assert!(other.is_ok(), "a writer of B does not wait for A");
+            drop(first);
+            tokio::time::timeout(Duration::from_secs(1), waiting)
+                .await
+                .expect("the second writer gets its turn")
+                .unwrap();
+        }
+    }
 }
