@@ -497,7 +497,14 @@ impl SearchWorker {
             index: self.index.clone(),
             pool: self.deps.pool.clone(),
         };
-        worker.run(&handler, shutdown).await?;
+        let lag = tokio::spawn(report_lag(
+            self.index.clone(),
+            self.deps.pool.clone(),
+            shutdown.clone(),
+        ));
+        let result = worker.run(&handler, shutdown).await;
+        lag.abort();
+        result?;
         Ok(())
     }
 }
@@ -515,5 +522,26 @@ impl Handler for SearchHandler {
             .apply_with_log(&self.pool, events)
             .await
             .map_err(|e| Box::new(e) as HandlerError)
+    }
+}
+
+/// Sets this replica's `projection_lag_events` and `projection_lag_seconds`
+/// (`projection="search"`) every 5 s, as the PostgreSQL projections do theirs.
+async fn report_lag(index: SearchIndex, pool: PgPool, shutdown: CancellationToken) {
+    let reader = mercato_event_store::LogReader::new(pool);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+        match reader.health(index.position().0).await {
+            Ok(health) => {
+                metrics::gauge!("projection_lag_events", "projection" => "search")
+                    .set(health.events_behind as f64);
+                metrics::gauge!("projection_lag_seconds", "projection" => "search")
+                    .set(health.seconds_behind);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot measure the search index's lag"),
+        }
     }
 }
