@@ -7,6 +7,8 @@
 //! Two loads each: a write spread over many aggregates (Mercato: a stock receipt per request;
 //! the baseline: a deposit), and every write on one hot aggregate. Successful writes per
 //! second, latency percentiles, and the share of answers that were not 2xx (409 conflicts).
+//! Then reads of what the writes made: Mercato's stock GET on the query API, the baseline's
+//! view GET, and PostgreSQL's own primary-key select (`pgbench -S`) at the same concurrency.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,7 +54,7 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
 
     // Mercato, as `mercato serve` runs it.
     let stop = CancellationToken::new();
-    let (mercato, token) = start_mercato(env, &stop).await?;
+    let (mercato, mercato_reads, token) = start_mercato(env, &stop).await?;
     let ours_spread = wrk(
         mercato,
         &token,
@@ -67,6 +69,16 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
         "/v1/stock/BENCH-%04d/receipts",
         r#"{"warehouse":"main","quantity":1}"#,
         1,
+        args,
+    )?;
+    // Reads of what the writes made (the stock read model), once the projection has it all.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ours_reads = wrk(
+        mercato_reads,
+        "",
+        "/v1/stock/BENCH-%04d",
+        "",
+        args.aggregates,
         args,
     )?;
     stop.cancel();
@@ -92,8 +104,17 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
         1,
         args,
     )?;
+    let base_reads = wrk(
+        baseline,
+        "",
+        "/accounts/acct-%04d",
+        "",
+        args.aggregates,
+        args,
+    )?;
     stop_baseline.cancel();
     drop_baseline.await;
+    let pk_selects = pgbench_select(env, args).await?;
 
     println!(
         "### commands: HTTP writes, {} connections, {} s per load (wrk)\n",
@@ -121,7 +142,69 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
             ratio(ours.successful_per_second(), base.successful_per_second())
         );
     }
+    println!(
+        "\n### reads: {} connections, {} s per load (wrk; pgbench -S)\n",
+        args.connections, args.seconds
+    );
+    println!("| read | answers/s | p50 ms | p99 ms | not 2xx | mercato / it |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| mercato: `GET /v1/stock/{{sku}}` (query API) | {} | |",
+        ours_reads.cells()
+    );
+    println!(
+        "| baseline: `GET /accounts/{{id}}` (view) | {} | {} |",
+        base_reads.cells(),
+        ratio(
+            ours_reads.successful_per_second(),
+            base_reads.successful_per_second()
+        )
+    );
+    println!(
+        "| PostgreSQL: primary-key select (`pgbench -S`) | {pk_selects:.0} | | | | {} |",
+        ratio(ours_reads.successful_per_second(), pk_selects)
+    );
     Ok(())
+}
+
+/// `pgbench -S` (a primary-key select per transaction) at the same concurrency, on a scratch
+/// database of scale 1 (100,000 rows): selects per second.
+async fn pgbench_select(env: &BenchEnv, args: &Args) -> anyhow::Result<f64> {
+    let name = format!("mercato_bench_pgbench_{}", uuid::Uuid::new_v4().simple());
+    let server = env.server_url().to_owned();
+    let mut admin = PgConnection::connect(&server).await?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await?;
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    let result = (|| {
+        let init = std::process::Command::new("pgbench")
+            .args(["-i", "-q", "-s", "1", &url])
+            .output()
+            .context("pgbench runs (Debian package postgresql-client)")?;
+        anyhow::ensure!(init.status.success(), "pgbench -i failed");
+        let run = std::process::Command::new("pgbench")
+            .args(["-S", "-n", "-j", "2"])
+            .args([
+                "-c",
+                &args.connections.to_string(),
+                "-T",
+                &args.seconds.to_string(),
+            ])
+            .arg(&url)
+            .output()?;
+        let text = String::from_utf8_lossy(&run.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix("tps = "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|tps| tps.parse::<f64>().ok())
+            .with_context(|| format!("unexpected pgbench output: {text}"))
+    })();
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await;
+    result
 }
 
 /// What wrk measured.
@@ -150,8 +233,8 @@ impl Measured {
     }
 }
 
-/// Runs wrk against `addr`: POSTs of `body` to `path` (a `%04d` pattern) over `spread`
-/// aggregates.
+/// Runs wrk against `addr`: POSTs of `body` (GETs when it is empty) to `path` (a `%04d`
+/// pattern) over `spread` aggregates.
 fn wrk(
     addr: SocketAddr,
     token: &str,
@@ -164,9 +247,7 @@ fn wrk(
     std::fs::write(
         &script,
         format!(
-            r#"wrk.method = "POST"
-wrk.body = '{body}'
-wrk.headers["Content-Type"] = "application/json"
+            r#"{method}
 {auth}
 local spread = {spread}
 function setup(thread) thread:set("seed", math.random(1, 1000000)) end
@@ -175,6 +256,13 @@ function request()
   return wrk.format(nil, string.format("{path}", math.random(1, spread)))
 end
 "#,
+            method = if body.is_empty() {
+                r#"wrk.method = "GET""#.to_owned()
+            } else {
+                format!(
+                    "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\""
+                )
+            },
             auth = if token.is_empty() {
                 String::new()
             } else {
@@ -240,11 +328,11 @@ fn which(program: &str) -> bool {
 }
 
 /// `mercato serve` in this process on the scratch database and a fresh stream; its command
-/// API's address and an admin token.
+/// and query APIs' addresses and an admin token.
 async fn start_mercato(
     env: &BenchEnv,
     stop: &CancellationToken,
-) -> anyhow::Result<(SocketAddr, String)> {
+) -> anyhow::Result<(SocketAddr, SocketAddr, String)> {
     let nats = env.fresh_stream().await?;
     let index = std::env::temp_dir().join(format!("mercato-bench-index-{}", uuid::Uuid::new_v4()));
     let url = env.database_url();
@@ -276,6 +364,7 @@ async fn start_mercato(
     ])?;
     let app = mercato_cli::Application::build(cli.settings, mercato_cli::Parts::all()).await?;
     let addr = app.command_api_addr.context("the command api runs")?;
+    let query = app.query_api_addr.context("the query api runs")?;
     let token = app.shutdown_token();
     let stopping = stop.clone();
     tokio::spawn(async move {
@@ -294,7 +383,7 @@ async fn start_mercato(
         .as_str()
         .context("an admin token")?
         .to_owned();
-    Ok((addr, token))
+    Ok((addr, query, token))
 }
 
 /// A scratch database with postgres-es's tables; its URL, and a future that drops it.
