@@ -85,7 +85,7 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The baseline, on its own database.
-    let (baseline_url, drop_baseline) = baseline_database(env).await?;
+    let baseline_url = baseline_database(env).await?;
     let stop_baseline = CancellationToken::new();
     let baseline = start_baseline(&baseline_url, &stop_baseline).await?;
     let base_spread = wrk(
@@ -113,7 +113,6 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
         args,
     )?;
     stop_baseline.cancel();
-    drop_baseline.await;
     let pk_selects = pgbench_select(env, args).await?;
 
     println!(
@@ -170,41 +169,28 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
 /// `pgbench -S` (a primary-key select per transaction) at the same concurrency, on a scratch
 /// database of scale 1 (100,000 rows): selects per second.
 async fn pgbench_select(env: &BenchEnv, args: &Args) -> anyhow::Result<f64> {
-    let name = format!("mercato_bench_pgbench_{}", uuid::Uuid::new_v4().simple());
-    let server = env.server_url().to_owned();
-    let mut admin = PgConnection::connect(&server).await?;
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut admin)
-        .await?;
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
-    let result = (|| {
-        let init = std::process::Command::new("pgbench")
-            .args(["-i", "-q", "-s", "1", &url])
-            .output()
-            .context("pgbench runs (Debian package postgresql-client)")?;
-        anyhow::ensure!(init.status.success(), "pgbench -i failed");
-        let run = std::process::Command::new("pgbench")
-            .args(["-S", "-n", "-j", "2"])
-            .args([
-                "-c",
-                &args.connections.to_string(),
-                "-T",
-                &args.seconds.to_string(),
-            ])
-            .arg(&url)
-            .output()?;
-        let text = String::from_utf8_lossy(&run.stdout);
-        text.lines()
-            .find_map(|l| l.strip_prefix("tps = "))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|tps| tps.parse::<f64>().ok())
-            .with_context(|| format!("unexpected pgbench output: {text}"))
-    })();
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
-    result
+    let url = env.scratch_database("pgbench").await?;
+    let init = std::process::Command::new("pgbench")
+        .args(["-i", "-q", "-s", "1", &url])
+        .output()
+        .context("pgbench runs (Debian package postgresql-client)")?;
+    anyhow::ensure!(init.status.success(), "pgbench -i failed");
+    let run = std::process::Command::new("pgbench")
+        .args(["-S", "-n", "-j", "2"])
+        .args([
+            "-c",
+            &args.connections.to_string(),
+            "-T",
+            &args.seconds.to_string(),
+        ])
+        .arg(&url)
+        .output()?;
+    let text = String::from_utf8_lossy(&run.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|tps| tps.parse::<f64>().ok())
+        .with_context(|| format!("unexpected pgbench output: {text}"))
 }
 
 /// What wrk measured.
@@ -386,18 +372,9 @@ async fn start_mercato(
     Ok((addr, query, token))
 }
 
-/// A scratch database with postgres-es's tables; its URL, and a future that drops it.
-async fn baseline_database(
-    env: &BenchEnv,
-) -> anyhow::Result<(String, impl std::future::Future<Output = ()>)> {
-    let name = format!("mercato_bench_baseline_{}", uuid::Uuid::new_v4().simple());
-    let server = env.server_url().to_owned();
-    let mut admin = PgConnection::connect(&server).await?;
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut admin)
-        .await?;
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
+/// A scratch database with postgres-es's tables; its URL.
+async fn baseline_database(env: &BenchEnv) -> anyhow::Result<String> {
+    let url = env.scratch_database("baseline").await?;
     let mut conn = PgConnection::connect(&url).await?;
     // postgres-es's schema (its db/init.sql) and the view's table.
     sqlx::raw_sql(
@@ -415,14 +392,7 @@ async fn baseline_database(
     .execute(&mut conn)
     .await?;
     conn.close().await?;
-    let drop = async move {
-        if let Ok(mut admin) = PgConnection::connect(&server).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .execute(&mut admin)
-                .await;
-        }
-    };
-    Ok((url, drop))
+    Ok(url)
 }
 
 // --- the baseline: the cqrs-es demo's shape --------------------------------------------------

@@ -19,6 +19,8 @@ pub struct BenchEnv {
     pub client: async_nats::Client,
     pub js: jetstream::Context,
     streams: std::sync::Mutex<Vec<String>>,
+    /// Further scratch databases (baselines'), dropped by `teardown`.
+    databases: std::sync::Mutex<Vec<String>>,
 }
 
 impl BenchEnv {
@@ -57,6 +59,7 @@ impl BenchEnv {
             client,
             js,
             streams: Default::default(),
+            databases: Default::default(),
         })
     }
 
@@ -107,9 +110,23 @@ impl BenchEnv {
         format!("{base}/{}", self.db_name)
     }
 
-    /// The PostgreSQL server's maintenance URL.
-    pub fn server_url(&self) -> &str {
-        &self.server_url
+    /// Another empty scratch database (`mercato_bench_<label>_<id>`), dropped by `teardown`;
+    /// its URL.
+    pub async fn scratch_database(&self, label: &str) -> anyhow::Result<String> {
+        let name = format!("mercato_bench_{label}_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&self.server_url).await?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await?;
+        self.databases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.clone());
+        let base = self
+            .server_url
+            .rsplit_once('/')
+            .map_or(self.server_url.as_str(), |(b, _)| b);
+        Ok(format!("{base}/{name}"))
     }
 
     pub async fn stream_count(&self, stream: &str) -> anyhow::Result<u64> {
@@ -124,13 +141,14 @@ impl BenchEnv {
         for s in streams {
             let _ = self.js.delete_stream(&s).await;
         }
+        let mut databases = self.databases.lock().map(|d| d.clone()).unwrap_or_default();
+        databases.push(self.db_name.clone());
         if let Ok(mut admin) = PgConnection::connect(&self.server_url).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.db_name
-            ))
-            .execute(&mut admin)
-            .await;
+            for name in databases {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+            }
         }
     }
 }
