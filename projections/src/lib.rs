@@ -17,6 +17,7 @@
 
 mod decode;
 mod error;
+mod lag;
 pub mod parking;
 pub mod read_models;
 pub mod rebuild;

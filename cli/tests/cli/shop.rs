@@ -8,6 +8,7 @@ use mercato_event_store::testing::TestDatabase;
 use mercato_nats::testing::TestNats;
 use serde_json::{json, Value};
 
+use crate::guest::Shop;
 use crate::process::{database_url, Mercato};
 
 /// Starts `mercato seed` against `command_api` (host:port) with the test's settings.
@@ -31,16 +32,13 @@ fn seed(db: &TestDatabase, nats: &TestNats, command_api: &str, args: &[&str]) ->
 }
 
 async fn admin_token(http: &reqwest::Client, command_api: &str) -> String {
-    let answer: Value = http
-        .post(format!("http://{command_api}/v1/auth/token"))
-        .json(&json!({"email": "admin@mercato.test", "password": "admin-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["access_token"].as_str().unwrap().to_owned()
+    Shop {
+        http: http.clone(),
+        command: format!("http://{command_api}"),
+        query: String::new(),
+    }
+    .admin_token()
+    .await
 }
 
 /// Polls the query API's order list until `expected` orders are all `confirmed`.

@@ -340,12 +340,7 @@ async fn idempotency_records_keep_no_secret_and_a_replay_still_hands_the_guest_i
     let env = Env::start().await;
     let admin = env.admin().await;
     env.product(&admin, "HAT-1", 3).await;
-    let (s, b) = env
-        .post("/v1/carts", None, json!({"currency": "EUR"}))
-        .await;
-    assert_eq!(s, 201, "{b}");
-    let cart = b["id"].as_str().unwrap().to_owned();
-    let cart_token = b["cart_token"].as_str().unwrap().to_owned();
+    let (cart, cart_token) = env.anonymous_cart().await;
     let headers = [
         ("mercato-cart-token", cart_token.as_str()),
         ("idempotency-key", "checkout-1"),

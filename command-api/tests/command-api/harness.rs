@@ -211,6 +211,18 @@ impl Env {
         }
     }
 
+    /// An anonymous cart in EUR: its id and its cart token.
+    pub async fn anonymous_cart(&self) -> (String, String) {
+        let (s, b) = self
+            .post("/v1/carts", None, json!({"currency": "EUR"}))
+            .await;
+        assert_eq!(s, 201, "{b}");
+        (
+            b["id"].as_str().unwrap().to_owned(),
+            b["cart_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
     /// A customer's cart with `quantity` of `sku`: the cart id.
     pub async fn cart_with(&self, token: &str, sku: &str, quantity: u32) -> String {
         let (s, b) = self

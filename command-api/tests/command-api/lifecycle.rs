@@ -474,12 +474,7 @@ async fn a_guest_checks_out_reads_and_cancels_with_the_order_token() {
     let env = Env::start().await;
     let admin = env.admin().await;
     env.product(&admin, "HAT-1", 3).await;
-    let (s, b) = env
-        .post("/v1/carts", None, json!({"currency": "EUR"}))
-        .await;
-    assert_eq!(s, 201, "{b}");
-    let cart = b["id"].as_str().unwrap().to_owned();
-    let cart_token = b["cart_token"].as_str().unwrap().to_owned();
+    let (cart, cart_token) = env.anonymous_cart().await;
     let with_cart = [("mercato-cart-token", cart_token.as_str())];
     let (s, b) = env
         .request(

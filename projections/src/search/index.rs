@@ -535,12 +535,7 @@ async fn report_lag(index: SearchIndex, pool: PgPool, shutdown: CancellationToke
             _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
         }
         match reader.health(index.position().0).await {
-            Ok(health) => {
-                metrics::gauge!("projection_lag_events", "projection" => "search")
-                    .set(health.events_behind as f64);
-                metrics::gauge!("projection_lag_seconds", "projection" => "search")
-                    .set(health.seconds_behind);
-            }
+            Ok(health) => crate::lag::set_lag("search", &health),
             Err(e) => tracing::warn!(error = %e, "cannot measure the search index's lag"),
         }
     }
