@@ -106,19 +106,22 @@ async fn a_checkout_is_one_connected_trace_from_the_request_to_the_read_model() 
     // Spans end (and are exported) a moment after their work: wait for the projection's.
     let trace = TraceId::from_hex(CLIENT_TRACE).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let spans = loop {
-        let spans: Vec<SpanData> = exporter
+    let finished = || -> Vec<SpanData> {
+        exporter
             .get_finished_spans()
             .unwrap()
             .into_iter()
             .filter(|s| s.span_context.trace_id() == trace)
-            .collect();
+            .collect()
+    };
+    loop {
+        let spans = finished();
         if spans.iter().any(|s| {
             s.name == "consume"
                 && attr(s, "event_type") == Some("OrderConfirmed".into())
                 && attr(s, "worker").is_some_and(|w| w.starts_with("projection-orders"))
         }) {
-            break spans;
+            break;
         }
         assert!(
             Instant::now() < deadline,
@@ -145,6 +148,9 @@ async fn a_checkout_is_one_connected_trace_from_the_request_to_the_read_model() 
     assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
     stop.cancel();
     running.await.unwrap().unwrap();
+    // The flow goes on after the confirmation (the payment's capture): read the trace once
+    // every part has stopped, so that no span is missing because its work was still running.
+    let spans = finished();
     let _ = std::fs::remove_dir_all(&index);
 
     let named = |name: &str, key: &str, value: &str| {
