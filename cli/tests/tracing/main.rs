@@ -129,7 +129,7 @@ async fn a_checkout_is_one_connected_trace_from_the_request_to_the_read_model() 
             spans.iter().map(describe).collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    }
     // Log lines inside the trace carry its ids (the confirmation email is recorded in it).
     let deadline = Instant::now() + Duration::from_secs(30);
     let line = loop {
