@@ -51,6 +51,9 @@ struct Outcome {
     cancelled: usize,
     commands: Histogram<u64>,
     to_confirmed: Histogram<u64>,
+    /// Statements PostgreSQL ran on the bench's database during the variant (every part:
+    /// carts, checkouts, the order process, the relay), when pg_stat_statements is loaded.
+    statements: Option<u64>,
 }
 
 impl Outcome {
@@ -67,9 +70,12 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
     let hot_stock = args.hot_stock.unwrap_or((args.checkouts / 2) as u32);
     let skus: Vec<String> = (0..args.products).map(|i| format!("BENCH-{i}")).collect();
 
+    let counter = StatementCounter::new(env).await;
     // Baselines first, on tables of their own.
-    let plain = plain_sql(env, args, &skus, None).await?;
-    let plain_hot = plain_sql(env, args, &skus, Some(hot_stock)).await?;
+    let plain = counter.count(plain_sql(env, args, &skus, None)).await?;
+    let plain_hot = counter
+        .count(plain_sql(env, args, &skus, Some(hot_stock)))
+        .await?;
 
     let stack = Stack::start(env).await?;
     let setup = async {
@@ -90,9 +96,15 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
         anyhow::Ok(shoppers)
     };
     let shoppers = setup.await?;
-    let ours = stack.shop(args, &shoppers, &skus, false).await;
+    let ours = counter
+        .count(stack.shop(args, &shoppers, &skus, false))
+        .await;
     let ours_hot = match ours {
-        Ok(_) => stack.shop(args, &shoppers, &skus, true).await,
+        Ok(_) => {
+            counter
+                .count(stack.shop(args, &shoppers, &skus, true))
+                .await
+        }
         Err(_) => Err(anyhow::anyhow!("skipped")),
     };
     let available = AggregateStore::<Stock>::new(env.pool.clone(), (), &SnapshotPolicy::never())
@@ -106,8 +118,8 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
         "## checkout: {} shoppers, {} checkouts per variant, {} products\n",
         args.shoppers, args.checkouts, args.products
     );
-    println!("| variant | confirmed checkouts/s | ratio | confirmed / cancelled | command p50 / p99 (ms) | time to confirmed p50 / p99 (ms) |");
-    println!("|---|---|---|---|---|---|");
+    println!("| variant | confirmed checkouts/s | ratio | confirmed / cancelled | command p50 / p99 (ms) | time to confirmed p50 / p99 (ms) | statements per checkout |");
+    println!("|---|---|---|---|---|---|---|");
     let base = plain.confirmed_per_second();
     for (name, o, confirmation) in [
         ("plain SQL transaction (baseline)", &plain, false),
@@ -126,13 +138,22 @@ pub async fn run(env: &BenchEnv, args: &Args) -> anyhow::Result<()> {
         } else {
             "(in the transaction)".to_owned()
         };
+        let statements = o.statements.map_or("(not counted)".to_owned(), |n| {
+            format!(
+                "{:.1}",
+                n as f64 / (o.confirmed + o.cancelled).max(1) as f64
+            )
+        });
         println!(
-            "| {name} | {:.1} | {} | {} / {} | {c50:.1} / {c99:.1} | {confirmed} |",
+            "| {name} | {:.1} | {} | {} / {} | {c50:.1} / {c99:.1} | {confirmed} | {statements} |",
             o.confirmed_per_second(),
             ratio(o.confirmed_per_second(), base),
             o.confirmed,
             o.cancelled,
         );
+    }
+    if counter.0.is_none() {
+        println!("\nStatements are counted with pg_stat_statements, which is not loaded: add it to the server's `shared_preload_libraries` and restart it to count them.");
     }
 
     println!(
@@ -280,6 +301,7 @@ async fn plain_sql(
         cancelled: args.checkouts - confirmed,
         commands,
         to_confirmed: histogram(),
+        statements: None,
     })
 }
 
@@ -522,6 +544,7 @@ impl Stack {
             cancelled,
             commands,
             to_confirmed,
+            statements: None,
         })
     }
 
@@ -589,6 +612,52 @@ impl Stack {
             cancelled,
             commands,
             to_confirmed,
+            statements: None,
         })
+    }
+}
+
+/// Counts the statements PostgreSQL runs on the bench's database (`pg_stat_statements`, which
+/// must be in the server's `shared_preload_libraries`; without it nothing is counted). Each
+/// statement is one round trip from the client (sqlx sends parse, bind and execute together),
+/// `BEGIN` and `COMMIT` included.
+struct StatementCounter(Option<sqlx::PgPool>);
+
+impl StatementCounter {
+    async fn new(env: &BenchEnv) -> Self {
+        let loaded = sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&env.pool)
+            .await
+            .is_ok();
+        let counter = Self(loaded.then(|| env.pool.clone()));
+        match counter.total().await {
+            Some(_) => counter,
+            None => Self(None),
+        }
+    }
+
+    /// Statements run on this database so far.
+    async fn total(&self) -> Option<u64> {
+        let pool = self.0.as_ref()?;
+        let calls: Result<i64, sqlx::Error> = sqlx::query_scalar(
+            "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(pool)
+        .await;
+        calls.ok().map(|c| c as u64)
+    }
+
+    /// `variant`'s outcome with the statements that ran while it did.
+    async fn count(
+        &self,
+        variant: impl std::future::Future<Output = anyhow::Result<Outcome>>,
+    ) -> anyhow::Result<Outcome> {
+        let before = self.total().await;
+        let mut outcome = variant.await?;
+        outcome.statements = before
+            .zip(self.total().await)
+            .map(|(b, a)| a.saturating_sub(b));
+        Ok(outcome)
     }
 }

@@ -59,6 +59,9 @@ pub(crate) struct Written {
     pub appended: usize,
 }
 
+/// A write and the events it appended, each with its id.
+pub(crate) type WrittenEvents<E> = (Written, Vec<(Uuid, E)>);
+
 /// Runs `command` on `aggregate_id` unless an earlier attempt with the same write id already
 /// appended to it. `expected_version` (from `If-Match`) makes it conditional; without it a
 /// lost race is retried with jitter.
@@ -73,17 +76,36 @@ where
     A: Aggregate + Send + Sync,
     A::Command: Clone,
 {
+    execute_recorded(store, aggregate_id, command, ctx, expected_version)
+        .await
+        .map(|(written, _)| written)
+}
+
+/// [`execute`], also handing back the events this call appended, each with its id (none when
+/// an earlier attempt had written, or the command was a no-op).
+pub(crate) async fn execute_recorded<A>(
+    store: &AggregateStore<A>,
+    aggregate_id: &str,
+    command: A::Command,
+    ctx: &WriteContext,
+    expected_version: Option<u64>,
+) -> Result<WrittenEvents<A::Event>, EventStoreError<A::Error>>
+where
+    A: Aggregate + Send + Sync,
+    A::Command: Clone,
+{
     // One writer at a time per aggregate in this process: writes to a hot aggregate queue
     // instead of racing each other into conflicts and retries (ADR 0017).
     let _turn = turns::take(A::TYPE, aggregate_id).await;
     if ctx.check_prior {
         if let Some((version, position)) = store.prior_write(aggregate_id, ctx.write_id).await? {
-            return Ok(Written {
+            let written = Written {
                 aggregate_id: aggregate_id.to_owned(),
                 version,
                 position: Some(position),
                 appended: 0,
-            });
+            };
+            return Ok((written, Vec::new()));
         }
     }
     let append = tracing::info_span!("append", aggregate_type = A::TYPE, aggregate_id);
@@ -93,20 +115,21 @@ where
         loop {
             attempt += 1;
             match store
-                .execute(aggregate_id, command.clone(), &metadata, expected_version)
+                .execute_recorded(aggregate_id, command.clone(), &metadata, expected_version)
                 .await
             {
-                Ok(committed) => {
+                Ok((committed, events)) => {
                     let position = match committed.position {
                         Some(p) => Some(p),
                         None => store.head(aggregate_id).await?.map(|(_, p)| p),
                     };
-                    return Ok(Written {
+                    let written = Written {
                         aggregate_id: committed.aggregate_id,
                         version: committed.version,
                         position,
                         appended: committed.events_appended,
-                    });
+                    };
+                    return Ok((written, committed.event_ids.into_iter().zip(events).collect()));
                 }
                 Err(EventStoreError::Conflict {
                     aggregate_type,

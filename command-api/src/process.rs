@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::CommandApiConfig;
-use crate::exec::{execute, WriteContext};
+use crate::exec::{execute, execute_recorded, WriteContext, WrittenEvents};
 use crate::state::Deps;
 use crate::stores::Stores;
 
@@ -257,9 +257,40 @@ impl ProcessCore {
         &self.stores.pool
     }
 
-    /// Decides and records (state + commands in one transaction, each command with its
-    /// cause: `input`'s event, the flow `correlation_id`, the current trace), then dispatches.
+    /// Decides and records `input`, then dispatches the order's pending commands.
     async fn apply(
+        &self,
+        input: &ProcessInput,
+        correlation_id: Option<Uuid>,
+    ) -> Result<(), HandlerError> {
+        let order_id = input.event.order_id().as_uuid();
+        if self.settled(order_id, input.event_id).await? {
+            return Ok(());
+        }
+        self.record(input, correlation_id).await?;
+        self.dispatch_pending(order_id).await
+    }
+
+    /// Whether the order's process already handled `event_id` and has nothing left to
+    /// dispatch: one read, where handling it again would take two transactions. The usual
+    /// case for the stock and payment events the dispatcher already reacted to (ADR 0018).
+    async fn settled(&self, order_id: Uuid, event_id: Uuid) -> Result<bool, HandlerError> {
+        let settled: Option<bool> = sqlx::query_scalar(
+            "SELECT (state -> 'processed') ? $2 AND NOT EXISTS ( \
+               SELECT 1 FROM command.checkout_commands c \
+               WHERE c.order_id = $1 AND c.dispatched_at IS NULL) \
+             FROM command.checkout_processes WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .bind(event_id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(settled == Some(true))
+    }
+
+    /// Decides and records: the new state and its commands in one transaction, each command
+    /// with its cause (`input`'s event, the flow `correlation_id`, the current trace).
+    async fn record(
         &self,
         input: &ProcessInput,
         correlation_id: Option<Uuid>,
@@ -318,7 +349,7 @@ impl ProcessCore {
         if let Some(outcome) = outcome {
             self.record_outcome(order_id, outcome).await;
         }
-        self.dispatch_pending(order_id).await
+        Ok(())
     }
 
     /// Counts how a checkout ended (`mercato_checkout_outcomes_total`) and, when confirmed,
@@ -342,6 +373,12 @@ impl ProcessCore {
     }
 
     /// Sends the order's pending commands in order, one dispatcher per order at a time.
+    ///
+    /// What a stock or payment command appended is the process's next input: it is decided
+    /// on here at once, its commands joining the queue, rather than a bus round trip later
+    /// (ADR 0018). Those events still arrive from the bus, and are then known (the process
+    /// remembers the ids of the events it handled); a crash before they are recorded here
+    /// leaves them to that delivery.
     async fn dispatch_pending(&self, order_id: Uuid) -> Result<(), HandlerError> {
         let mut lock = self.locks.begin().await?;
         let key = i64::from_be_bytes(order_id.as_bytes()[..8].try_into()?);
@@ -364,7 +401,8 @@ impl ProcessCore {
             let command_id = queued.command_id;
             let span = tracing::info_span!("process_command", command_id = %command_id);
             mercato_telemetry::continue_trace(&span, queued.traceparent.as_deref());
-            let outcome = self.dispatch(queued).instrument(span).await?;
+            let correlation_id = queued.correlation_id;
+            let (outcome, next) = self.dispatch(queued).instrument(span.clone()).await?;
             sqlx::query(
                 "UPDATE command.checkout_commands SET dispatched_at = now(), outcome = $2 WHERE command_id = $1",
             )
@@ -372,14 +410,23 @@ impl ProcessCore {
             .bind(&outcome)
             .execute(self.pool())
             .await?;
+            for input in next {
+                self.record(&input, correlation_id)
+                    .instrument(span.clone())
+                    .await?;
+            }
         }
         lock.commit().await?;
         Ok(())
     }
 
-    /// Runs one command; returns its outcome (`appended`, `no_op`, `dropped:<code>`), or an
-    /// error worth retrying.
-    async fn dispatch(&self, queued: QueuedCommand) -> Result<String, HandlerError> {
+    /// Runs one command; returns its outcome (`appended`, `no_op`, `dropped:<code>`) and the
+    /// process's inputs among the stock or payment events it appended, or an error worth
+    /// retrying.
+    async fn dispatch(
+        &self,
+        queued: QueuedCommand,
+    ) -> Result<(String, Vec<ProcessInput>), HandlerError> {
         let ctx = WriteContext {
             write_id: queued.command_id,
             check_prior: true,
@@ -389,13 +436,20 @@ impl ProcessCore {
         };
         let command: TargetedCommand = serde_json::from_value(queued.command)?;
         let s = &self.stores;
-        let outcome = match command {
+        let (outcome, next) = match command {
             TargetedCommand::Stock { sku, command } => outcome(
-                execute(&s.stock, sku.as_str(), command, &ctx, None).await,
+                execute_recorded(&s.stock, sku.as_str(), command, &ctx, None).await,
+                ProcessEvent::from_stock_event,
                 |_| false,
             ),
+            // Not an order's events: an outside change to the order (a cancellation, say)
+            // may sit before them in its stream, and the process must see the order's
+            // events in their order, so these come from the bus.
             TargetedCommand::Order { order_id, command } => outcome(
-                execute(&s.orders, &order_id.to_string(), command, &ctx, None).await,
+                execute(&s.orders, &order_id.to_string(), command, &ctx, None)
+                    .await
+                    .map(|written| (written, Vec::new())),
+                |_: &()| None,
                 // An outside cancellation overtook the checkout; it learns of it from
                 // `OrderCancelled` (aggregates README).
                 |code| matches!(code, "invalid_transition" | "order_already_cancelled"),
@@ -404,13 +458,14 @@ impl ProcessCore {
                 payment_id,
                 command,
             } => outcome(
-                execute(&s.payments, &payment_id.to_string(), command, &ctx, None).await,
+                execute_recorded(&s.payments, &payment_id.to_string(), command, &ctx, None).await,
+                |event| ProcessEvent::from_payment_event(payment_id, event),
                 |code| code == "payment_already_exists",
             ),
         }?;
         metrics::counter!("mercato_checkout_commands_total", "outcome" => outcome.split(':').next().unwrap_or("").to_owned())
             .increment(1);
-        Ok(outcome)
+        Ok((outcome, next))
     }
 
     /// Fires passed deadlines and finishes dispatches left pending (e.g. after a crash).
@@ -484,15 +539,29 @@ struct QueuedCommand {
     traceparent: Option<String>,
 }
 
-fn outcome<E: std::error::Error + ErrorCode + Send + Sync + 'static>(
-    result: Result<crate::exec::Written, EventStoreError<E>>,
+/// A dispatched command's outcome, and the process's inputs among the events it appended
+/// (`input` picks them).
+fn outcome<E: std::error::Error + ErrorCode + Send + Sync + 'static, V>(
+    result: Result<WrittenEvents<V>, EventStoreError<E>>,
+    input: impl Fn(&V) -> Option<ProcessEvent>,
     droppable: impl Fn(&str) -> bool,
-) -> Result<String, HandlerError> {
+) -> Result<(String, Vec<ProcessInput>), HandlerError> {
     match result {
-        Ok(w) if w.appended > 0 => Ok("appended".to_owned()),
-        Ok(_) => Ok("no_op".to_owned()),
+        Ok((w, events)) if w.appended > 0 => {
+            let next = events
+                .iter()
+                .filter_map(|(event_id, event)| {
+                    input(event).map(|event| ProcessInput {
+                        event_id: *event_id,
+                        event,
+                    })
+                })
+                .collect();
+            Ok(("appended".to_owned(), next))
+        }
+        Ok(_) => Ok(("no_op".to_owned(), Vec::new())),
         Err(EventStoreError::Domain(e)) if droppable(e.code()) => {
-            Ok(format!("dropped:{}", e.code()))
+            Ok((format!("dropped:{}", e.code()), Vec::new()))
         }
         // A gateway that cannot be reached now: keep the command pending and try again
         // (the message is redelivered, and the poller retries stale commands).
@@ -504,7 +573,7 @@ fn outcome<E: std::error::Error + ErrorCode + Send + Sync + 'static>(
             // The process guarantees this does not happen; keep going rather than block the
             // order's later commands, and make it visible.
             tracing::error!(code = e.code(), error = %e, "checkout command refused");
-            Ok(format!("refused:{}", e.code()))
+            Ok((format!("refused:{}", e.code()), Vec::new()))
         }
         Err(e) => Err(Box::new(e)),
     }

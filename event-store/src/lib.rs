@@ -24,7 +24,7 @@ pub use error::{EventStoreError, StoreError};
 pub use metadata::EventMetadata;
 pub use position::{Position, PositionParseError};
 pub use reader::{EncodedEvent, LogFilter, LogHealth, LogReader, PersonalData, RecordedEvent};
-pub use store::{AggregateStore, Committed, SnapshotPolicy, MAX_EVENT_BYTES};
+pub use store::{AggregateStore, Committed, Recorded, SnapshotPolicy, MAX_EVENT_BYTES};
 
 /// The PostgreSQL channel on which inserts into `events` are announced.
 pub const EVENTS_CHANNEL: &str = "mercato_events";

@@ -96,7 +96,12 @@ pub struct Committed {
     pub events_appended: usize,
     /// Position of the last appended event: the read-your-writes token. `None` when nothing was appended.
     pub position: Option<Position>,
+    /// The ids of the appended events, in order (empty when nothing was appended).
+    pub event_ids: Vec<uuid::Uuid>,
 }
+
+/// A command's [`Committed`] and the events it appended, in order.
+pub type Recorded<A> = (Committed, Vec<<A as Aggregate>::Event>);
 
 /// Loads aggregates (from the latest snapshot plus later events), runs commands, and appends
 /// the resulting events in one transaction.
@@ -221,7 +226,6 @@ where
     /// With `expected_version`, the command runs only if the aggregate is at that version.
     /// A concurrent writer that commits first turns this call into
     /// [`EventStoreError::Conflict`]; nothing is appended then.
-    #[tracing::instrument(skip(self, command, metadata), fields(aggregate_type = A::TYPE))]
     pub async fn execute(
         &self,
         aggregate_id: &str,
@@ -229,6 +233,22 @@ where
         metadata: &EventMetadata,
         expected_version: Option<u64>,
     ) -> Result<Committed, EventStoreError<A::Error>> {
+        self.execute_recorded(aggregate_id, command, metadata, expected_version)
+            .await
+            .map(|(committed, _)| committed)
+    }
+
+    /// [`Self::execute`], also handing back the appended events (in the order of
+    /// `Committed::event_ids`), for a caller that reacts to its own write at once (the order
+    /// process, ADR 0018).
+    #[tracing::instrument(name = "execute", skip(self, command, metadata), fields(aggregate_type = A::TYPE))]
+    pub async fn execute_recorded(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        expected_version: Option<u64>,
+    ) -> Result<Recorded<A>, EventStoreError<A::Error>> {
         let (mut aggregate, version) = self.load(aggregate_id).await?;
         if let Some(expected) = expected_version {
             if expected != version {
@@ -250,12 +270,14 @@ where
             .map_err(EventStoreError::Domain)?;
         let events = sink.collect().await;
         if events.is_empty() {
-            return Ok(Committed {
+            let committed = Committed {
                 aggregate_id: aggregate_id.to_owned(),
                 version,
                 events_appended: 0,
                 position: None,
-            });
+                event_ids: Vec::new(),
+            };
+            return Ok((committed, events));
         }
         let new_version = version + events.len() as u64;
         let snapshot = match self.snapshot_every {
@@ -266,8 +288,10 @@ where
             }
             _ => None,
         };
-        self.append_at(aggregate_id, version, &events, metadata, snapshot)
-            .await
+        let committed = self
+            .append_at(aggregate_id, version, &events, metadata, snapshot)
+            .await?;
+        Ok((committed, events))
     }
 
     /// Appends `events` after `expected_version` without running a command (imports, tools,
@@ -341,6 +365,7 @@ where
                 version,
                 events_appended: 0,
                 position: None,
+                event_ids: Vec::new(),
             });
         }
         validate_aggregate_id(aggregate_id)?;
@@ -381,7 +406,7 @@ where
                 });
             }
         }
-        let row: Result<Option<(String, i64)>, sqlx::Error> = sqlx::query_as(
+        let row: Result<Option<(String, i64, Vec<uuid::Uuid>)>, sqlx::Error> = sqlx::query_as(
             "WITH new_events AS ( \
                INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
                SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $3 \
@@ -389,7 +414,7 @@ where
                  AS e(sequence, event_type, event_version, payload) \
                WHERE $11 = 0 OR EXISTS (SELECT 1 FROM events \
                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $11) \
-               RETURNING sequence, tx_id, global_position), \
+               RETURNING sequence, tx_id, global_position, event_id), \
              snapshot AS ( \
                INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload) \
                SELECT $1, $2, $8, $9, $10 WHERE $10::jsonb IS NOT NULL AND EXISTS (SELECT 1 FROM new_events) \
@@ -397,8 +422,9 @@ where
                  SET last_sequence = EXCLUDED.last_sequence, current_snapshot = EXCLUDED.current_snapshot, \
                      payload = EXCLUDED.payload, taken_at = now() \
                  WHERE snapshots.last_sequence < EXCLUDED.last_sequence) \
-             SELECT tx_id::text AS tx_id_text, global_position FROM new_events \
-             ORDER BY sequence DESC LIMIT 1",
+             SELECT tx_id::text AS tx_id_text, global_position, \
+               ARRAY(SELECT event_id FROM new_events ORDER BY sequence) AS event_ids \
+             FROM new_events ORDER BY sequence DESC LIMIT 1",
         )
         .bind(A::TYPE)
         .bind(aggregate_id)
@@ -413,7 +439,7 @@ where
         .bind(version as i64)
         .fetch_optional(&self.pool)
         .await;
-        let (tx_id, global_position) = match row {
+        let (tx_id, global_position, event_ids) = match row {
             Ok(Some(r)) => r,
             // The aggregate is not at `version`: someone appended first (or, for `append`, the
             // caller's version is ahead, which would leave a gap in the sequence).
@@ -445,6 +471,7 @@ where
             version: new_version,
             events_appended: events.len(),
             position: Some(Position::new(tx_id, global_position)),
+            event_ids,
         })
     }
 }

@@ -307,17 +307,28 @@ async fn separate_processes_confirm_every_order_exactly_once_across_a_killed_wor
     let http = reqwest::Client::new();
     let token = admin_token(&http, &command_api).await;
     wait_until_confirmed(&http, &query_api, &token, 4).await;
-    let cancelled: Vec<String> = sqlx::query_scalar(
-        "SELECT payload -> 'OrderCancelled' -> 'reason' ->> 'out_of_stock' FROM events \
-         WHERE event_type = 'OrderCancelled'",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
-    assert_eq!(
-        cancelled.len(),
-        2,
-        "two orders cancelled, for a product without stock"
+    // The cancellations may still be on their way (one may wait for the killed worker's
+    // messages to be redelivered): nothing orders them before the confirmations.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let cancelled = loop {
+        let cancelled: Vec<Option<String>> = sqlx::query_scalar(
+            "SELECT payload -> 'OrderCancelled' -> 'reason' ->> 'out_of_stock' FROM events \
+             WHERE event_type = 'OrderCancelled'",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        if cancelled.len() >= 2 || Instant::now() > deadline {
+            break cancelled;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        cancelled.len() == 2
+            && cancelled
+                .iter()
+                .all(|reason| reason.as_deref().is_some_and(|r| r.contains("SKU-000006"))),
+        "two orders cancelled, for a product without stock: {cancelled:?}"
     );
     // The capture follows the confirmation and the emails follow both: wait for the last.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -385,6 +396,13 @@ async fn shipments_cancellations_and_refunds_settle_exactly_once_across_a_killed
     assert!(orders.wait_with_output().unwrap().status.success());
     let http = reqwest::Client::new();
     let token = admin_token(&http, &command_api).await;
+    // A refund needs captured money, and the capture follows the confirmation: wait for it,
+    // as a merchant refunds a paid order.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_events(&shop.db, "OrderPaymentCaptured").await.1 < 4 {
+        assert!(Instant::now() < deadline, "captures missing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let confirmed: Vec<String> = wait_until_confirmed(&http, &query_api, &token, 4)
         .await
         .iter()
