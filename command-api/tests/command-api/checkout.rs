@@ -51,6 +51,43 @@ async fn a_paid_checkout_is_confirmed_with_stock_reserved_payment_captured_and_a
     }
 }
 
+/// The process decides on what its own stock and payment commands appended as soon as they
+/// are written, not a bus round trip later (ADR 0018): a process that hears only of orders
+/// on the bus still takes one checkout to the capture and another, out of stock, to its
+/// cancellation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_process_reacts_to_its_own_stock_and_payment_results_at_once() {
+    let mut env = Env::with(CommandApiConfig::for_tests(), false).await;
+    let orders_only = env.deps.nats.aggregate_type_wildcard("Order");
+    env.start_process_hearing(
+        Arc::new(TestCardGateway::new(env.config.payment_timeout)),
+        Some(orders_only),
+    );
+    let admin = env.admin().await;
+    env.product(&admin, "CUP-1", 3).await;
+    let (_, ada) = env.customer("ada@example.com").await;
+    let (_, bob) = env.customer("bob@example.com").await;
+
+    let paid = env
+        .checkout(&ada, &env.cart_with(&ada, "CUP-1", 2).await, "tok_visa")
+        .await;
+    let order = env.settled(&paid).await;
+    assert_eq!(order.status(), OrderStatus::Confirmed);
+    assert_eq!(order.captured().unwrap().amount(), 2 * 1250);
+
+    let short = env
+        .checkout(&bob, &env.cart_with(&bob, "CUP-1", 2).await, "tok_visa")
+        .await;
+    let order = env.settled(&short).await;
+    assert_eq!(order.status(), OrderStatus::Cancelled);
+    let (stock, _) = env.stock().load("CUP-1").await.unwrap();
+    assert_eq!(
+        stock.total_available(),
+        1,
+        "only the paid order's units are held"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_stock_declined_and_timed_out_payments_cancel_and_release_everything() {
     let env = Env::start().await;

@@ -90,8 +90,18 @@ impl Env {
 
     /// Starts an order process worker over `gateway`.
     pub fn start_process_with(&mut self, gateway: Arc<dyn PaymentGateway>) {
+        self.start_process_hearing(gateway, None);
+    }
+
+    /// Starts an order process worker over `gateway` whose consumer gets only the events
+    /// `filter` selects (all by default).
+    pub fn start_process_hearing(
+        &mut self,
+        gateway: Arc<dyn PaymentGateway>,
+        filter: Option<String>,
+    ) {
         let config = ProcessConfig {
-            consumer: fast_consumer("checkout", None),
+            consumer: fast_consumer("checkout", filter),
             ..ProcessConfig::from_config(&self.config)
         };
         let worker = OrderProcessWorker::with_gateway(config, &self.deps, gateway);
