@@ -290,30 +290,41 @@ impl ProcessCore {
 
     /// Decides and records: the new state and its commands in one transaction, each command
     /// with its cause (`input`'s event, the flow `correlation_id`, the current trace).
+    /// Returns how many commands it queued.
     async fn record(
         &self,
         input: &ProcessInput,
         correlation_id: Option<Uuid>,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<usize, HandlerError> {
         let order_id = input.event.order_id().as_uuid();
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO command.checkout_processes (order_id, state, phase) VALUES ($1, $2, 'not_started') \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(order_id)
-        .bind(serde_json::to_value(OrderProcess::default())?)
-        .execute(&mut *tx)
-        .await?;
-        let state: serde_json::Value = sqlx::query_scalar(
-            "SELECT state FROM command.checkout_processes WHERE order_id = $1 FOR UPDATE",
-        )
-        .bind(order_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let lock = "SELECT state FROM command.checkout_processes WHERE order_id = $1 FOR UPDATE";
+        let state: serde_json::Value = match sqlx::query_scalar(lock)
+            .bind(order_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            Some(state) => state,
+            // The order's first event: create the row (a concurrent first event may win).
+            None => {
+                sqlx::query(
+                    "INSERT INTO command.checkout_processes (order_id, state, phase) VALUES ($1, $2, 'not_started') \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(order_id)
+                .bind(serde_json::to_value(OrderProcess::default())?)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query_scalar(lock)
+                    .bind(order_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
         let process: OrderProcess = serde_json::from_value(state)?;
         let decision = process.handle(input, &self.policy);
         let outcome = checkout_outcome(process.phase(), &decision.process);
+        let mut queued = 0;
         if decision.process != process {
             let next = &decision.process;
             sqlx::query(
@@ -343,13 +354,14 @@ impl ProcessCore {
                 .execute(&mut *tx)
                 .await?;
             }
-            tracing::debug!(order_id = %order_id, phase = ?next.phase(), commands = decision.commands.len(), "checkout advanced");
+            queued = decision.commands.len();
+            tracing::debug!(order_id = %order_id, phase = ?next.phase(), commands = queued, "checkout advanced");
         }
         tx.commit().await?;
         if let Some(outcome) = outcome {
             self.record_outcome(order_id, outcome).await;
         }
-        Ok(())
+        Ok(queued)
     }
 
     /// Counts how a checkout ended (`mercato_checkout_outcomes_total`) and, when confirmed,
@@ -386,34 +398,41 @@ impl ProcessCore {
             .bind(key)
             .execute(&mut *lock)
             .await?;
+        // The queue as it stands, then again only if dispatching it queued more. Commands
+        // queued elsewhere meanwhile wait for this lock, and their queuer dispatches them.
         loop {
-            let next: Option<QueuedCommand> = sqlx::query_as(
+            let queue: Vec<QueuedCommand> = sqlx::query_as(
                 "SELECT command_id, command, causation_id, correlation_id, traceparent \
                  FROM command.checkout_commands \
-                 WHERE order_id = $1 AND dispatched_at IS NULL ORDER BY seq LIMIT 1",
+                 WHERE order_id = $1 AND dispatched_at IS NULL ORDER BY seq",
             )
             .bind(order_id)
-            .fetch_optional(self.pool())
+            .fetch_all(self.pool())
             .await?;
-            let Some(queued) = next else {
+            let mut queued_more = false;
+            for queued in queue {
+                let command_id = queued.command_id;
+                let span = tracing::info_span!("process_command", command_id = %command_id);
+                mercato_telemetry::continue_trace(&span, queued.traceparent.as_deref());
+                let correlation_id = queued.correlation_id;
+                let (outcome, next) = self.dispatch(queued).instrument(span.clone()).await?;
+                sqlx::query(
+                    "UPDATE command.checkout_commands SET dispatched_at = now(), outcome = $2 WHERE command_id = $1",
+                )
+                .bind(command_id)
+                .bind(&outcome)
+                .execute(self.pool())
+                .await?;
+                for input in next {
+                    let queued = self
+                        .record(&input, correlation_id)
+                        .instrument(span.clone())
+                        .await?;
+                    queued_more |= queued > 0;
+                }
+            }
+            if !queued_more {
                 break;
-            };
-            let command_id = queued.command_id;
-            let span = tracing::info_span!("process_command", command_id = %command_id);
-            mercato_telemetry::continue_trace(&span, queued.traceparent.as_deref());
-            let correlation_id = queued.correlation_id;
-            let (outcome, next) = self.dispatch(queued).instrument(span.clone()).await?;
-            sqlx::query(
-                "UPDATE command.checkout_commands SET dispatched_at = now(), outcome = $2 WHERE command_id = $1",
-            )
-            .bind(command_id)
-            .bind(&outcome)
-            .execute(self.pool())
-            .await?;
-            for input in next {
-                self.record(&input, correlation_id)
-                    .instrument(span.clone())
-                    .await?;
             }
         }
         lock.commit().await?;
