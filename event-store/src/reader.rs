@@ -402,27 +402,25 @@ impl LogReader {
         )
     }
 
-    /// Whether some event after `after` exists but is still held back by the horizon, so a
-    /// tailer should look again soon even though no notification will announce it.
+    /// Whether the log holds any event after `after`, readable or still held back by the
+    /// horizon. A tailer asks this right after a read from `after` came back empty or short:
+    /// then such an event is held back, or it became readable since that read without a
+    /// notification (the transaction holding the horizon ended without writing events), and
+    /// either way the tailer should look again soon.
     ///
-    /// Asked of the first event after `after` only, which is what a tailer needs right after
-    /// a read from `after` came back empty: the log is ordered by `tx_id`, so then either
-    /// that first event is held back or there is none. Written as an ordered `LIMIT 1` so
-    /// that even the generic plan of the prepared statement walks the log's index from
-    /// `after`: an `EXISTS` over both conditions was planned as a scan of the whole table,
-    /// on every idle turn of the relay.
-    pub async fn has_held_back(&self, after: Position) -> Result<bool, StoreError> {
-        let held: bool = sqlx::query_scalar(
-            "SELECT coalesce(( \
-               SELECT tx_id >= pg_snapshot_xmin(pg_current_snapshot()) FROM events \
-               WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-               ORDER BY tx_id, global_position LIMIT 1), false)",
+    /// Written as an ordered `LIMIT 1`, so that even the generic plan of the prepared
+    /// statement walks the log's index from `after`: an `EXISTS` with the horizon condition
+    /// was planned as a scan of the whole table, on every idle turn of the relay.
+    pub async fn has_unread(&self, after: Position) -> Result<bool, StoreError> {
+        let unread: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+             ORDER BY tx_id, global_position LIMIT 1",
         )
         .bind(after.tx_id().to_string())
         .bind(after.global_position())
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(held)
+        Ok(unread.is_some())
     }
 }
 

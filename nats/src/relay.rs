@@ -262,7 +262,7 @@ impl Relay {
                 if state.last_saved.elapsed() >= self.config.checkpoint_interval {
                     self.save(&checkpoints, &mut state).await?;
                 }
-                let wait = if reader.has_held_back(state.cursor).await? {
+                let wait = if reader.has_unread(state.cursor).await? {
                     self.config.held_back_poll
                 } else {
                     self.config.idle_poll
@@ -278,12 +278,19 @@ impl Relay {
             };
 
             // Read the next batch while this one is published: its start is already known.
+            // A short batch was all there was to read: whatever commits after that read
+            // notifies, so the relay waits for that rather than read an empty batch.
             let publish_started = Instant::now();
             let events = batch.len();
-            let (published, next) = tokio::join!(
-                self.publish(batch, &mut in_flight, &mut state),
-                reader.read_encoded(last, self.config.batch_size)
-            );
+            let more = events >= self.config.batch_size;
+            let (published, next) =
+                tokio::join!(self.publish(batch, &mut in_flight, &mut state), async {
+                    if more {
+                        reader.read_encoded(last, self.config.batch_size).await
+                    } else {
+                        Ok(Vec::new())
+                    }
+                });
             if let Err(e) = published {
                 state = self
                     .recover(e, &checkpoints, &mut in_flight, shutdown)
