@@ -4,10 +4,12 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{EventUpcaster, PersistedEventRepository, PersistenceError};
+use cqrs_es::persist::{
+    EventUpcaster, PersistedEventRepository, PersistenceError, SerializedEvent,
+};
 use cqrs_es::{Aggregate, DomainEvent};
 use postgres_es::PostgresEventRepository;
-use sqlx::PgPool;
+use sqlx::{PgPool, Row as _};
 
 use crate::error::EventStoreError;
 use crate::metadata::EventMetadata;
@@ -140,23 +142,13 @@ where
     }
 
     /// The aggregate's current state and version (0 for one that has no events).
+    ///
+    /// One statement reads the latest snapshot (when this type takes snapshots) and the
+    /// events after it, so both come from one snapshot of the database and a load is one
+    /// round trip; then one key query reveals their sealed personal data, if any.
     #[tracing::instrument(skip(self), fields(aggregate_type = A::TYPE))]
     pub async fn load(&self, aggregate_id: &str) -> Result<(A, u64), EventStoreError<A::Error>> {
-        let snapshot = match self.snapshot_every {
-            Some(_) => self
-                .repo
-                .get_snapshot::<A>(aggregate_id)
-                .await
-                .map_err(persistence_error)?,
-            None => None,
-        };
-        let mut snapshot_state = snapshot.map(|s| (s.aggregate, s.current_sequence));
-        let after = snapshot_state.as_ref().map_or(0, |(_, seq)| *seq);
-        let mut events = self
-            .repo
-            .get_last_events::<A>(aggregate_id, after)
-            .await
-            .map_err(persistence_error)?;
+        let (mut snapshot_state, mut events) = self.read_stream(aggregate_id).await?;
         {
             let mut payloads: Vec<&mut serde_json::Value> =
                 events.iter_mut().map(|e| &mut e.payload).collect();
@@ -185,6 +177,54 @@ where
             aggregate.apply(self.decode(event)?);
         }
         Ok((aggregate, version))
+    }
+
+    /// The aggregate's latest snapshot (state and the sequence it stands at), if one is to
+    /// be used, and its events after that snapshot, in order.
+    async fn read_stream(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(Option<(serde_json::Value, usize)>, Vec<SerializedEvent>), EventStoreError<A::Error>>
+    {
+        let rows = sqlx::query(
+            "WITH snapshot AS ( \
+               SELECT last_sequence, payload FROM snapshots \
+               WHERE $3 AND aggregate_type = $1 AND aggregate_id = $2) \
+             SELECT 0 AS part, last_sequence AS sequence, NULL::text AS event_type, \
+                    NULL::text AS event_version, payload, NULL::jsonb AS metadata \
+             FROM snapshot \
+             UNION ALL \
+             SELECT 1, sequence, event_type, event_version, payload, metadata FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 \
+               AND sequence > coalesce((SELECT last_sequence FROM snapshot), 0) \
+             ORDER BY part, sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(self.snapshot_every.is_some())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut snapshot = None;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let sequence: i64 = row.try_get("sequence")?;
+            let sequence =
+                usize::try_from(sequence).map_err(|e| EventStoreError::Corrupt(Box::new(e)))?;
+            let payload: serde_json::Value = row.try_get("payload")?;
+            match row.try_get::<Option<String>, _>("event_type")? {
+                None => snapshot = Some((payload, sequence)),
+                Some(event_type) => events.push(SerializedEvent {
+                    aggregate_id: aggregate_id.to_owned(),
+                    sequence,
+                    aggregate_type: A::TYPE.to_owned(),
+                    event_type,
+                    event_version: row.try_get("event_version")?,
+                    payload,
+                    metadata: row.try_get("metadata")?,
+                }),
+            }
+        }
+        Ok((snapshot, events))
     }
 
     /// The aggregate from its events alone.
