@@ -108,8 +108,8 @@ pub type Recorded<A> = (Committed, Vec<<A as Aggregate>::Event>);
 /// Loads aggregates (from the latest snapshot plus later events), runs commands, and appends
 /// the resulting events in one transaction.
 ///
-/// Loading reads through postgres-es (snapshot, then later events), reveals their sealed
-/// personal data (one key query), applies the upcasters and folds the events. Appending is
+/// Loading is one statement (the latest snapshot and the events after it), then one key query
+/// that reveals their sealed personal data; the upcasters run and the events fold. Appending is
 /// one statement of Mercato's own: every new event and, when one is due, the snapshot, sealed
 /// and written atomically in a single round trip that also returns the log position (see
 /// `docs/adr/0001-event-store.md` and `docs/adr/0013-crypto-shredding.md`).
