@@ -13,6 +13,7 @@ mod rebuild;
 mod report;
 mod search;
 mod setup;
+mod statements;
 
 use clap::{Parser, Subcommand};
 
