@@ -14,6 +14,7 @@ mod metadata;
 mod position;
 pub mod privacy;
 mod reader;
+mod snapshots;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -24,7 +25,8 @@ pub use error::{EventStoreError, StoreError};
 pub use metadata::EventMetadata;
 pub use position::{Position, PositionParseError};
 pub use reader::{EncodedEvent, LogFilter, LogHealth, LogReader, PersonalData, RecordedEvent};
-pub use store::{AggregateStore, Committed, Recorded, SnapshotPolicy, MAX_EVENT_BYTES};
+pub use snapshots::SnapshotPolicy;
+pub use store::{AggregateStore, Committed, Recorded, MAX_EVENT_BYTES};
 
 /// The PostgreSQL channel on which inserts into `events` are announced.
 pub const EVENTS_CHANNEL: &str = "mercato_events";
