@@ -24,7 +24,6 @@ use tracing::Instrument as _;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::{self, message::PublishMessage};
-use async_nats::HeaderMap;
 use mercato_event_store::checkpoint::Checkpoint;
 use mercato_event_store::{
     CheckpointStore, DatabaseConfig, EncodedEvent, LogReader, Position, EVENTS_CHANNEL,
@@ -327,7 +326,7 @@ impl Relay {
             let subject = self
                 .nats
                 .event_subject(&event.aggregate_type, &event.aggregate_id);
-            let mut headers = event_headers(&event);
+            let mut headers = headers::of_event(&event);
             // The relay's hop joins the event's trace, and consumers continue from it.
             let span = tracing::info_span!("relay_publish", event_type = %event.event_type, event_id = %event.event_id);
             if event.traceparent.is_some() {
@@ -583,52 +582,6 @@ async fn drain(
         settle(f, state).await?;
     }
     Ok(())
-}
-
-/// A header value: CR and LF (which NATS headers cannot carry) percent-encoded. The message
-/// body holds the exact values.
-fn header_safe(value: &str) -> std::borrow::Cow<'_, str> {
-    if value.contains(['\r', '\n']) {
-        value.replace('\r', "%0D").replace('\n', "%0A").into()
-    } else {
-        value.into()
-    }
-}
-
-/// The headers of a published event.
-fn event_headers(event: &EncodedEvent) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(
-        async_nats::header::NATS_MESSAGE_ID,
-        event.event_id.to_string().as_str(),
-    );
-    h.insert(
-        headers::EVENT_TYPE,
-        header_safe(event.event_type.as_str()).as_ref(),
-    );
-    h.insert(
-        headers::EVENT_VERSION,
-        header_safe(event.event_version.as_str()).as_ref(),
-    );
-    h.insert(headers::POSITION, event.position.to_string().as_str());
-    h.insert(
-        headers::AGGREGATE_TYPE,
-        header_safe(event.aggregate_type.as_str()).as_ref(),
-    );
-    h.insert(
-        headers::AGGREGATE_ID,
-        header_safe(event.aggregate_id.as_str()).as_ref(),
-    );
-    if let Some(id) = &event.correlation_id {
-        h.insert(headers::CORRELATION_ID, header_safe(id.as_str()).as_ref());
-    }
-    if let Some(id) = &event.causation_id {
-        h.insert(headers::CAUSATION_ID, header_safe(id.as_str()).as_ref());
-    }
-    if let Some(tp) = &event.traceparent {
-        h.insert(headers::TRACEPARENT, header_safe(tp.as_str()).as_ref());
-    }
-    h
 }
 
 /// A stable advisory-lock key for a relay name.
