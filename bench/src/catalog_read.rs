@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mercato_projections::runtime::find;
+use mercato_projections::projection::find;
 use mercato_projections::{catch_up, READ_SCHEMA};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;

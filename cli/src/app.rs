@@ -286,7 +286,7 @@ impl Application {
         };
         if let Some(names) = parts.projections.clone() {
             for name in &names {
-                mercato_projections::runtime::find(name)?;
+                mercato_projections::projection::find(name)?;
             }
             let deps = read_deps.clone();
             let token = shutdown.clone();

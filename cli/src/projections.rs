@@ -8,10 +8,10 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mercato_nats::dead_letters::{dead_letters, DeadLetter};
 use mercato_projections::parking::{self, ParkedEvent};
+use mercato_projections::projection::find;
 use mercato_projections::rebuild::{
     rebuild, rebuild_all, RebuildOptions, RebuildPhase, RebuildProgress, RebuildReport,
 };
-use mercato_projections::runtime::find;
 use mercato_projections::status::{status as overview, ProjectionOverview};
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ProjectionError;
 use crate::parking;
-use crate::runtime::ProjectionStatus;
 use crate::status::ProjectionState;
+use crate::status::ProjectionStatus;
 
 /// Refreshes projection `name`'s lag every `interval` until `shutdown`.
 pub(crate) async fn report_lag(

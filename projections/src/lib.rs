@@ -19,6 +19,7 @@ mod decode;
 mod error;
 mod lag;
 pub mod parking;
+pub mod projection;
 pub mod read_models;
 pub mod rebuild;
 pub mod runtime;
@@ -26,10 +27,9 @@ pub mod search;
 pub mod status;
 
 pub use error::ProjectionError;
-pub use runtime::{
-    apply_batch, catch_up, registry, run_projections, Projection, ProjectionDeps, ProjectionInfo,
-    ProjectionStatus, ProjectionWorker, READ_SCHEMA,
-};
+pub use projection::{registry, Projection, ProjectionInfo, READ_SCHEMA};
+pub use runtime::{apply_batch, catch_up, run_projections, ProjectionDeps, ProjectionWorker};
+pub use status::ProjectionStatus;
 
 /// The embedded migrations (`projections/migrations`), sharing `_sqlx_migrations` with the
 /// other crates, so versions of other crates are ignored.

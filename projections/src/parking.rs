@@ -16,7 +16,7 @@ use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
-use crate::runtime::{find, Projection, READ_SCHEMA};
+use crate::projection::{find, Projection, READ_SCHEMA};
 
 /// Applies `events` to `projection`'s tables on `conn` (inside the caller's transaction, with
 /// `search_path` set to the target schema), parking the ones that cannot be applied. Returns

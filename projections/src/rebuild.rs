@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::error::ProjectionError;
 use crate::parking;
-use crate::runtime::{find, registry, Projection, READ_SCHEMA};
+use crate::projection::{find, registry, Projection, READ_SCHEMA};
 
 /// First key of the rebuild advisory locks (the second is `hashtext(<projection name>)`).
 pub(crate) const REBUILD_LOCK_CLASS: i32 = 0x6d65_7263;

@@ -19,148 +19,15 @@ use async_nats::jetstream;
 use mercato_event_store::{LogFilter, LogReader, PersonalData, Position, RecordedEvent};
 use mercato_nats::{ConsumerConfig, Delivery, Handler, HandlerError, NatsConfig, Worker};
 
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
-use crate::{parking, read_models};
-
-/// The schema the live read models are in.
-pub const READ_SCHEMA: &str = "read";
-
-/// A read model fed by events.
-#[async_trait::async_trait]
-pub trait Projection: Send + Sync + 'static {
-    /// Stable name (status row, consumer name, metrics label).
-    fn name(&self) -> &'static str;
-    /// Bumped whenever `apply` changes what it writes (a rebuild is then due).
-    fn version(&self) -> i32;
-    /// Aggregate types whose every event is sequence-checked (the ones `apply` reads).
-    fn aggregate_types(&self) -> &'static [&'static str];
-    /// Event types `apply` is called for.
-    fn event_types(&self) -> &'static [&'static str];
-    /// The tables (unqualified) this projection owns; a rebuild builds them in a shadow schema.
-    fn tables(&self) -> &'static [&'static str];
-    /// DDL creating [`Projection::tables`] with unqualified names (run with `search_path` set
-    /// to a rebuild's shadow schema), for a version whose tables differ from the live ones.
-    /// `None`: the shadow copies the live tables' shape (columns, keys, indexes).
-    fn shadow_ddl(&self) -> Option<&'static str> {
-        None
-    }
-    /// Updates the read model for `events`: only events of [`Projection::event_types`], each
-    /// exactly once, every aggregate's in sequence order. Runs in the runtime's transaction
-    /// with `search_path` set to the target schema, so SQL uses unqualified table names. A
-    /// batch is a few statements, whatever its size (load the rows it touches, fold, write
-    /// back; `read_models::rows`): live batches and a rebuild's large ones alike.
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        events: &[&RecordedEvent],
-    ) -> Result<(), ProjectionError>;
-}
-
-/// Name and version of a registered projection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProjectionInfo {
-    /// The projection's name.
-    pub name: &'static str,
-    /// Its code version.
-    pub version: i32,
-}
-
-/// Every PostgreSQL projection, in a stable order.
-pub fn registry() -> Vec<Arc<dyn Projection>> {
-    vec![
-        Arc::new(read_models::catalog::Catalog),
-        Arc::new(read_models::stock::StockLevels),
-        Arc::new(read_models::carts::Carts),
-        Arc::new(read_models::orders::Orders),
-        Arc::new(read_models::customers::Customers),
-        Arc::new(read_models::sales::Sales),
-    ]
-}
-
-/// The registered projection called `name`.
-pub fn find(name: &str) -> Result<Arc<dyn Projection>, ProjectionError> {
-    registry()
-        .into_iter()
-        .find(|p| p.name() == name)
-        .ok_or_else(|| ProjectionError::UnknownProjection(name.to_owned()))
-}
-
-/// A projection's row of `read.projection_status`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProjectionStatus {
-    /// The projection.
-    pub name: String,
-    /// The version that wrote it.
-    pub version: i32,
-    /// Position of the last event handled.
-    pub position: Position,
-    /// Id of that event.
-    pub last_event_id: Option<Uuid>,
-    /// Events in the log after the position.
-    pub lag_events: i64,
-    /// Age of the oldest of those events.
-    pub lag_seconds: f64,
-    /// `live`, `rebuilding` or `failed`.
-    pub state: String,
-    /// The last error, while failing.
-    pub error: Option<String>,
-    /// When the row last changed.
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl ProjectionStatus {
-    /// Every projection's status, by name.
-    pub async fn all(pool: &PgPool) -> Result<Vec<ProjectionStatus>, ProjectionError> {
-        let rows = sqlx::query(
-            "SELECT name, version, tx_id::text AS tx, global_position, last_event_id, lag_events, \
-               lag_seconds, state, error, updated_at FROM read.projection_status ORDER BY name",
-        )
-        .fetch_all(pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let tx: String = row.try_get("tx")?;
-                Ok(ProjectionStatus {
-                    name: row.try_get("name")?,
-                    version: row.try_get("version")?,
-                    position: Position::new(
-                        tx.parse().unwrap_or_default(),
-                        row.try_get("global_position")?,
-                    ),
-                    last_event_id: row.try_get("last_event_id")?,
-                    lag_events: row.try_get("lag_events")?,
-                    lag_seconds: row.try_get("lag_seconds")?,
-                    state: row.try_get("state")?,
-                    error: row.try_get("error")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
-            })
-            .collect()
-    }
-
-    /// The positions of the named projections (`None` for one that never ran).
-    pub async fn positions(
-        pool: &PgPool,
-        names: &[&str],
-    ) -> Result<HashMap<String, Position>, ProjectionError> {
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT name, tx_id::text, global_position FROM read.projection_status WHERE name = ANY($1)",
-        )
-        .bind(&names)
-        .fetch_all(pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(name, tx, gp)| (name, Position::new(tx.parse().unwrap_or_default(), gp)))
-            .collect())
-    }
-}
+use crate::parking;
+use crate::projection::{find, registry, Projection, READ_SCHEMA};
+use crate::status::ProjectionStatus;
 
 /// Registers `projection` in `read.projection_status` (keeps its checkpoint). The stored
 /// version is the one that wrote the live tables: only a rebuild's switch-over changes it.
@@ -676,15 +543,4 @@ impl Handler for ProjectionHandler {
             }
         }
     }
-}
-
-/// Name and version of every registered projection.
-pub fn infos() -> Vec<ProjectionInfo> {
-    registry()
-        .iter()
-        .map(|p| ProjectionInfo {
-            name: p.name(),
-            version: p.version(),
-        })
-        .collect()
 }

@@ -5,15 +5,17 @@
 //! rebuild holds the projection's lock right now; a shadow left by an interrupted rebuild is
 //! reported beside a live state, with its position, so the operator knows a rerun resumes it.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use mercato_event_store::{LogReader, Position};
-use sqlx::PgPool;
+use sqlx::{PgPool, Row as _};
+use uuid::Uuid;
 
 use crate::error::ProjectionError;
 use crate::parking::parked_counts;
+use crate::projection::registry;
 use crate::rebuild::{shadow_schema, REBUILD_LOCK_CLASS};
-use crate::runtime::registry;
 
 /// Whether a projection is serving and keeping up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,4 +193,76 @@ async fn shadow(
         lag_events: health.events_behind,
         running,
     }))
+}
+
+/// A projection's row of `read.projection_status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectionStatus {
+    /// The projection.
+    pub name: String,
+    /// The version that wrote it.
+    pub version: i32,
+    /// Position of the last event handled.
+    pub position: Position,
+    /// Id of that event.
+    pub last_event_id: Option<Uuid>,
+    /// Events in the log after the position.
+    pub lag_events: i64,
+    /// Age of the oldest of those events.
+    pub lag_seconds: f64,
+    /// `live`, `rebuilding` or `failed`.
+    pub state: String,
+    /// The last error, while failing.
+    pub error: Option<String>,
+    /// When the row last changed.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl ProjectionStatus {
+    /// Every projection's status, by name.
+    pub async fn all(pool: &PgPool) -> Result<Vec<ProjectionStatus>, ProjectionError> {
+        let rows = sqlx::query(
+            "SELECT name, version, tx_id::text AS tx, global_position, last_event_id, lag_events, \
+               lag_seconds, state, error, updated_at FROM read.projection_status ORDER BY name",
+        )
+        .fetch_all(pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let tx: String = row.try_get("tx")?;
+                Ok(ProjectionStatus {
+                    name: row.try_get("name")?,
+                    version: row.try_get("version")?,
+                    position: Position::new(
+                        tx.parse().unwrap_or_default(),
+                        row.try_get("global_position")?,
+                    ),
+                    last_event_id: row.try_get("last_event_id")?,
+                    lag_events: row.try_get("lag_events")?,
+                    lag_seconds: row.try_get("lag_seconds")?,
+                    state: row.try_get("state")?,
+                    error: row.try_get("error")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The positions of the named projections (`None` for one that never ran).
+    pub async fn positions(
+        pool: &PgPool,
+        names: &[&str],
+    ) -> Result<HashMap<String, Position>, ProjectionError> {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT name, tx_id::text, global_position FROM read.projection_status WHERE name = ANY($1)",
+        )
+        .bind(&names)
+        .fetch_all(pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, tx, gp)| (name, Position::new(tx.parse().unwrap_or_default(), gp)))
+            .collect())
+    }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{distinct, rows};
 use crate::decode::decode;
 use crate::error::ProjectionError;
-use crate::runtime::Projection;
+use crate::projection::Projection;
 
 /// Cart view.
 pub struct Carts;

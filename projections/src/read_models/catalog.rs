@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 use super::{distinct, rows};
 use crate::decode::decode;
 use crate::error::ProjectionError;
-use crate::runtime::Projection;
+use crate::projection::Projection;
 
 /// Products with their current details, price and status.
 pub struct Catalog;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{distinct, rows};
 use crate::decode::decode;
 use crate::error::ProjectionError;
-use crate::runtime::Projection;
+use crate::projection::Projection;
 
 /// Customer profiles. Password hashes are never copied into a read model.
 pub struct Customers;

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::{distinct, rows};
 use crate::decode::{decode, tag};
 use crate::error::ProjectionError;
-use crate::runtime::Projection;
+use crate::projection::Projection;
 
 /// Order view, history and returns.
 pub struct Orders;

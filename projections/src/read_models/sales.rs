@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::{distinct, rows};
 use crate::decode::{decode, tag};
 use crate::error::ProjectionError;
-use crate::runtime::Projection;
+use crate::projection::Projection;
 
 /// Back-office sales figures.
 pub struct Sales;

@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 use super::rows;
 use crate::decode::{big, decode};
 use crate::error::ProjectionError;
-use crate::runtime::Projection;
+use crate::projection::Projection;
 
 /// Stock levels as the stock events report them.
 pub struct StockLevels;

@@ -74,7 +74,7 @@ async fn redelivered_batches_and_catch_up_apply_nothing_twice() {
         shop.confirm(order, &["SKU-B"], 1_000).await;
     }
     let pool = &shop.db.pool;
-    let sales = mercato_projections::runtime::find("sales").unwrap();
+    let sales = mercato_projections::projection::find("sales").unwrap();
     shop.settled_log(mercato_event_store::Position::START).await;
     // The same log applied three times (catch-up from the log, then a full "redelivery").
     mercato_projections::catch_up(pool, &*sales, "read", 4)

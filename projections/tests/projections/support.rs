@@ -358,7 +358,7 @@ impl RunningProjection {
 }
 
 pub fn start_all(shop: &Shop) -> Vec<RunningProjection> {
-    mercato_projections::runtime::infos()
+    mercato_projections::projection::infos()
         .iter()
         .map(|i| RunningProjection::start(shop, i.name, 64))
         .collect()
