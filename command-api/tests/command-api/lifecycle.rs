@@ -1,6 +1,6 @@
 //! The order's life after the checkout, through HTTP with the order process running:
 //! shipments commit stock, cancellations give everything back, deliveries, returns and
-//! refunds keep order and payment agreeing; guests check out with an email.
+//! refunds keep order and payment agreeing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,7 @@ use mercato_command_api::TestCardGateway;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::harness::{checkout_body, Env};
+use crate::harness::Env;
 
 fn lines(sku: &str, quantity: u32) -> Value {
     json!([{"sku": sku, "quantity": quantity}])
@@ -33,7 +33,7 @@ async fn ship(env: &Env, admin: &str, order: &str, tracking: &str, lines: Value)
 }
 
 /// (on hand, reserved) of `sku` in `warehouse`, from the stock aggregate.
-async fn level(env: &Env, sku: &str, warehouse: &str) -> (u64, u64) {
+pub(crate) async fn level(env: &Env, sku: &str, warehouse: &str) -> (u64, u64) {
     let (stock, _) = env.stock().load(sku).await.unwrap();
     stock
         .levels()
@@ -51,7 +51,7 @@ async fn count(env: &Env, event_type: &str) -> i64 {
 }
 
 /// (captured, refunded) on the payment of `order`.
-async fn payment_money(env: &Env, order: &str) -> (i64, i64) {
+pub(crate) async fn payment_money(env: &Env, order: &str) -> (i64, i64) {
     let payment_id = OrderProcess::payment_id_for(order.parse().unwrap()).to_string();
     let (payment, _) = env.payments().load(&payment_id).await.unwrap();
     (
@@ -467,154 +467,4 @@ async fn a_crash_between_a_shipment_and_its_commit_or_a_refunds_writes_settles_o
         keys.iter().all(|k| k == &keys[0]),
         "one idempotency key: {keys:?}"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guest_checks_out_reads_and_cancels_with_the_order_token() {
-    let env = Env::start().await;
-    let admin = env.admin().await;
-    env.product(&admin, "HAT-1", 3).await;
-    let (cart, cart_token) = env.anonymous_cart().await;
-    let with_cart = [("mercato-cart-token", cart_token.as_str())];
-    let (s, b) = env
-        .request(
-            Method::POST,
-            &format!("/v1/carts/{cart}/items"),
-            None,
-            &with_cart,
-            Some(json!({"sku": "HAT-1", "quantity": 2})),
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
-    let mut body = checkout_body("tok_visa");
-    body["email"] = json!("guest@example.com");
-    // Storefront forms send empty strings for empty optional fields.
-    body["shipping_address"]["line2"] = json!("");
-    let (s, b) = env
-        .request(
-            Method::POST,
-            &format!("/v1/carts/{cart}/checkout"),
-            None,
-            &with_cart,
-            Some(body.clone()),
-        )
-        .await;
-    assert_eq!(s, 202, "{b}");
-    let order = b["order_id"].as_str().unwrap().to_owned();
-    let order_token = b["order_token"].as_str().unwrap().to_owned();
-    // A retry (the first answer lost) gets the same order and token.
-    let (s, again) = env
-        .request(
-            Method::POST,
-            &format!("/v1/carts/{cart}/checkout"),
-            None,
-            &with_cart,
-            Some(body),
-        )
-        .await;
-    assert_eq!(s, 202, "{again}");
-    assert_eq!(
-        (again["order_id"].as_str(), again["order_token"].as_str()),
-        (Some(order.as_str()), Some(order_token.as_str()))
-    );
-    let confirmed = env.settled(&order).await;
-    assert_eq!(confirmed.status(), OrderStatus::Confirmed);
-    assert_eq!(confirmed.customer_id(), None);
-
-    // The confirmation email goes to the guest.
-    env.eventually("the guest is emailed", async || {
-        env.emails_to(&order, "order_confirmed", "guest@example.com")
-            .await
-            == 1
-    })
-    .await;
-
-    let cancel = format!("/v1/orders/{order}/cancel");
-    let (s, _) = env.request(Method::POST, &cancel, None, &[], None).await;
-    assert_eq!(s, 401);
-    let (s, _) = env
-        .request(
-            Method::POST,
-            &cancel,
-            None,
-            &[("mercato-order-token", "not-the-token")],
-            None,
-        )
-        .await;
-    assert_eq!(s, 403);
-    let (_, eve) = env.customer("eve@example.com").await;
-    let (s, _) = env
-        .request(Method::POST, &cancel, Some(&eve), &[], None)
-        .await;
-    assert_eq!(s, 403);
-    let (s, b) = env
-        .request(
-            Method::POST,
-            &cancel,
-            None,
-            &[("mercato-order-token", &order_token)],
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
-    env.eventually("the guest's money and stock come back", async || {
-        payment_money(&env, &order).await == (2500, 2500)
-            && level(&env, "HAT-1", "main").await == (3, 0)
-    })
-    .await;
-    let actor: String = sqlx::query_scalar(
-        "SELECT metadata ->> 'actor' FROM events WHERE aggregate_id = $1 AND event_type = 'OrderCancelled'",
-    )
-    .bind(&order)
-    .fetch_one(&env.deps.pool)
-    .await
-    .unwrap();
-    assert_eq!(actor, format!("guest:{order}"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_in_checkout_takes_no_email_and_a_guest_needs_a_valid_one() {
-    let env = Env::with(mercato_command_api::CommandApiConfig::for_tests(), false).await;
-    let admin = env.admin().await;
-    env.product(&admin, "CAP-1", 3).await;
-    let (_, ada) = env.customer("ada@example.com").await;
-    let cart = env.cart_with(&ada, "CAP-1", 1).await;
-    let mut body = checkout_body("tok_visa");
-    body["email"] = json!("other@example.com");
-    let (s, b) = env
-        .post(&format!("/v1/carts/{cart}/checkout"), Some(&ada), body)
-        .await;
-    assert_eq!(
-        (s, b["errors"][0]["code"].as_str()),
-        (422, Some("email_not_allowed")),
-        "{b}"
-    );
-    let (s, b) = env.post("/v1/carts", None, json!({})).await;
-    assert_eq!(s, 201, "{b}");
-    let anon = b["id"].as_str().unwrap().to_owned();
-    let token = b["cart_token"].as_str().unwrap().to_owned();
-    let mut body = checkout_body("tok_visa");
-    body["email"] = json!("not an email");
-    let (s, b) = env
-        .request(
-            Method::POST,
-            &format!("/v1/carts/{anon}/checkout"),
-            None,
-            &[("mercato-cart-token", &token)],
-            Some(body),
-        )
-        .await;
-    assert_eq!(
-        (s, b["errors"][0]["field"].as_str()),
-        (422, Some("email")),
-        "{b}"
-    );
-    let (s, b) = env
-        .post(
-            &format!("/v1/carts/{cart}/checkout"),
-            Some(&admin),
-            checkout_body("tok_visa"),
-        )
-        .await;
-    assert_eq!(s, 403, "{b}");
 }

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod checkout;
+mod guest;
 mod harness;
 mod http;
 mod idempotency;
