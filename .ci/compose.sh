@@ -65,15 +65,8 @@ command -v nginx >/dev/null || missing+=(nginx)
 command -v unshare >/dev/null || missing+=(util-linux)
 ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
 
-# Reused while it holds the pinned versions (deploy/local/stack.sh installs python3-venv).
-if [[ "$(cat "$VENV/.requirements" 2>/dev/null)" != "${REQUIREMENTS[*]}" ]]; then
-    rm -rf "$VENV"
-    python3 -m venv "$VENV" || die "python3 -m venv $VENV failed (install python3-venv)"
-    log "installing ${REQUIREMENTS[*]} into $VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${REQUIREMENTS[@]}" >&2 ||
-        die "pip install ${REQUIREMENTS[*]} failed"
-    echo "${REQUIREMENTS[*]}" >"$VENV/.requirements"
-fi
+source .ci/venv.sh
+pinned_venv "$VENV" "${REQUIREMENTS[@]}"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -26,15 +26,8 @@ die() {
 
 command -v python3 >/dev/null || die "python3 is missing"
 
-# Reused while it holds the pinned version (deploy/local/stack.sh installs python3-venv).
-if [[ "$(cat "$VENV/.requirements" 2>/dev/null)" != "${REQUIREMENTS[*]}" ]]; then
-    rm -rf "$VENV"
-    python3 -m venv "$VENV" || die "python3 -m venv $VENV failed (install python3-venv)"
-    log "installing ${REQUIREMENTS[*]} into $VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${REQUIREMENTS[@]}" >&2 ||
-        die "pip install ${REQUIREMENTS[*]} failed"
-    echo "${REQUIREMENTS[*]}" >"$VENV/.requirements"
-fi
+source .ci/venv.sh
+pinned_venv "$VENV" "${REQUIREMENTS[@]}"
 
 # 1. hadolint: every rule at warning level or above fails the run.
 "$VENV/bin/hadolint" --failure-threshold warning "$DOCKERFILE" ||

@@ -42,15 +42,8 @@ die() {
     exit 1
 }
 
-# Reused while it holds the pinned version (deploy/local/stack.sh installs python3-venv).
-if [[ "$(cat "$VENV/.kubernetes-validate-version" 2>/dev/null)" != "$KV_VERSION" ]]; then
-    rm -rf "$VENV"
-    python3 -m venv "$VENV" || die "python3 -m venv $VENV failed (run deploy/local/stack.sh)"
-    log "installing kubernetes-validate==$KV_VERSION into $VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-        "kubernetes-validate==$KV_VERSION" >&2 || die "pip install kubernetes-validate failed"
-    echo "$KV_VERSION" >"$VENV/.kubernetes-validate-version"
-fi
+source .ci/venv.sh
+pinned_venv "$VENV" "kubernetes-validate==$KV_VERSION"
 
 # A binary being rebuilt is missing for a moment.
 for _ in $(seq 30); do

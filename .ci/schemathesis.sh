@@ -64,15 +64,8 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 
 # ---------------------------------------------------------------------------- virtualenv
-# Reused while it holds the pinned version (deploy/local/stack.sh installs python3-venv).
-if [[ "$(cat "$VENV/.schemathesis-version" 2>/dev/null)" != "$ST_VERSION" ]]; then
-    rm -rf "$VENV"
-    python3 -m venv "$VENV" || die "python3 -m venv $VENV failed (run deploy/local/stack.sh)"
-    log "installing schemathesis==$ST_VERSION into $VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION" >&2 ||
-        die "pip install schemathesis==$ST_VERSION failed"
-    echo "$ST_VERSION" >"$VENV/.schemathesis-version"
-fi
+source .ci/venv.sh
+pinned_venv "$VENV" "schemathesis==$ST_VERSION"
 ST=$VENV/bin/st
 "$ST" --version >/dev/null || die "$ST does not run"
 
