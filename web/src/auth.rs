@@ -123,9 +123,8 @@ impl Sessions {
 /// Signing and verification keys from the configured secret.
 #[derive(Clone)]
 pub struct JwtKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    /// Behind an `Arc`: the keys are cloned with the handlers' state on every request.
+    jwt: Arc<Jwt>,
     ttl: Duration,
     /// The key of guest order tokens, derived from the secret (never the secret itself).
     order_key: Arc<[u8]>,
@@ -133,6 +132,13 @@ pub struct JwtKeys {
     digest_key: Arc<[u8]>,
     /// Where customer sessions are checked; `None` checks signatures only (unit tests).
     sessions: Option<Sessions>,
+}
+
+/// HS256 signing and verification.
+struct Jwt {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -152,9 +158,11 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 5;
         Self {
-            encoding: EncodingKey::from_secret(bytes),
-            decoding: DecodingKey::from_secret(bytes),
-            validation,
+            jwt: Arc::new(Jwt {
+                encoding: EncodingKey::from_secret(bytes),
+                decoding: DecodingKey::from_secret(bytes),
+                validation,
+            }),
             ttl,
             order_key: mac(bytes, b"mercato order tokens v1").into(),
             digest_key: mac(bytes, b"mercato digests v1").into(),
@@ -227,13 +235,13 @@ impl JwtKeys {
 
     /// Signs arbitrary claims (tests use it for expired tokens).
     pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.jwt.encoding)
             .map_err(|e| AuthError::Signing(e.to_string()))
     }
 
     /// Verifies signature, algorithm, issuer and expiry.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        jsonwebtoken::decode::<Claims>(token, &self.jwt.decoding, &self.jwt.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,

@@ -195,6 +195,15 @@ pub(crate) struct WarehouseStock {
     available: i64,
 }
 
+fn warehouse_stock(r: &PgRow, warehouse: String) -> Result<WarehouseStock, sqlx::Error> {
+    Ok(WarehouseStock {
+        warehouse,
+        on_hand: r.try_get("on_hand")?,
+        reserved: r.try_get("reserved")?,
+        available: r.try_get("available")?,
+    })
+}
+
 /// Stock of a SKU.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct StockView {
@@ -213,36 +222,32 @@ pub(crate) async fn get_stock(
     Path(sku): Path<String>,
 ) -> Result<Response, Problem> {
     wait(&state, &headers, STOCK).await?;
-    let total: Option<i64> =
-        sqlx::query_scalar("SELECT total_available FROM read.stock WHERE sku = $1")
-            .bind(&sku)
-            .fetch_optional(&state.pool)
-            .await
-            .map_err(db)?;
-    let Some(available) = total else {
+    // One round trip: the total and its warehouses (none yet when nothing was received).
+    let rows = sqlx::query(
+        "SELECT s.total_available, l.warehouse, l.on_hand, l.reserved, l.available \
+         FROM read.stock s LEFT JOIN read.stock_levels l ON l.sku = s.sku \
+         WHERE s.sku = $1 ORDER BY l.warehouse",
+    )
+    .bind(&sku)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db)?;
+    let Some(first) = rows.first() else {
         return Err(Problem::not_found(
             "stock_not_found",
             format!("no stock recorded for {sku}"),
         ));
     };
-    let warehouses = sqlx::query(
-        "SELECT warehouse, on_hand, reserved, available FROM read.stock_levels WHERE sku = $1 ORDER BY warehouse",
-    )
-    .bind(&sku)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(db)?
-    .iter()
-    .map(|r| {
-        Ok(WarehouseStock {
-            warehouse: r.try_get("warehouse")?,
-            on_hand: r.try_get("on_hand")?,
-            reserved: r.try_get("reserved")?,
-            available: r.try_get("available")?,
+    let available: i64 = first.try_get("total_available").map_err(db)?;
+    let warehouses = rows
+        .iter()
+        .filter_map(|r| match r.try_get::<Option<String>, _>("warehouse") {
+            Ok(Some(warehouse)) => Some(warehouse_stock(r, warehouse)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
         })
-    })
-    .collect::<Result<_, sqlx::Error>>()
-    .map_err(db)?;
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(db)?;
     cached(
         &headers,
         &StockView {
