@@ -29,6 +29,8 @@ pub struct Parts {
     pub notifications: bool,
     /// Read-model projection workers: `None` runs none, an empty list runs every projection.
     pub projections: Option<Vec<String>>,
+    /// The storefront and back office (HTML over the APIs).
+    pub storefront: bool,
 }
 
 impl Parts {
@@ -41,6 +43,7 @@ impl Parts {
             order_process: true,
             notifications: true,
             projections: Some(Vec::new()),
+            storefront: true,
         }
     }
 
@@ -80,6 +83,8 @@ pub struct Application {
     pub command_api_addr: Option<std::net::SocketAddr>,
     /// Where the query API listens, when this process runs it.
     pub query_api_addr: Option<std::net::SocketAddr>,
+    /// Where the storefront listens, when this process runs it.
+    pub storefront_addr: Option<std::net::SocketAddr>,
     admin: TcpListener,
     admin_addr: SocketAddr,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
@@ -144,6 +149,10 @@ pub async fn serve(mut settings: Settings, args: crate::ServeArgs) -> anyhow::Re
         settings.admin_password = Some(SecretString::from(password));
     }
     let app = Application::build(settings.clone(), Parts::all()).await?;
+    if let Some(addr) = app.storefront_addr {
+        eprintln!("storefront:  http://{addr}/");
+        eprintln!("back office: http://{addr}/admin (sign in with the admin login)");
+    }
     let url = app
         .command_api_addr
         .map(|addr| format!("http://{addr}"))
@@ -312,9 +321,24 @@ impl Application {
                 )
             });
         }
+        let storefront_addr = if parts.storefront {
+            Some(
+                start_storefront(
+                    &settings,
+                    command_api_addr,
+                    query_api_addr,
+                    &mut tasks,
+                    &shutdown,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             command_api_addr,
             query_api_addr,
+            storefront_addr,
             admin,
             admin_addr,
             tasks,
@@ -338,6 +362,7 @@ impl Application {
         let Self {
             command_api_addr: _,
             query_api_addr: _,
+            storefront_addr: _,
             admin,
             admin_addr,
             mut tasks,
@@ -398,6 +423,62 @@ impl Application {
             }
         }
     }
+}
+
+/// Binds the storefront and spawns it; it calls this process's APIs when it runs them, the
+/// configured URLs otherwise.
+async fn start_storefront(
+    settings: &Settings,
+    command_api: Option<SocketAddr>,
+    query_api: Option<SocketAddr>,
+    tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let mut config = settings.storefront();
+    if let Some(addr) = command_api {
+        config.command_api = format!("http://{addr}");
+    }
+    if let Some(addr) = query_api {
+        config.query_api = format!("http://{addr}");
+    }
+    let storefront = mercato_storefront::Storefront::build(config)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start the storefront on {}",
+                settings.storefront_addr
+            )
+        })?;
+    let addr = SocketAddr::new(settings.storefront_addr.ip(), storefront.port());
+    tracing::info!(addr = %addr, "storefront listening");
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        (
+            "storefront",
+            storefront.run(token).await.map_err(anyhow::Error::from),
+        )
+    });
+    Ok(addr)
+}
+
+/// `mercato storefront`: the storefront alone, a client of the configured APIs (no database,
+/// no NATS).
+pub async fn run_storefront(settings: Settings) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    start_storefront(&settings, None, None, &mut tasks, &shutdown).await?;
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        token.cancel();
+    });
+    while let Some(joined) = tasks.join_next().await {
+        let (part, result) = flatten(joined);
+        shutdown.cancel();
+        result.with_context(|| format!("{part} stopped"))?;
+    }
+    Ok(())
 }
 
 /// The configured secret. Without one, a process gets a random secret: fine for one local

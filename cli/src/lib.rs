@@ -8,7 +8,7 @@ pub mod projections;
 pub mod seed;
 mod settings;
 
-pub use app::{migrate, run, serve, Application, Parts};
+pub use app::{migrate, run, run_storefront, serve, Application, Parts};
 pub use settings::Settings;
 
 use clap::{Parser, Subcommand};
@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run everything in one process: migrations, the command API (:8080), the query API
-    /// (:8081), the relay, the projection workers, the order process and the notification
+    /// (:8081), the storefront and back office (:8082), the relay, the projection workers, the order process and the notification
     /// worker. Ctrl-C stops it gracefully.
     ///
     /// With `--demo` it also fills an empty shop with demo data (`mercato seed`).
@@ -42,6 +42,9 @@ pub enum Command {
     /// Run only the query API (HTTP reads) with its own search index replica
     /// (give each replica its own MERCATO_REPLICA_ID and MERCATO_INDEX_DIR).
     QueryApi,
+    /// Run only the storefront and back office (:8082), a client of the APIs at
+    /// MERCATO_COMMAND_API_URL and MERCATO_QUERY_API_URL; it needs no database.
+    Storefront,
     /// Run background workers: read-model projections, the order process, notifications.
     /// Without flags it runs all of them.
     ///

@@ -36,6 +36,7 @@ fn service_name(command: &Command) -> &'static str {
         Command::Serve(_) => "mercato",
         Command::CommandApi => "mercato-command-api",
         Command::QueryApi => "mercato-query-api",
+        Command::Storefront => "mercato-storefront",
         Command::Worker(_) => "mercato-worker",
         Command::Relay => "mercato-relay",
         _ => "mercato-cli",
@@ -56,7 +57,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Relay
             | Command::Migrate
     );
-    if !matches!(cli.command, Command::Seed(_) | Command::Privacy(_)) {
+    if !matches!(
+        cli.command,
+        Command::Seed(_) | Command::Privacy(_) | Command::Storefront
+    ) {
         match cli.settings.master_keys(serves) {
             Ok(keys) => mercato_event_store::privacy::install(keys)?,
             Err(e) if !serves => tracing::debug!(error = %e, "no master data key"),
@@ -69,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relay => mercato_cli::run(cli.settings, Parts::relay_only()).await,
         Command::CommandApi => mercato_cli::run(cli.settings, Parts::command_api_only()).await,
         Command::QueryApi => mercato_cli::run(cli.settings, Parts::query_api_only()).await,
+        Command::Storefront => mercato_cli::run_storefront(cli.settings).await,
         Command::Worker(args) => mercato_cli::run(cli.settings, args.parts()).await,
         Command::Seed(args) => {
             let settings = &cli.settings;

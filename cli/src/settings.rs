@@ -116,6 +116,39 @@ pub struct Settings {
         global = true
     )]
     pub query_api_addr: SocketAddr,
+    /// Where the storefront and back office listen.
+    #[arg(
+        long,
+        env = "MERCATO_STOREFRONT_ADDR",
+        default_value = "127.0.0.1:8082",
+        global = true
+    )]
+    pub storefront_addr: SocketAddr,
+    /// The command API the storefront calls (`mercato storefront`; `serve` uses its own).
+    #[arg(
+        long,
+        env = "MERCATO_COMMAND_API_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub command_api_url: String,
+    /// The query API the storefront calls (`mercato storefront`; `serve` uses its own).
+    #[arg(
+        long,
+        env = "MERCATO_QUERY_API_URL",
+        default_value = "http://127.0.0.1:8081",
+        global = true
+    )]
+    pub query_api_url: String,
+    /// Mark the storefront's session cookie `Secure`: set it when shoppers reach the
+    /// storefront over https (behind the gateway).
+    #[arg(
+        long,
+        env = "MERCATO_STOREFRONT_SECURE_COOKIE",
+        default_value_t = false,
+        global = true
+    )]
+    pub storefront_secure_cookie: bool,
     /// HS256 secret for access tokens (at least 32 bytes); shared by every API process.
     /// Without it `mercato serve` makes a random one, so tokens do not survive a restart.
     #[arg(
@@ -405,7 +438,18 @@ impl Settings {
         config
     }
 
-    /// The query API part.
+    /// The storefront on its own (`mercato storefront`), calling the configured APIs.
+    pub fn storefront(&self) -> mercato_storefront::StorefrontConfig {
+        mercato_storefront::StorefrontConfig {
+            addr: self.storefront_addr,
+            command_api: self.command_api_url.clone(),
+            query_api: self.query_api_url.clone(),
+            secure_cookie: self.storefront_secure_cookie,
+            ..mercato_storefront::StorefrontConfig::new()
+        }
+    }
+
+    /// The query API's settings.
     pub fn query_api(&self, jwt_secret: SecretString) -> mercato_query_api::QueryApiConfig {
         let mut config = mercato_query_api::QueryApiConfig::new(jwt_secret);
         config.addr = self.query_api_addr;

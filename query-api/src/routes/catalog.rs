@@ -75,6 +75,10 @@ pub(crate) struct ProductFilter {
     max_price: Option<i64>,
     /// Only products with units available.
     in_stock: Option<bool>,
+    /// Admin only: products in this state (`draft`, `published`, `unpublished`,
+    /// `discontinued`) instead of the published ones.
+    #[param(pattern = "^(draft|published|unpublished|discontinued)$")]
+    status: Option<String>,
     /// 1-100, default 20.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
@@ -91,17 +95,37 @@ pub(crate) struct ProductPage {
     has_more: bool,
 }
 
-/// Published products by SKU, with filters and cursor pagination.
+/// Published products by SKU, with filters and cursor pagination; the admin may list
+/// products in another state (drafts, say).
 #[utoipa::path(get, path = "/v1/products", tag = "catalog", params(ProductFilter, ReadHeaders),
+    security((), ("bearer" = [])),
     responses((status = 200, body = ProductPage), (status = 400, description = "bad filter or cursor"),
+              (status = 401), (status = 403, description = "a status filter without the admin's token"),
               (status = 503, description = "stale-read")))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn list_products(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Option<Caller>,
     Query(filter): Query<ProductFilter>,
 ) -> Result<Response, Problem> {
     let limit = page_limit(filter.limit)?;
+    let status = filter.status.as_deref().unwrap_or("published");
+    if !matches!(
+        status,
+        "draft" | "published" | "unpublished" | "discontinued"
+    ) {
+        return Err(Problem::bad_request(
+            "invalid_status",
+            "status is one of draft, published, unpublished, discontinued",
+        ));
+    }
+    let is_admin = caller.as_ref().is_some_and(Caller::is_admin);
+    if status != "published" && !is_admin {
+        return Err(Problem::forbidden(
+            "only the admin lists unpublished products",
+        ));
+    }
     price_range(filter.min_price, filter.max_price)?;
     let after = filter.cursor.as_deref().map(decode_cursor).transpose()?;
     let category: Option<Vec<String>> = filter.category.as_deref().map(|c| {
@@ -113,7 +137,7 @@ pub(crate) async fn list_products(
     wait(&state, &headers, CATALOG).await?;
     let rows = sqlx::query(&format!(
         "SELECT {PRODUCT_COLUMNS} FROM read.products p LEFT JOIN read.stock s ON s.sku = p.sku \
-         WHERE p.status = 'published' \
+         WHERE p.status = $8 \
            AND ($1::text IS NULL OR p.sku > $1) \
            AND ($2::text[] IS NULL OR p.category[1:cardinality($2::text[])] = $2) \
            AND ($3::text IS NULL OR p.brand = $3) \
@@ -129,6 +153,7 @@ pub(crate) async fn list_products(
     .bind(filter.max_price)
     .bind(filter.in_stock.unwrap_or(false))
     .bind(limit + 1)
+    .bind(status)
     .fetch_all(&state.pool)
     .await
     .map_err(db)?;
@@ -151,7 +176,12 @@ pub(crate) async fn list_products(
             next_cursor,
             has_more,
         },
-        CATALOG_CACHE,
+        // What only the admin sees must never sit in a shared cache.
+        if status == "published" {
+            CATALOG_CACHE
+        } else {
+            PRIVATE_CACHE
+        },
     )
 }
 

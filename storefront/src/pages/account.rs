@@ -1,0 +1,377 @@
+//! The shopper's account: register, sign in and out, profile, order history, delete.
+//! The admin signs in through the same form and lands in the back office.
+
+use axum::extract::{Query, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::layout::{csrf, field_error, form_error, page, ErrorPage, Money, Shell};
+use super::orders::status_label;
+use super::see_other;
+use crate::client::{ApiError, Auth};
+use crate::form::Form;
+use crate::session::{Current, Session, SignedIn};
+use crate::AppState;
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Next {
+    #[serde(default)]
+    next: String,
+}
+
+/// Where to go after signing in: a path of this site only (never another origin).
+fn local(next: &str) -> Option<&str> {
+    (next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')).then_some(next)
+}
+
+fn sign_in_page(session: &Session, email: &str, next: &str, error: Option<&ApiError>) -> Markup {
+    html! {
+        h1 { "Sign in" }
+        form.stack method="post" action="/account/sign-in" {
+            (csrf(session))
+            input type="hidden" name="next" value=(next);
+            (form_error(error))
+            label { "Email" input type="email" name="email" value=(email) required autocomplete="username"; (field_error(error, "email")) }
+            label { "Password" input type="password" name="password" required autocomplete="current-password"; (field_error(error, "password")) }
+            button type="submit" { "Sign in" }
+        }
+        p { "New here? " a href="/account/register" { "Create an account" } }
+    }
+}
+
+/// `/account/sign-in`.
+pub(crate) async fn sign_in_form(session: Current, Query(next): Query<Next>) -> Response {
+    let s = session.get();
+    page(
+        Shell {
+            title: "Sign in",
+            session: &s,
+            flash: session.take_flash(),
+            refresh: None,
+        },
+        sign_in_page(&s, "", &next.next, None),
+    )
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SignInForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Token {
+    access_token: String,
+    role: String,
+    customer_id: Option<String>,
+}
+
+/// Signs `email` in; the session moves to a new id.
+async fn sign_in_as(
+    state: &AppState,
+    session: &Current,
+    email: &str,
+    password: &str,
+) -> Result<String, ApiError> {
+    let body = json!({ "email": email, "password": password });
+    let token = state
+        .api
+        .write::<Token>(Method::POST, "/v1/auth/token", Some(&body), Auth::default())
+        .await?
+        .body;
+    session.renew();
+    let signed_in = SignedIn {
+        token: token.access_token,
+        email: email.trim().to_lowercase(),
+        customer_id: token.customer_id,
+    };
+    let role = token.role;
+    session.update(|s| {
+        if role == "admin" {
+            s.admin = Some(signed_in);
+        } else {
+            s.customer = Some(signed_in);
+            // A cart opened as a guest stays usable: its token still opens it.
+        }
+    });
+    Ok(role)
+}
+
+/// `POST /account/sign-in`.
+pub(crate) async fn sign_in(
+    State(state): State<AppState>,
+    session: Current,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    match sign_in_as(&state, &session, &form.email, &form.password).await {
+        Ok(role) => {
+            let fallback = if role == "admin" {
+                "/admin"
+            } else {
+                "/account"
+            };
+            see_other(local(&form.next).unwrap_or(fallback))
+        }
+        Err(e) if e.status().is_client_error() => {
+            let s = session.get();
+            let content = sign_in_page(&s, &form.email, &form.next, Some(&e));
+            let page = page(
+                Shell {
+                    title: "Sign in",
+                    session: &s,
+                    flash: None,
+                    refresh: None,
+                },
+                content,
+            );
+            (e.status(), page).into_response()
+        }
+        Err(e) => ErrorPage::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RegisterForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+fn register_page(session: &Session, form: &RegisterForm, error: Option<&ApiError>) -> Markup {
+    html! {
+        h1 { "Create an account" }
+        form.stack method="post" action="/account/register" {
+            (csrf(session))
+            (form_error(error))
+            label { "Name" input name="name" value=(form.name) required autocomplete="name"; (field_error(error, "name")) }
+            label { "Email" input type="email" name="email" value=(form.email) required autocomplete="email"; (field_error(error, "email")) }
+            label { "Password (at least 10 characters)" input type="password" name="password" required minlength="10" autocomplete="new-password"; (field_error(error, "password")) }
+            button type="submit" { "Create account" }
+        }
+    }
+}
+
+/// `/account/register`.
+pub(crate) async fn register_form(session: Current) -> Response {
+    let s = session.get();
+    page(
+        Shell {
+            title: "Create an account",
+            session: &s,
+            flash: None,
+            refresh: None,
+        },
+        register_page(&s, &RegisterForm::default(), None),
+    )
+    .into_response()
+}
+
+/// `POST /account/register`: registers, then signs in.
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    session: Current,
+    Form(form): Form<RegisterForm>,
+) -> Response {
+    let body = json!({ "name": form.name, "email": form.email, "password": form.password });
+    let registered = state
+        .api
+        .post("/v1/customers", Some(&body), Auth::default())
+        .await;
+    let result = match registered {
+        Ok(w) => {
+            session.update(|s| s.position = w.position);
+            sign_in_as(&state, &session, &form.email, &form.password).await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => {
+            session.update(|s| s.flash = Some("Welcome! Your account is ready.".into()));
+            see_other("/account")
+        }
+        Err(e) if e.status().is_client_error() => {
+            let s = session.get();
+            let content = register_page(&s, &form, Some(&e));
+            let page = page(
+                Shell {
+                    title: "Create an account",
+                    session: &s,
+                    flash: None,
+                    refresh: None,
+                },
+                content,
+            );
+            (e.status(), page).into_response()
+        }
+        Err(e) => ErrorPage::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Me {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OrderSummary {
+    id: uuid::Uuid,
+    status: String,
+    total: Money,
+    placed_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OrderPage {
+    items: Vec<OrderSummary>,
+}
+
+/// `/account`: profile and order history.
+pub(crate) async fn show(State(state): State<AppState>, session: Current) -> Response {
+    let s = session.get();
+    let Some(customer) = &s.customer else {
+        return see_other("/account/sign-in?next=/account");
+    };
+    let auth = Auth {
+        bearer: Some(&customer.token),
+        min_position: s.position.as_deref(),
+        ..Auth::default()
+    };
+    let me: Result<Me, _> = state.api.read("/v1/customers/me", auth).await;
+    let orders: Result<OrderPage, _> = state.api.read("/v1/orders?limit=50", auth).await;
+    let (me, orders) = match (me, orders) {
+        (Ok(me), Ok(orders)) => (me, orders.items),
+        (Err(e), _) | (_, Err(e)) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
+            // The token expired or was revoked: sign in again.
+            session.update(|s| s.customer = None);
+            return see_other("/account/sign-in?next=/account");
+        }
+        (Err(e), _) | (_, Err(e)) => return ErrorPage::from(e).into_response(),
+    };
+    let content = html! {
+        h1 { "Your account" }
+        p { (me.name.unwrap_or_default()) " · " (me.email.unwrap_or_default()) }
+        form method="post" action="/account/sign-out" { (csrf(&s)) button.secondary type="submit" { "Sign out" } }
+        h2 { "Your orders" }
+        @if orders.is_empty() {
+            p { "No orders yet." }
+        } @else {
+            table {
+                thead { tr { th { "Order" } th { "Placed" } th { "Status" } th.num { "Total" } } }
+                tbody {
+                    @for o in &orders {
+                        tr {
+                            td { a href={ "/orders/" (o.id) } { (o.id.simple().to_string()[..8].to_uppercase()) } }
+                            td { (o.placed_at.format("%Y-%m-%d")) }
+                            td { span class={ "status status-" (o.status) } { (status_label(&o.status)) } }
+                            td.num { (o.total.show()) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Delete your account" }
+        p { "Your name, email, addresses and login are erased for good; orders stay, without your personal data." }
+        form method="post" action="/account/delete" {
+            (csrf(&s))
+            label { input type="checkbox" name="confirm" value="yes" required; " I understand this cannot be undone" }
+            " "
+            button.danger type="submit" { "Delete my account" }
+        }
+    };
+    page(
+        Shell {
+            title: "Your account",
+            session: &s,
+            flash: session.take_flash(),
+            refresh: None,
+        },
+        content,
+    )
+    .into_response()
+}
+
+/// `POST /account/sign-out`: forgets both sign-ins (and the cart of the account).
+pub(crate) async fn sign_out(session: Current, Form(_): Form<Value>) -> Response {
+    session.update(|s| {
+        if s.customer.is_some() && s.cart.as_ref().is_some_and(|c| c.token.is_none()) {
+            s.cart = None;
+        }
+        s.customer = None;
+        s.admin = None;
+        s.flash = Some("You are signed out.".into());
+    });
+    session.renew();
+    see_other("/")
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeleteForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /account/delete`: erases the customer (the API revokes every token).
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    session: Current,
+    Form(form): Form<DeleteForm>,
+) -> Response {
+    let s = session.get();
+    let Some(customer) = s.customer.clone() else {
+        return see_other("/account/sign-in");
+    };
+    if form.confirm != "yes" {
+        session.update(|s| s.flash = Some("Tick the box to confirm.".into()));
+        return see_other("/account");
+    }
+    let Some(id) = customer.customer_id.clone() else {
+        return ErrorPage::bad_request("This account cannot be deleted here.").into_response();
+    };
+    let result = state
+        .api
+        .write::<Value>(
+            Method::DELETE,
+            &format!("/v1/customers/{id}"),
+            None::<&()>,
+            Auth::bearer(&customer.token),
+        )
+        .await;
+    match result {
+        Ok(_) => {
+            session.update(|s| {
+                s.customer = None;
+                s.cart = None;
+                s.flash = Some("Your account is deleted.".into());
+            });
+            session.renew();
+            see_other("/")
+        }
+        Err(e) => ErrorPage::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(local("/checkout"), Some("/checkout"));
+        assert_eq!(local("//evil.example/"), None);
+        assert_eq!(local("https://evil.example/"), None);
+        assert_eq!(local("/\\evil.example"), None);
+        assert_eq!(local(""), None);
+    }
+}

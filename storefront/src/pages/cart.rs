@@ -1,0 +1,460 @@
+//! The cart (change a quantity, remove a line) and the checkout, as a guest or signed in.
+
+use axum::extract::{Path, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::layout::{csrf, field_error, form_error, page, ErrorPage, Money, Shell};
+use super::see_other;
+use crate::client::{ApiError, Auth};
+use crate::form::Form;
+use crate::session::{CartRef, Current, Session};
+use crate::AppState;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CartLine {
+    pub sku: String,
+    pub name: String,
+    pub quantity: i32,
+    pub unit_price: Money,
+    pub line_total: Money,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CartView {
+    pub status: String,
+    pub lines: Vec<CartLine>,
+    pub total: Money,
+}
+
+/// How this session writes to and reads its cart.
+fn cart_auth<'a>(session: &'a Session, cart: &'a CartRef) -> Auth<'a> {
+    Auth {
+        bearer: session.customer.as_ref().map(|c| c.token.as_str()),
+        cart_token: cart.token.as_deref(),
+        min_position: session.position.as_deref(),
+        ..Auth::default()
+    }
+}
+
+/// The session's open cart as the query API has it (after this session's last write).
+async fn load(state: &AppState, session: &Session) -> Result<Option<CartView>, ApiError> {
+    let Some(cart) = &session.cart else {
+        return Ok(None);
+    };
+    let view: CartView = state
+        .api
+        .read(&format!("/v1/carts/{}", cart.id), cart_auth(session, cart))
+        .await?;
+    Ok((view.status == "open").then_some(view))
+}
+
+fn lines_table(session: &Session, cart: &CartView, editable: bool) -> Markup {
+    html! {
+        table {
+            caption.visually-hidden { "Items in your cart" }
+            thead { tr { th { "Product" } th.num { "Price" } th.num { "Quantity" } th.num { "Total" } @if editable { th { span.visually-hidden { "Actions" } } } } }
+            tbody {
+                @for line in &cart.lines {
+                    tr {
+                        td { a href={ "/products/" (line.sku) } { (line.name) } }
+                        td.num { (line.unit_price.show()) }
+                        td.num {
+                            @if editable {
+                                form.inline method="post" action={ "/cart/items/" (line.sku) } {
+                                    (csrf(session))
+                                    label.visually-hidden for={ "qty-" (line.sku) } { "Quantity of " (line.name) }
+                                    input id={ "qty-" (line.sku) } type="number" name="quantity" min="0" max="999" value=(line.quantity) size="3";
+                                    button.secondary type="submit" { "Update" }
+                                }
+                            } @else {
+                                (line.quantity)
+                            }
+                        }
+                        td.num { (line.line_total.show()) }
+                        @if editable {
+                            td {
+                                form method="post" action={ "/cart/items/" (line.sku) } {
+                                    (csrf(session))
+                                    input type="hidden" name="quantity" value="0";
+                                    button.secondary type="submit" aria-label={ "Remove " (line.name) } { "Remove" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            tfoot { tr { th colspan="3" { "Total" } td.num { strong { (cart.total.show()) } } @if editable { td {} } } }
+        }
+    }
+}
+
+/// `/cart`.
+pub(crate) async fn show(State(state): State<AppState>, session: Current) -> Response {
+    let s = session.get();
+    let cart = match load(&state, &s).await {
+        Ok(c) => c,
+        Err(e) => return ErrorPage::from(e).into_response(),
+    };
+    let content = html! {
+        h1 { "Your cart" }
+        @match &cart {
+            Some(cart) if !cart.lines.is_empty() => {
+                (lines_table(&s, cart, true))
+                p { a.button href="/checkout" { "Check out" } }
+            }
+            _ => { p { "Your cart is empty. " a href="/search" { "Find something you like" } "." } }
+        }
+    };
+    page(
+        Shell {
+            title: "Cart",
+            session: &s,
+            flash: session.take_flash(),
+            refresh: None,
+        },
+        content,
+    )
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AddForm {
+    sku: String,
+    quantity: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct CartCreated {
+    id: Uuid,
+    cart_token: Option<String>,
+}
+
+/// The session's cart, opened on first use (the customer's own when signed in).
+async fn open_cart(state: &AppState, session: &Current) -> Result<CartRef, ApiError> {
+    let s = session.get();
+    if let Some(cart) = s.cart {
+        return Ok(cart);
+    }
+    let auth = Auth {
+        bearer: s.customer.as_ref().map(|c| c.token.as_str()),
+        ..Auth::default()
+    };
+    let created = state
+        .api
+        .write::<CartCreated>(Method::POST, "/v1/carts", Some(&json!({})), auth)
+        .await?;
+    let cart = CartRef {
+        id: created.body.id,
+        token: created.body.cart_token,
+    };
+    session.update(|s| {
+        s.cart = Some(cart.clone());
+        s.position = created.position.or(s.position.take());
+    });
+    Ok(cart)
+}
+
+/// `POST /cart/items`: adds units of a product.
+pub(crate) async fn add(
+    State(state): State<AppState>,
+    session: Current,
+    Form(form): Form<AddForm>,
+) -> Response {
+    let result = async {
+        let cart = open_cart(&state, &session).await?;
+        let s = session.get();
+        let body = json!({ "sku": form.sku, "quantity": form.quantity });
+        state
+            .api
+            .post(
+                &format!("/v1/carts/{}/items", cart.id),
+                Some(&body),
+                cart_auth(&s, &cart),
+            )
+            .await
+    }
+    .await;
+    match result {
+        Ok(w) => {
+            session.update(|s| {
+                s.position = w.position.or(s.position.take());
+                s.flash = Some(format!("Added {} to your cart.", form.sku));
+            });
+            see_other("/cart")
+        }
+        // A cart that was checked out elsewhere (or expired): start a new one next time.
+        Err(e) if e.code() == "cart_checked_out" || e.code() == "cart_not_found" => {
+            session.update(|s| {
+                s.cart = None;
+                s.flash = Some("Your previous cart is closed; please add the item again.".into());
+            });
+            see_other(&format!("/products/{}", form.sku))
+        }
+        Err(e) if e.status().is_client_error() => {
+            session.update(|s| s.flash = Some(format!("Could not add {}: {e}", form.sku)));
+            see_other(&format!("/products/{}", form.sku))
+        }
+        Err(e) => ErrorPage::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ChangeForm {
+    quantity: u32,
+}
+
+/// `POST /cart/items/{sku}`: a new quantity; 0 removes the line.
+pub(crate) async fn change(
+    State(state): State<AppState>,
+    session: Current,
+    Path(sku): Path<String>,
+    Form(form): Form<ChangeForm>,
+) -> Response {
+    let s = session.get();
+    let Some(cart) = s.cart.clone() else {
+        return see_other("/cart");
+    };
+    let path = format!("/v1/carts/{}/items/{sku}", cart.id);
+    let auth = cart_auth(&s, &cart);
+    let result = if form.quantity == 0 {
+        state
+            .api
+            .write::<serde_json::Value>(Method::DELETE, &path, None::<&()>, auth)
+            .await
+    } else {
+        let body = json!({ "quantity": form.quantity });
+        state
+            .api
+            .write(Method::PATCH, &path, Some(&body), auth)
+            .await
+    };
+    match result {
+        Ok(w) => session.update(|s| s.position = w.position.or(s.position.take())),
+        Err(e) if e.status().is_client_error() => {
+            session.update(|s| s.flash = Some(format!("Could not change {sku}: {e}")))
+        }
+        Err(e) => return ErrorPage::from(e).into_response(),
+    }
+    see_other("/cart")
+}
+
+/// What the checkout form holds (kept when the API refuses it, to show it again).
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub(crate) struct CheckoutForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    line1: String,
+    #[serde(default)]
+    line2: String,
+    #[serde(default)]
+    city: String,
+    #[serde(default)]
+    postal_code: String,
+    #[serde(default)]
+    country: String,
+    #[serde(default)]
+    payment_token: String,
+    /// This attempt's idempotency key: a double-submitted checkout places one order.
+    #[serde(default, rename = "_key")]
+    key: String,
+}
+
+/// The documented test tokens of the test payment gateway.
+const TEST_TOKENS: [(&str, &str); 4] = [
+    ("tok_visa", "Test Visa (approved)"),
+    ("tok_mastercard", "Test Mastercard (approved)"),
+    ("tok_decline", "Test card that is declined"),
+    ("tok_insufficient_funds", "Test card without funds"),
+];
+
+const COUNTRIES: [(&str, &str); 8] = [
+    ("DE", "Germany"),
+    ("AT", "Austria"),
+    ("FR", "France"),
+    ("NL", "Netherlands"),
+    ("PT", "Portugal"),
+    ("ES", "Spain"),
+    ("IT", "Italy"),
+    ("GB", "United Kingdom"),
+];
+
+fn checkout_page(
+    session: &Session,
+    cart: &CartView,
+    form: &CheckoutForm,
+    error: Option<&ApiError>,
+) -> Markup {
+    let guest = session.customer.is_none();
+    let text = |name: &'static str,
+                label: &'static str,
+                value: &str,
+                field: &'static str,
+                required: bool,
+                autocomplete: &'static str| {
+        html! {
+            label {
+                (label)
+                input name=(name) value=(value) required[required] autocomplete=(autocomplete)
+                    aria-describedby=[error.and_then(|e| e.field(field)).map(|_| format!("{}-error", field.replace('.', "-")))];
+                (field_error(error, field))
+            }
+        }
+    };
+    html! {
+        h1 { "Checkout" }
+        (lines_table(session, cart, false))
+        form.stack method="post" action="/checkout" {
+            (csrf(session))
+            input type="hidden" name="_key" value=(form.key);
+            (form_error(error))
+            @if guest {
+                p.muted { "Checking out as a guest. " a href="/account/sign-in?next=/checkout" { "Sign in" } " to see the order in your account." }
+                label {
+                    "Email (for your order updates)"
+                    input type="email" name="email" value=(form.email) required autocomplete="email";
+                    (field_error(error, "email"))
+                }
+            }
+            fieldset {
+                legend { "Shipping address" }
+                (text("name", "Full name", &form.name, "shipping_address.name", true, "name"))
+                (text("line1", "Address", &form.line1, "shipping_address.line1", true, "address-line1"))
+                (text("line2", "Address line 2 (optional)", &form.line2, "shipping_address.line2", false, "address-line2"))
+                (text("postal_code", "Postal code", &form.postal_code, "shipping_address.postal_code", true, "postal-code"))
+                (text("city", "City", &form.city, "shipping_address.city", true, "address-level2"))
+                label {
+                    "Country"
+                    select name="country" autocomplete="country" {
+                        @for (code, name) in COUNTRIES {
+                            option value=(code) selected[form.country == code] { (name) }
+                        }
+                    }
+                    (field_error(error, "shipping_address.country"))
+                }
+            }
+            fieldset {
+                legend { "Payment" }
+                p.muted { "This demo takes test card tokens only; no card number is ever asked for or stored." }
+                @for (token, label) in TEST_TOKENS {
+                    label {
+                        input type="radio" name="payment_token" value=(token) checked[form.payment_token == token || (form.payment_token.is_empty() && token == "tok_visa")];
+                        (label) " " code { (token) }
+                    }
+                }
+                (field_error(error, "payment_token"))
+            }
+            button type="submit" { "Place order · " (cart.total.show()) }
+        }
+    }
+}
+
+/// `/checkout`.
+pub(crate) async fn checkout_form(State(state): State<AppState>, session: Current) -> Response {
+    let s = session.get();
+    let cart = match load(&state, &s).await {
+        Ok(Some(c)) if !c.lines.is_empty() => c,
+        Ok(_) => return see_other("/cart"),
+        Err(e) => return ErrorPage::from(e).into_response(),
+    };
+    let form = CheckoutForm {
+        key: Uuid::new_v4().to_string(),
+        country: "DE".into(),
+        ..CheckoutForm::default()
+    };
+    page(
+        Shell {
+            title: "Checkout",
+            session: &s,
+            flash: session.take_flash(),
+            refresh: None,
+        },
+        checkout_page(&s, &cart, &form, None),
+    )
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckoutAccepted {
+    order_id: Uuid,
+    order_token: Option<String>,
+}
+
+/// `POST /checkout`: places the order and shows it (it confirms on its own page).
+pub(crate) async fn checkout(
+    State(state): State<AppState>,
+    session: Current,
+    Form(form): Form<CheckoutForm>,
+) -> Response {
+    let s = session.get();
+    let Some(cart) = s.cart.clone() else {
+        return see_other("/cart");
+    };
+    let mut body = json!({
+        "shipping_address": {
+            "name": form.name, "line1": form.line1, "city": form.city,
+            "postal_code": form.postal_code, "country": form.country,
+        },
+        "payment_token": form.payment_token,
+    });
+    if !form.line2.trim().is_empty() {
+        body["shipping_address"]["line2"] = json!(form.line2);
+    }
+    if s.customer.is_none() {
+        body["email"] = json!(form.email);
+    }
+    let key = (!form.key.is_empty()).then_some(form.key.as_str());
+    let auth = Auth {
+        idempotency_key: key,
+        ..cart_auth(&s, &cart)
+    };
+    let result = state
+        .api
+        .write::<CheckoutAccepted>(
+            Method::POST,
+            &format!("/v1/carts/{}/checkout", cart.id),
+            Some(&body),
+            auth,
+        )
+        .await;
+    match result {
+        Ok(w) => {
+            let order = w.body;
+            session.update(|s| {
+                s.cart = None;
+                s.position = w.position.or(s.position.take());
+                if let Some(token) = order.order_token {
+                    s.guest_orders.insert(order.order_id, token);
+                }
+                s.flash = Some("Thank you! Your order is placed.".into());
+            });
+            see_other(&format!("/orders/{}", order.order_id))
+        }
+        Err(e) if e.status().is_client_error() => {
+            let cart = match load(&state, &s).await {
+                Ok(Some(c)) => c,
+                Ok(None) => return see_other("/cart"),
+                Err(e) => return ErrorPage::from(e).into_response(),
+            };
+            let content = checkout_page(&s, &cart, &form, Some(&e));
+            let page = page(
+                Shell {
+                    title: "Checkout",
+                    session: &s,
+                    flash: None,
+                    refresh: None,
+                },
+                content,
+            );
+            (e.status(), page).into_response()
+        }
+        Err(e) => ErrorPage::from(e).into_response(),
+    }
+}

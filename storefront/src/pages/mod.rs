@@ -1,0 +1,90 @@
+//! The pages: the shop (`/`, `/search`, `/products/{sku}`), the cart and checkout, orders, the
+//! account, and the back office (`/admin`).
+
+pub(crate) mod account;
+pub(crate) mod admin;
+pub(crate) mod cart;
+pub(crate) mod layout;
+pub(crate) mod orders;
+pub(crate) mod shop;
+
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::client::Auth;
+use crate::session::Session;
+use crate::AppState;
+
+/// Every page and form.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(shop::home))
+        .route("/search", get(shop::search))
+        .route("/search/suggest", get(shop::suggest))
+        .route("/products/{sku}", get(shop::product))
+        .route("/cart", get(cart::show))
+        .route("/cart/items", post(cart::add))
+        .route("/cart/items/{sku}", post(cart::change))
+        .route("/checkout", get(cart::checkout_form).post(cart::checkout))
+        .route("/orders/{id}", get(orders::show))
+        .route("/orders/{id}/status", get(orders::status))
+        .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/orders/{id}/returns", post(orders::request_return))
+        .route("/account", get(account::show))
+        .route(
+            "/account/sign-in",
+            get(account::sign_in_form).post(account::sign_in),
+        )
+        .route(
+            "/account/register",
+            get(account::register_form).post(account::register),
+        )
+        .route("/account/sign-out", post(account::sign_out))
+        .route("/account/delete", post(account::delete))
+        .merge(admin::router())
+        .fallback(|| async { layout::ErrorPage::not_found("There is no such page.") })
+}
+
+const STYLE: &str = include_str!("../../assets/style.css");
+/// htmx 2.0.11 from its npm package (`htmx.org`, Zero-Clause BSD), vendored: no CDN.
+const HTMX: &str = include_str!("../../assets/htmx.min.js");
+
+/// The stylesheet and htmx, cached by browsers for a day.
+pub(crate) fn assets() -> Router {
+    fn asset(body: &'static str, kind: &'static str) -> Response {
+        (
+            [
+                (CONTENT_TYPE, kind),
+                (CACHE_CONTROL, "public, max-age=86400"),
+            ],
+            body,
+        )
+            .into_response()
+    }
+    Router::new()
+        .route(
+            "/assets/style.css",
+            get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/assets/htmx.min.js",
+            get(|| async { asset(HTMX, "text/javascript; charset=utf-8") }),
+        )
+}
+
+/// How this session reads: as its customer (or admin) if signed in, waiting for its last
+/// write.
+pub(crate) fn reader(session: &Session) -> Auth<'_> {
+    Auth {
+        bearer: session.customer.as_ref().map(|c| c.token.as_str()),
+        min_position: session.position.as_deref(),
+        ..Auth::default()
+    }
+}
+
+/// After a form: to `to`, with a message for the next page.
+pub(crate) fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
