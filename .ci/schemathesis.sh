@@ -77,7 +77,7 @@ case $PG_SERVER in
 *://*/*) DB_URL=${PG_SERVER%/*}/$DB ;;
 *) DB_URL=${PG_SERVER%/}/$DB ;;
 esac
-read -r CMD_PORT QRY_PORT ADMIN_PORT < <(python3 "$HELPER" free-ports 3)
+read -r CMD_PORT QRY_PORT ADMIN_PORT SHOP_PORT < <(python3 "$HELPER" free-ports 4)
 WORK=$(mktemp -d /tmp/mercato-st.XXXXXX)
 ADMIN_EMAIL=admin-$ID@mercato.invalid
 ADMIN_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
@@ -121,6 +121,7 @@ export MERCATO_SUBJECT_PREFIX=st$ID
 export MERCATO_COMMAND_API_ADDR=127.0.0.1:$CMD_PORT
 export MERCATO_QUERY_API_ADDR=127.0.0.1:$QRY_PORT
 export MERCATO_ADMIN_ADDR=127.0.0.1:$ADMIN_PORT
+export MERCATO_STOREFRONT_ADDR=127.0.0.1:$SHOP_PORT
 export MERCATO_INDEX_DIR=$WORK/index
 export MERCATO_REPLICA_ID=st-$ID
 export MERCATO_RELAY_NAME=relay

@@ -339,6 +339,8 @@ async fn start_mercato(
         "127.0.0.1:0",
         "--query-api-addr",
         "127.0.0.1:0",
+        "--storefront-addr",
+        "127.0.0.1:0",
         "--index-dir",
         &index.to_string_lossy(),
         "--jwt-secret",

@@ -6,7 +6,8 @@
 #   * nats-server with JetStream on 127.0.0.1:${MERCATO_NATS_PORT:-4222};
 #   * the tools the tests and .ci/run's checks need: curl, python3 and its venv module
 #     (.ci/schemathesis.sh), promtool from Debian's prometheus (.ci/prometheus.sh) and
-#     nginx (the gateway test), wrk (mercato-bench commands); the packages' services are
+#     nginx (the gateway test), wrk (mercato-bench commands), chromium and chromium-driver
+#     (the storefront's browser tests); the packages' services are
 #     not started.
 #
 # Debian 12 (bookworm), run as root; only Debian's package mirrors are needed.
@@ -361,6 +362,9 @@ ensure_test_tools() {
     [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
     # mercato-bench's commands scenario drives HTTP with wrk.
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    # The storefront's browser tests drive Debian's headless Chromium through chromedriver.
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
     if ((${#missing[@]})); then
         # Only the binaries are wanted (promtool, nginx): keep the services from starting
         # (policy-rc.d, which invoke-rc.d and deb-systemd-invoke obey) unless the host has

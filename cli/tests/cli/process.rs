@@ -27,6 +27,8 @@ pub struct Mercato {
     pub command_api_addr: Option<String>,
     /// `host:port` of the query API, when the process runs it.
     pub query_api_addr: Option<String>,
+    /// Where the storefront listens, when the process runs it.
+    pub storefront_addr: Option<String>,
     index_dir: std::path::PathBuf,
 }
 
@@ -62,6 +64,7 @@ impl Mercato {
             .env("MERCATO_ADMIN_ADDR", "127.0.0.1:0")
             .env("MERCATO_COMMAND_API_ADDR", "127.0.0.1:0")
             .env("MERCATO_QUERY_API_ADDR", "127.0.0.1:0")
+            .env("MERCATO_STOREFRONT_ADDR", "127.0.0.1:0")
             .env("MERCATO_INDEX_DIR", &index_dir)
             .env(
                 "MERCATO_JWT_SECRET",
@@ -90,6 +93,7 @@ impl Mercato {
             admin_addr: None,
             command_api_addr: None,
             query_api_addr: None,
+            storefront_addr: None,
             index_dir,
         };
         // The API listeners are bound (and logged) before the admin server starts serving.
@@ -108,6 +112,7 @@ impl Mercato {
                 Some("admin server listening") => me.admin_addr = addr,
                 Some("command api listening") => me.command_api_addr = addr,
                 Some("query api listening") => me.query_api_addr = addr,
+                Some("storefront listening") => me.storefront_addr = addr,
                 _ => {}
             }
         }

@@ -66,6 +66,8 @@ async fn a_checkout_is_one_connected_trace_from_the_request_to_the_read_model() 
         "127.0.0.1:0",
         "--query-api-addr",
         "127.0.0.1:0",
+        "--storefront-addr",
+        "127.0.0.1:0",
         "--index-dir",
         &index_dir,
         "--jwt-secret",

@@ -262,7 +262,6 @@ pub(crate) async fn show(State(state): State<AppState>, session: Current) -> Res
     let content = html! {
         h1 { "Your account" }
         p { (me.name.unwrap_or_default()) " · " (me.email.unwrap_or_default()) }
-        form method="post" action="/account/sign-out" { (csrf(&s)) button.secondary type="submit" { "Sign out" } }
         h2 { "Your orders" }
         @if orders.is_empty() {
             p { "No orders yet." }

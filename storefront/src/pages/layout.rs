@@ -124,6 +124,12 @@ pub(crate) fn page(shell: Shell<'_>, content: Markup) -> Markup {
                         @if s.admin.is_some() {
                             a href="/admin" { "Back office" }
                         }
+                        @if s.customer.is_some() || s.admin.is_some() {
+                            form.sign-out method="post" action="/account/sign-out" {
+                                (csrf(s))
+                                button.secondary type="submit" { "Sign out" }
+                            }
+                        }
                     }
                 }
                 main #main {

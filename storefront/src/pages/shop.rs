@@ -293,7 +293,7 @@ pub(crate) async fn search(
                     p.error role="alert" { (message) }
                 }
                 @if let Some(r) = &results {
-                    p.muted { (r.total) " products" }
+                    p.muted { (r.total) @if r.total == 1 { " product" } @else { " products" } }
                     @if r.hits.is_empty() {
                         p { "Nothing matches. Try fewer words or other filters." }
                     }
