@@ -467,6 +467,18 @@ pub async fn run_storefront(settings: Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     start_storefront(&settings, None, None, &mut tasks, &shutdown).await?;
+    // Metrics and liveness on the admin port, as every Mercato process has them.
+    let admin = TcpListener::bind(settings.admin_addr)
+        .await
+        .with_context(|| format!("cannot bind the admin listener {}", settings.admin_addr))?;
+    tracing::info!(addr = %admin.local_addr()?, "admin server listening");
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(admin, mercato_telemetry::admin_router())
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await;
+        ("admin", served.map_err(anyhow::Error::from))
+    });
     let token = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

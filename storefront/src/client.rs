@@ -2,12 +2,33 @@
 //! HTTP to the command API (writes) and the query API (reads), with the same headers a
 //! mobile app or a partner's shop would send.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+tokio::task_local! {
+    /// The address of the shopper whose request this task serves.
+    static SHOPPER: String;
+}
+
+/// Remembers the shopper's address for the API calls made on their behalf: they carry it in
+/// `X-Forwarded-For`, so an API that trusts this storefront's forwarding counts sign-in and
+/// registration attempts per shopper, not per storefront (ADR 0019).
+pub(crate) async fn shopper_address(req: Request, next: Next) -> Response {
+    let address = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip().to_string())
+        .unwrap_or_default();
+    SHOPPER.scope(address, next.run(req)).await
+}
 
 /// A problem (RFC 9457) the API answered with.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -190,6 +211,13 @@ async fn send<T: DeserializeOwned>(
 ) -> Result<Written<T>, ApiError> {
     if let Some(token) = auth.bearer {
         request = request.bearer_auth(token);
+    }
+    if let Some(shopper) = SHOPPER
+        .try_with(Clone::clone)
+        .ok()
+        .filter(|a| !a.is_empty())
+    {
+        request = request.header("X-Forwarded-For", shopper);
     }
     for (name, value) in [
         ("Mercato-Cart-Token", auth.cart_token),

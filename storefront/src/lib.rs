@@ -114,7 +114,10 @@ impl Storefront {
 
     /// Serves until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), StorefrontError> {
-        axum::serve(self.listener, self.router)
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
             .map_err(StorefrontError::Serve)
@@ -137,8 +140,10 @@ pub fn router(config: &StorefrontConfig) -> Router {
             sessions,
             session::layer,
         ))
+        .layer(axum::middleware::from_fn(client::shopper_address))
         .layer(axum::middleware::from_fn(security_headers))
         .merge(pages::assets())
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
 }
 
 /// Scripts and styles come from this origin only: no inline script or style, so an injected

@@ -244,9 +244,27 @@ async fn a_merchant_ships_and_delivers_a_customer_returns_and_is_refunded() {
     browser.fill("password", "correct horse battery").await;
     browser.click("Create account").await;
     browser.wait_for_text("Your account is ready").await;
+    // Their default address fills the checkout form.
+    browser
+        .find("details summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.fill("recipient", "Grace Hopper").await;
+    browser.fill("line1", "Harbour Street 7").await;
+    browser.fill("postal_code", "1100-148").await;
+    browser.fill("city", "Lisbon").await;
+    browser.fill("country", "PT").await;
+    browser.click("Save profile").await;
+    browser.wait_for_text("Your profile is saved").await;
     browser.go("/products/LAMP-1").await;
     browser.click("Add to cart").await;
     browser.wait_for_text("39.90 EUR").await;
+    browser.go("/checkout").await;
+    let line1 = browser.find("[name=line1]").await.prop("value").await.unwrap();
+    assert_eq!(line1.as_deref(), Some("Harbour Street 7"));
+    browser.go("/cart").await;
     let order = check_out(&browser, None, "tok_visa").await;
     browser.wait_for_text("Confirmed").await;
     let order_id = order.rsplit('/').next().unwrap().to_owned();

@@ -216,12 +216,34 @@ pub(crate) async fn register(
     }
 }
 
+/// A customer's default shipping address as the query API shows it.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(crate) struct Address {
+    #[serde(default)]
+    pub recipient: String,
+    #[serde(default)]
+    pub line1: String,
+    #[serde(default)]
+    pub line2: Option<String>,
+    #[serde(default)]
+    pub city: String,
+    #[serde(default)]
+    pub postal_code: String,
+    #[serde(default)]
+    pub country: String,
+}
+
+/// The signed-in customer as the query API shows them.
 #[derive(Debug, Deserialize)]
-struct Me {
+pub(crate) struct Me {
     #[serde(default)]
-    name: Option<String>,
+    pub name: Option<String>,
     #[serde(default)]
-    email: Option<String>,
+    pub email: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub address: Option<Address>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,9 +281,28 @@ pub(crate) async fn show(State(state): State<AppState>, session: Current) -> Res
         }
         (Err(e), _) | (_, Err(e)) => return ErrorPage::from(e).into_response(),
     };
+    let address = me.address.clone().unwrap_or_default();
     let content = html! {
         h1 { "Your account" }
-        p { (me.name.unwrap_or_default()) " · " (me.email.unwrap_or_default()) }
+        p { (me.name.clone().unwrap_or_default()) " · " (me.email.clone().unwrap_or_default()) }
+        details {
+            summary { "Profile and default shipping address" }
+            form.stack method="post" action="/account/profile" {
+                (csrf(&s))
+                label { "Name" input name="name" value=(me.name.clone().unwrap_or_default()) required autocomplete="name"; }
+                label { "Phone (optional)" input type="tel" name="phone" value=(me.phone.clone().unwrap_or_default()) autocomplete="tel"; }
+                fieldset {
+                    legend { "Default shipping address (optional)" }
+                    label { "Recipient" input name="recipient" value=(address.recipient) autocomplete="name"; }
+                    label { "Address" input name="line1" value=(address.line1) autocomplete="address-line1"; }
+                    label { "Address line 2" input name="line2" value=(address.line2.clone().unwrap_or_default()) autocomplete="address-line2"; }
+                    label { "Postal code" input name="postal_code" value=(address.postal_code) autocomplete="postal-code"; }
+                    label { "City" input name="city" value=(address.city) autocomplete="address-level2"; }
+                    label { "Country (two letters)" input name="country" value=(address.country) maxlength="2" autocomplete="country"; }
+                }
+                button type="submit" { "Save profile" }
+            }
+        }
         h2 { "Your orders" }
         @if orders.is_empty() {
             p { "No orders yet." }
@@ -299,6 +340,71 @@ pub(crate) async fn show(State(state): State<AppState>, session: Current) -> Res
         content,
     )
     .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ProfileForm {
+    name: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    recipient: String,
+    #[serde(default)]
+    line1: String,
+    #[serde(default)]
+    line2: String,
+    #[serde(default)]
+    city: String,
+    #[serde(default)]
+    postal_code: String,
+    #[serde(default)]
+    country: String,
+}
+
+/// `POST /account/profile`: name, phone and (when given) the default shipping address.
+pub(crate) async fn update_profile(
+    State(state): State<AppState>,
+    session: Current,
+    Form(form): Form<ProfileForm>,
+) -> Response {
+    let s = session.get();
+    let Some(customer) = s.customer.clone() else {
+        return see_other("/account/sign-in?next=/account");
+    };
+    let Some(id) = customer.customer_id.clone() else {
+        return see_other("/account");
+    };
+    let mut body = json!({ "name": form.name, "phone": form.phone.trim() });
+    if !form.line1.trim().is_empty() {
+        let mut address = json!({
+            "name": form.recipient, "line1": form.line1, "city": form.city,
+            "postal_code": form.postal_code, "country": form.country.trim().to_uppercase(),
+        });
+        if !form.line2.trim().is_empty() {
+            address["line2"] = json!(form.line2);
+        }
+        body["address"] = address;
+    }
+    let result = state
+        .api
+        .write::<Value>(
+            Method::PATCH,
+            &format!("/v1/customers/{id}"),
+            Some(&body),
+            Auth::bearer(&customer.token),
+        )
+        .await;
+    match result {
+        Ok(w) => session.update(|s| {
+            s.position = w.position.or(s.position.take());
+            s.flash = Some("Your profile is saved.".into());
+        }),
+        Err(e) if e.status().is_client_error() => {
+            session.update(|s| s.flash = Some(format!("Your profile was not saved: {e}")))
+        }
+        Err(e) => return ErrorPage::from(e).into_response(),
+    }
+    see_other("/account")
 }
 
 /// `POST /account/sign-out`: forgets both sign-ins (and the cart of the account).

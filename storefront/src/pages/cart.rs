@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::account::Me;
 use super::layout::{csrf, field_error, form_error, page, ErrorPage, Money, Shell};
 use super::see_other;
 use crate::client::{ApiError, Auth};
@@ -364,11 +365,25 @@ pub(crate) async fn checkout_form(State(state): State<AppState>, session: Curren
         Ok(_) => return see_other("/cart"),
         Err(e) => return ErrorPage::from(e).into_response(),
     };
-    let form = CheckoutForm {
+    let mut form = CheckoutForm {
         key: Uuid::new_v4().to_string(),
         country: "DE".into(),
         ..CheckoutForm::default()
     };
+    // A customer's default address fills the form (they may change it for this order).
+    if let Some(customer) = &s.customer {
+        let auth = Auth::bearer(&customer.token);
+        if let Ok(me) = state.api.read::<Me>("/v1/customers/me", auth).await {
+            if let Some(a) = me.address {
+                form.name = a.recipient;
+                form.line1 = a.line1;
+                form.line2 = a.line2.unwrap_or_default();
+                form.city = a.city;
+                form.postal_code = a.postal_code;
+                form.country = a.country;
+            }
+        }
+    }
     page(
         Shell {
             title: "Checkout",

@@ -42,6 +42,7 @@ pub(crate) fn router() -> Router<AppState> {
             get(account::register_form).post(account::register),
         )
         .route("/account/sign-out", post(account::sign_out))
+        .route("/account/profile", post(account::update_profile))
         .route("/account/delete", post(account::delete))
         .merge(admin::router())
         .fallback(|| async { layout::ErrorPage::not_found("There is no such page.") })
