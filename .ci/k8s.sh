@@ -18,7 +18,8 @@
 #      key of its own), the restricted security context, probes, resources, listeners on
 #      the pod address matching the container ports, the query API's replica id and index
 #      directory, and NetworkPolicies that let it reach DNS, PostgreSQL and NATS and be
-#      reached by the gateway and Prometheus;
+#      reached by the gateway and Prometheus (the storefront: DNS and the gateway, reached by
+#      the ingress controller and Prometheus);
 #    - deploy/k8s/nats/values.yaml runs enough JetStream servers for MERCATO_STREAM_REPLICAS,
 #      on volumes, with a sync_interval the server reads as a duration.
 #
@@ -290,7 +291,8 @@ for where, owner, template in pods:
         for var in effective:
             if var.startswith("MERCATO_") and var not in accepted[sub]:
                 fail(cw, f"{var} is not a setting of `mercato {sub}` (`mercato {sub} --help`)")
-        needed = ["MERCATO_DATABASE_URL", "MERCATO_DATA_KEY"]
+        # The storefront is a client of the APIs: no database, no data key, no NATS.
+        needed = [] if sub == "storefront" else ["MERCATO_DATABASE_URL", "MERCATO_DATA_KEY"]
         if sub in ("command-api", "query-api"):
             needed.append("MERCATO_JWT_SECRET")
         for var in needed:
@@ -305,6 +307,8 @@ for where, owner, template in pods:
             listeners["MERCATO_COMMAND_API_ADDR"] = "http"
         if sub == "query-api":
             listeners["MERCATO_QUERY_API_ADDR"] = "http"
+        if sub == "storefront":
+            listeners["MERCATO_STOREFRONT_ADDR"] = "http"
         for var, port_name in listeners.items():
             addr = effective.get(var, "")
             host, _, port = addr.rpartition(":")
@@ -340,10 +344,13 @@ for where, owner, template in pods:
     # What the NetworkPolicies selecting this pod let it do.
     mine = [p for p in policies if selects(p["spec"]["podSelector"], labels) or p["spec"]["podSelector"] == {}]
     egress = set().union(*[ports_of(p["spec"].get("egress")) for p in mine]) if mine else {"*"}
-    needs = {53, 5432} | ({4222} if long_running else set())
+    storefront = any(is_mercato(c) and c.get("args", [None])[0] == "storefront" for c in spec["containers"])
+    # The storefront reaches DNS and the gateway's pods; every other process PostgreSQL,
+    # and the long-running ones NATS.
+    needs = {53, 8000} if storefront else {53, 5432} | ({4222} if long_running else set())
     for port in sorted(needs - egress):
         if "*" not in egress:
-            fail(where, f"no NetworkPolicy lets it reach port {port} ({ {53: 'DNS', 5432: 'PostgreSQL', 4222: 'NATS'}[port]})")
+            fail(where, f"no NetworkPolicy lets it reach port {port} ({ {53: 'DNS', 5432: 'PostgreSQL', 4222: 'NATS', 8000: 'the gateway'}[port]})")
     if long_running:
         ingress = set()
         from_gateway = set()
@@ -358,7 +365,14 @@ for where, owner, template in pods:
             fail(where, "no NetworkPolicy lets Prometheus reach the admin port 9090")
         c = next(c for c in spec["containers"] if is_mercato(c))
         http = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}.get("http")
-        if http and http not in from_gateway:
+        if storefront:
+            # Shoppers come through the ingress controller, from its namespace.
+            from_ingress = {q.get("port") for p in mine for rule in p["spec"].get("ingress", []) or []
+                            if any("namespaceSelector" in f for f in rule.get("from", []))
+                            for q in rule.get("ports", [])}
+            if http and http not in from_ingress:
+                fail(where, f"no NetworkPolicy lets the ingress controller reach port {http}")
+        elif http and http not in from_gateway:
             fail(where, f"no NetworkPolicy lets the gateway reach port {http}")
 
 # Selectors and references between objects.
