@@ -35,6 +35,8 @@ pub(crate) struct ProductView {
     status: String,
     /// Units available over all warehouses.
     available: i64,
+    /// When the product was created.
+    created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -51,12 +53,13 @@ fn product(row: &PgRow) -> Result<ProductView, sqlx::Error> {
         price: MoneyDto::new(row.try_get("price_amount")?, &currency),
         status: row.try_get("status")?,
         available: row.try_get("available")?,
+        created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
 }
 
 const PRODUCT_COLUMNS: &str = "p.sku, p.name, p.description, p.brand, p.category, p.attributes, p.images, \
-     p.price_amount, p.currency, p.status, coalesce(s.total_available, 0) AS available, p.updated_at";
+     p.price_amount, p.currency, p.status, coalesce(s.total_available, 0) AS available, p.created_at, p.updated_at";
 
 /// Filters of the product list.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -79,6 +82,9 @@ pub(crate) struct ProductFilter {
     /// `discontinued`) instead of the published ones.
     #[param(pattern = "^(draft|published|unpublished|discontinued)$")]
     status: Option<String>,
+    /// `sku` (the default) or `newest` (the latest created first).
+    #[param(pattern = "^(sku|newest)$")]
+    sort: Option<String>,
     /// 1-100, default 20.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
@@ -127,7 +133,45 @@ pub(crate) async fn list_products(
         ));
     }
     price_range(filter.min_price, filter.max_price)?;
-    let after = filter.cursor.as_deref().map(decode_cursor).transpose()?;
+    let newest = match filter.sort.as_deref() {
+        None | Some("sku") => false,
+        Some("newest") => true,
+        Some(_) => {
+            return Err(Problem::bad_request(
+                "invalid_sort",
+                "sort is one of sku, newest",
+            ))
+        }
+    };
+    // Newest first pages by (created_at, sku): the cursor holds both.
+    let (after, after_created) = match filter.cursor.as_deref().map(decode_cursor).transpose()? {
+        None => (None, None),
+        Some(cursor) if newest => {
+            let (micros, sku) = cursor
+                .split_once(':')
+                .and_then(|(t, sku)| Some((t.parse::<i64>().ok()?, sku.to_owned())))
+                .ok_or_else(|| {
+                    Problem::bad_request("invalid_cursor", "cursor is not one this API returned")
+                })?;
+            let created = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+                Problem::bad_request("invalid_cursor", "cursor is not one this API returned")
+            })?;
+            (Some(sku), Some(created))
+        }
+        Some(sku) => (Some(sku), None),
+    };
+    let (position, order) = if newest {
+        (
+            "($9::timestamptz IS NULL OR (p.created_at, p.sku) < ($9, $1::text))",
+            "p.created_at DESC, p.sku DESC",
+        )
+    } else {
+        // ($9 is always NULL here: named so both orders take the same parameters.)
+        (
+            "($1::text IS NULL OR p.sku > $1) AND $9::timestamptz IS NULL",
+            "p.sku",
+        )
+    };
     let category: Option<Vec<String>> = filter.category.as_deref().map(|c| {
         c.split('/')
             .filter(|s| !s.is_empty())
@@ -138,13 +182,13 @@ pub(crate) async fn list_products(
     let rows = sqlx::query(&format!(
         "SELECT {PRODUCT_COLUMNS} FROM read.products p LEFT JOIN read.stock s ON s.sku = p.sku \
          WHERE p.status = $8 \
-           AND ($1::text IS NULL OR p.sku > $1) \
+           AND {position} \
            AND ($2::text[] IS NULL OR p.category[1:cardinality($2::text[])] = $2) \
            AND ($3::text IS NULL OR p.brand = $3) \
            AND ($4::bigint IS NULL OR p.price_amount >= $4) \
            AND ($5::bigint IS NULL OR p.price_amount <= $5) \
            AND (NOT $6 OR coalesce(s.total_available, 0) > 0) \
-         ORDER BY p.sku LIMIT $7"
+         ORDER BY {order} LIMIT $7"
     ))
     .bind(after)
     .bind(category)
@@ -154,6 +198,7 @@ pub(crate) async fn list_products(
     .bind(filter.in_stock.unwrap_or(false))
     .bind(limit + 1)
     .bind(status)
+    .bind(after_created)
     .fetch_all(&state.pool)
     .await
     .map_err(db)?;
@@ -164,10 +209,14 @@ pub(crate) async fn list_products(
         .map(product)
         .collect::<Result<_, _>>()
         .map_err(db)?;
-    let next_cursor = if has_more {
-        items.last().map(|p| encode_cursor(&p.sku))
-    } else {
-        None
+    let next_cursor = match items.last() {
+        Some(p) if has_more && newest => Some(encode_cursor(&format!(
+            "{}:{}",
+            p.created_at.timestamp_micros(),
+            p.sku
+        ))),
+        Some(p) if has_more => Some(encode_cursor(&p.sku)),
+        _ => None,
     };
     cached(
         &headers,

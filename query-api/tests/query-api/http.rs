@@ -153,6 +153,64 @@ async fn products_page_with_cursors_etags_and_problems() {
 }
 
 #[tokio::test]
+async fn products_newest_first_and_drafts_for_the_admin_only() {
+    let api = api().await;
+    // SKU-001 is the oldest, SKU-025 the newest; SKU-008 to SKU-016 were created in the same
+    // instant, across a page boundary: SKU order breaks the tie, and paging neither repeats
+    // nor skips one.
+    sqlx::query(
+        "UPDATE read.products SET created_at = now() - make_interval(mins => \
+           100 - CASE WHEN substr(sku, 5)::int BETWEEN 8 AND 16 THEN 8 ELSE substr(sku, 5)::int END)",
+    )
+    .execute(&api._db.pool)
+    .await
+    .unwrap();
+    let mut skus = Vec::new();
+    let mut uri = "/v1/products?sort=newest&limit=7".to_owned();
+    loop {
+        let (status, _, page) = send(&api, get(&uri)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for item in page["items"].as_array().unwrap() {
+            skus.push(item["sku"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => uri = format!("/v1/products?sort=newest&limit=7&cursor={c}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (1..=25)
+        .filter(|i| *i != 5)
+        .rev()
+        .map(|i| format!("SKU-{i:03}"))
+        .collect();
+    assert_eq!(skus, expected, "every published product once, newest first");
+
+    let (status, _, problem) = send(&api, get("/v1/products?status=draft")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    let admin = api
+        .keys
+        .issue("admin@example.com", Role::Admin, None)
+        .unwrap()
+        .access_token;
+    let req = Request::get("/v1/products?status=draft")
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, drafts) = send(&api, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(drafts["items"][0]["sku"], "SKU-005");
+    assert_eq!(drafts["items"].as_array().unwrap().len(), 1);
+    assert_eq!(headers[header::CACHE_CONTROL], "private, no-cache");
+    for bad in ["/v1/products?sort=oldest", "/v1/products?status=gone"] {
+        assert_eq!(
+            send(&api, get(bad)).await.0,
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn auth_and_read_your_writes() {
     let api = api().await;
     let (status, _, problem) = send(&api, get("/v1/orders")).await;

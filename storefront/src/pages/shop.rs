@@ -35,7 +35,6 @@ pub(crate) struct Product {
     pub status: String,
     #[serde(default)]
     pub available: i64,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,14 +172,12 @@ pub(crate) async fn home(State(state): State<AppState>, session: Current) -> Res
         .await;
     let newest: Result<ProductPage, _> = state
         .api
-        .read("/v1/products?limit=100", Auth::default())
+        .read("/v1/products?sort=newest&limit=8", Auth::default())
         .await;
-    let (featured, mut newest) = match (featured, newest) {
+    let (featured, newest) = match (featured, newest) {
         (Ok(f), Ok(n)) => (f, n.items),
         (Err(e), _) | (_, Err(e)) => return ErrorPage::from(e).into_response(),
     };
-    newest.sort_by_key(|p| std::cmp::Reverse(p.updated_at));
-    newest.truncate(8);
     let content = html! {
         h1 { "Welcome to the shop" }
         h2 { "Featured" }
