@@ -167,14 +167,28 @@ impl Api {
         }
     }
 
-    /// A read from the query API.
+    /// A read from the query API. When the read models have not reached the session's last
+    /// write in time (503 `stale-read`), it asks once more, then reads what there is: a page
+    /// a moment behind beats an error page.
     pub(crate) async fn read<T: DeserializeOwned>(
         &self,
         path: &str,
         auth: Auth<'_>,
     ) -> Result<T, ApiError> {
-        let request = self.http.get(format!("{}{path}", self.query));
-        Ok(send(request, auth).await?.body)
+        let url = format!("{}{path}", self.query);
+        for _ in 0..2 {
+            match send(self.http.get(&url), auth).await {
+                Err(e) if e.code() == "stale-read" => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other.map(|w| w.body),
+            }
+        }
+        let behind = Auth {
+            min_position: None,
+            ..auth
+        };
+        Ok(send(self.http.get(&url), behind).await?.body)
     }
 
     /// A write to the command API.

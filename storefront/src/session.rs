@@ -36,6 +36,8 @@ pub(crate) struct SignedIn {
     pub email: String,
     /// A customer's id (the admin has none).
     pub customer_id: Option<String>,
+    /// When the access token expires: the sign-in ends then.
+    pub expires: Instant,
 }
 
 /// What one browser's session holds.
@@ -156,7 +158,11 @@ impl Current {
         let id = self.id.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut map = self.sessions.map();
         let mut snapshot = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
-        let session = map.entry(id).or_insert_with(|| snapshot.clone());
+        // A session that is gone (signed out by a concurrent request, expired, evicted) is
+        // never brought back under its old id: only this request's copy changes.
+        let Some(session) = map.get_mut(&id) else {
+            return change(&mut snapshot);
+        };
         let result = change(session);
         *snapshot = session.clone();
         result
@@ -229,8 +235,30 @@ pub(crate) async fn layer(
         id: Arc::new(Mutex::new(id.clone())),
         snapshot: Arc::new(Mutex::new(session)),
     };
+    // A sign-in ends with its access token: the pages are then signed-out ones.
+    current.update(|s| {
+        let now = Instant::now();
+        let mut ended = false;
+        for who in [&mut s.customer, &mut s.admin] {
+            if who.as_ref().is_some_and(|w| w.expires <= now) {
+                *who = None;
+                ended = true;
+            }
+        }
+        if ended {
+            s.flash = Some("Your sign-in expired; please sign in again.".into());
+        }
+    });
     req.extensions_mut().insert(current.clone());
     let mut response = next.run(req).await;
+    // The API refused a token this session holds (revoked by a password change or an
+    // erasure): the sign-in is over, and the next page is a signed-out one.
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+        current.update(|s| {
+            s.customer = None;
+            s.admin = None;
+        });
+    }
     let final_id = current.id.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if fresh || final_id != id {
         let secure = if sessions.secure_cookie {
@@ -268,6 +296,29 @@ mod tests {
         let id = sessions.create(Session::new());
         std::thread::sleep(Duration::from_millis(5));
         assert!(sessions.find(&id).is_none());
+    }
+
+    #[test]
+    fn a_request_finishing_after_a_sign_out_does_not_bring_the_old_session_back() {
+        let sessions = Sessions::new(Duration::from_secs(60), 10, false);
+        let mut session = Session::new();
+        session.flash = Some("hello".into());
+        let id = sessions.create(session.clone());
+        let slow = Current {
+            sessions: sessions.clone(),
+            id: Arc::new(Mutex::new(id.clone())),
+            snapshot: Arc::new(Mutex::new(session.clone())),
+        };
+        let signing_out = Current {
+            sessions: sessions.clone(),
+            id: Arc::new(Mutex::new(id.clone())),
+            snapshot: Arc::new(Mutex::new(session)),
+        };
+        signing_out.renew();
+        assert_eq!(slow.take_flash().as_deref(), Some("hello"));
+        assert!(sessions.find(&id).is_none(), "the old id stays dead");
+        let new_id = signing_out.id.lock().unwrap().clone();
+        assert!(sessions.find(&new_id).is_some());
     }
 
     #[test]

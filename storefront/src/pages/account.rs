@@ -1,6 +1,8 @@
 //! The shopper's account: register, sign in and out, profile, order history, delete.
 //! The admin signs in through the same form and lands in the back office.
 
+use std::time::{Duration, Instant};
+
 use axum::extract::{Query, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
@@ -22,9 +24,13 @@ pub(crate) struct Next {
     next: String,
 }
 
-/// Where to go after signing in: a path of this site only (never another origin).
+/// Where to go after signing in: a path of this site only (never another origin). Only
+/// visible ASCII: a browser drops tabs and newlines from a `Location`, which would turn
+/// `/\t/evil.example` into `//evil.example`.
 fn local(next: &str) -> Option<&str> {
-    (next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')).then_some(next)
+    let visible = next.chars().all(|c| c.is_ascii_graphic());
+    (visible && next.starts_with('/') && !next.starts_with("//") && !next.contains('\\'))
+        .then_some(next)
 }
 
 fn sign_in_page(session: &Session, email: &str, next: &str, error: Option<&ApiError>) -> Markup {
@@ -70,6 +76,7 @@ struct Token {
     access_token: String,
     role: String,
     customer_id: Option<String>,
+    expires_in: u64,
 }
 
 /// Signs `email` in; the session moves to a new id.
@@ -86,18 +93,27 @@ async fn sign_in_as(
         .await?
         .body;
     session.renew();
+    // A little before the token does, so no page is rendered with a token about to fail.
+    let lifetime = Duration::from_secs(token.expires_in.saturating_sub(30));
     let signed_in = SignedIn {
         token: token.access_token,
         email: email.trim().to_lowercase(),
         customer_id: token.customer_id,
+        expires: Instant::now() + lifetime,
     };
     let role = token.role;
     session.update(|s| {
         if role == "admin" {
             s.admin = Some(signed_in);
         } else {
+            // A cart opened as a guest stays usable (its token still opens it); another
+            // customer's cart does not.
+            let switching =
+                s.customer.as_ref().map(|c| &c.customer_id) != Some(&signed_in.customer_id);
+            if switching && s.cart.as_ref().is_some_and(|c| c.token.is_none()) {
+                s.cart = None;
+            }
             s.customer = Some(signed_in);
-            // A cart opened as a guest stays usable: its token still opens it.
         }
     });
     Ok(role)
@@ -409,12 +425,14 @@ pub(crate) async fn update_profile(
 
 /// `POST /account/sign-out`: forgets both sign-ins (and the cart of the account).
 pub(crate) async fn sign_out(session: Current, Form(_): Form<Value>) -> Response {
+    // Nothing of this visit stays for the next person at this browser: not the cart, not
+    // the orders placed as a guest.
     session.update(|s| {
-        if s.customer.is_some() && s.cart.as_ref().is_some_and(|c| c.token.is_none()) {
-            s.cart = None;
-        }
+        s.cart = None;
+        s.guest_orders.clear();
         s.customer = None;
         s.admin = None;
+        s.position = None;
         s.flash = Some("You are signed out.".into());
     });
     session.renew();
@@ -477,6 +495,9 @@ mod tests {
         assert_eq!(local("//evil.example/"), None);
         assert_eq!(local("https://evil.example/"), None);
         assert_eq!(local("/\\evil.example"), None);
+        assert_eq!(local("/\t/evil.example"), None);
+        assert_eq!(local("/\n/evil.example"), None);
+        assert_eq!(local("/caf\u{e9}"), None);
         assert_eq!(local(""), None);
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::account::Me;
 use super::layout::{csrf, field_error, form_error, page, ErrorPage, Money, Shell};
-use super::see_other;
+use super::{reader, see_other};
 use crate::client::{ApiError, Auth};
 use crate::form::Form;
 use crate::session::{CartRef, Current, Session};
@@ -42,16 +42,27 @@ fn cart_auth<'a>(session: &'a Session, cart: &'a CartRef) -> Auth<'a> {
     }
 }
 
-/// The session's open cart as the query API has it (after this session's last write).
-async fn load(state: &AppState, session: &Session) -> Result<Option<CartView>, ApiError> {
-    let Some(cart) = &session.cart else {
+/// The session's open cart as the query API has it (after this session's last write). A
+/// cart that is checked out, gone, or not this shopper's any more is forgotten: the next
+/// item opens a new one.
+async fn load(state: &AppState, session: &Current) -> Result<Option<CartView>, ApiError> {
+    let s = session.get();
+    let Some(cart) = &s.cart else {
         return Ok(None);
     };
-    let view: CartView = state
+    let read = state
         .api
-        .read(&format!("/v1/carts/{}", cart.id), cart_auth(session, cart))
-        .await?;
-    Ok((view.status == "open").then_some(view))
+        .read::<CartView>(&format!("/v1/carts/{}", cart.id), cart_auth(&s, cart))
+        .await;
+    let forget = match &read {
+        Ok(view) => view.status != "open",
+        Err(e) => matches!(e.status().as_u16(), 403 | 404),
+    };
+    if forget {
+        session.update(|s| s.cart = None);
+        return Ok(None);
+    }
+    read.map(Some)
 }
 
 fn lines_table(session: &Session, cart: &CartView, editable: bool) -> Markup {
@@ -96,11 +107,11 @@ fn lines_table(session: &Session, cart: &CartView, editable: bool) -> Markup {
 
 /// `/cart`.
 pub(crate) async fn show(State(state): State<AppState>, session: Current) -> Response {
-    let s = session.get();
-    let cart = match load(&state, &s).await {
+    let cart = match load(&state, &session).await {
         Ok(c) => c,
         Err(e) => return ErrorPage::from(e).into_response(),
     };
+    let s = session.get();
     let content = html! {
         h1 { "Your cart" }
         @match &cart {
@@ -359,21 +370,20 @@ fn checkout_page(
 
 /// `/checkout`.
 pub(crate) async fn checkout_form(State(state): State<AppState>, session: Current) -> Response {
-    let s = session.get();
-    let cart = match load(&state, &s).await {
+    let cart = match load(&state, &session).await {
         Ok(Some(c)) if !c.lines.is_empty() => c,
         Ok(_) => return see_other("/cart"),
         Err(e) => return ErrorPage::from(e).into_response(),
     };
+    let s = session.get();
     let mut form = CheckoutForm {
         key: Uuid::new_v4().to_string(),
         country: "DE".into(),
         ..CheckoutForm::default()
     };
     // A customer's default address fills the form (they may change it for this order).
-    if let Some(customer) = &s.customer {
-        let auth = Auth::bearer(&customer.token);
-        if let Ok(me) = state.api.read::<Me>("/v1/customers/me", auth).await {
+    if s.customer.is_some() {
+        if let Ok(me) = state.api.read::<Me>("/v1/customers/me", reader(&s)).await {
             if let Some(a) = me.address {
                 form.name = a.recipient;
                 form.line1 = a.line1;
@@ -453,11 +463,19 @@ pub(crate) async fn checkout(
             see_other(&format!("/orders/{}", order.order_id))
         }
         Err(e) if e.status().is_client_error() => {
-            let cart = match load(&state, &s).await {
+            let cart = match load(&state, &session).await {
                 Ok(Some(c)) => c,
+                // Checked out meanwhile (a second tab, a double submission): its order is in
+                // the account, or was shown to the guest.
                 Ok(None) => return see_other("/cart"),
                 Err(e) => return ErrorPage::from(e).into_response(),
             };
+            // The API keeps a refused answer under its key: the corrected form needs a new
+            // one (unless the first attempt is still running).
+            let mut form = form;
+            if e.code() != "idempotency_key_in_use" {
+                form.key = Uuid::new_v4().to_string();
+            }
             let content = checkout_page(&s, &cart, &form, Some(&e));
             let page = page(
                 Shell {

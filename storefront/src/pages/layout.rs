@@ -118,7 +118,7 @@ pub(crate) fn page(shell: Shell<'_>, content: Markup) -> Markup {
                         a href="/cart" { "Cart" }
                         @if let Some(customer) = &s.customer {
                             a href="/account" { "Account (" (customer.email) ")" }
-                        } @else {
+                        } @else if s.admin.is_none() {
                             a href="/account/sign-in" { "Sign in" }
                         }
                         @if s.admin.is_some() {

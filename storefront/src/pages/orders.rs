@@ -29,6 +29,8 @@ pub(crate) struct OrderLine {
     pub delivered_quantity: i32,
     #[serde(default)]
     pub returned_quantity: i32,
+    #[serde(default)]
+    pub cancelled_quantity: i32,
     pub unit_price: Money,
     pub line_total: Money,
 }
@@ -59,10 +61,18 @@ pub(crate) struct Refund {
 }
 
 #[derive(Debug, Deserialize)]
+pub(crate) struct ReturnLine {
+    pub sku: String,
+    pub quantity: i32,
+}
+
+#[derive(Debug, Deserialize)]
 pub(crate) struct Return {
     pub return_id: Uuid,
     pub status: String,
     pub reason: String,
+    #[serde(default)]
+    pub lines: Vec<ReturnLine>,
     #[serde(default)]
     pub refund: Option<Money>,
 }
@@ -87,7 +97,14 @@ pub(crate) struct Order {
 
 /// Statuses the order leaves on its own (the page keeps looking).
 pub(crate) fn settling(status: &str) -> bool {
-    matches!(status, "placed" | "awaiting_payment" | "payment_authorized")
+    matches!(
+        status,
+        "placed"
+            | "awaiting_payment"
+            | "payment_authorized"
+            | "payment_declined"
+            | "stock_rejected"
+    )
 }
 
 /// A status as a shopper reads it.
@@ -177,10 +194,27 @@ fn cancellable(status: &str) -> bool {
 }
 
 fn order_page(session: &Session, order: &Order) -> Markup {
-    let returnable: Vec<&OrderLine> = order
+    // Delivered units not returned yet, nor announced in a return still on its way.
+    let pending = |sku: &str| -> i32 {
+        order
+            .returns
+            .iter()
+            .filter(|r| r.status == "requested")
+            .flat_map(|r| &r.lines)
+            .filter(|l| l.sku == sku)
+            .map(|l| l.quantity)
+            .sum()
+    };
+    let returnable: Vec<(&OrderLine, i32)> = order
         .lines
         .iter()
-        .filter(|l| l.delivered_quantity > l.returned_quantity)
+        .map(|l| {
+            (
+                l,
+                l.delivered_quantity - l.returned_quantity - pending(&l.sku),
+            )
+        })
+        .filter(|(_, left)| *left > 0)
         .collect();
     html! {
         h1 { "Order " (order.id.simple().to_string()[..8].to_uppercase()) }
@@ -246,10 +280,10 @@ fn order_page(session: &Session, order: &Order) -> Markup {
             h2 { "Return items" }
             form.stack method="post" action={ "/orders/" (order.id) "/returns" } {
                 (csrf(session))
-                @for line in &returnable {
+                @for (line, left) in &returnable {
                     label {
-                        (line.name) " (up to " (line.delivered_quantity - line.returned_quantity) ")"
-                        input type="number" name={ "qty_" (line.sku) } min="0" max=(line.delivered_quantity - line.returned_quantity) value="0";
+                        (line.name) " (up to " (left) ")"
+                        input type="number" name={ "qty_" (line.sku) } min="0" max=(left) value="0";
                     }
                 }
                 label { "Reason" textarea name="reason" required maxlength="500" {} }

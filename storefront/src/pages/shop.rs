@@ -8,7 +8,6 @@ use maud::{html, Markup, PreEscaped};
 use serde::{Deserialize, Serialize};
 
 use super::layout::{self, csrf, money, page, ErrorPage, Money, Shell};
-use super::reader;
 use crate::client::Auth;
 use crate::session::Current;
 use crate::AppState;
@@ -380,11 +379,12 @@ pub(crate) async fn product(
     {
         return ErrorPage::not_found("There is no such product.").into_response();
     }
-    let mut auth = reader(&s);
-    // The admin sees drafts too (a preview before publishing).
-    if let Some(admin) = &s.admin {
-        auth.bearer = Some(admin.token.as_str());
-    }
+    // The catalog is public: only the admin's token goes with it (to preview drafts).
+    let auth = Auth {
+        bearer: s.admin.as_ref().map(|a| a.token.as_str()),
+        min_position: s.position.as_deref(),
+        ..Auth::default()
+    };
     let p: Product = match state.api.read(&format!("/v1/products/{sku}"), auth).await {
         Ok(p) => p,
         Err(e) => return ErrorPage::from(e).into_response(),

@@ -105,7 +105,7 @@ pub(super) async fn order(
     let unshipped: i32 = o
         .lines
         .iter()
-        .map(|l| l.quantity - l.shipped_quantity)
+        .map(|l| l.quantity - l.shipped_quantity - l.cancelled_quantity)
         .sum();
     let undelivered = o.shipments.iter().any(|p| p.delivered_at.is_none());
     let refundable = o.payment.captured.amount - o.payment.refunded.amount;
@@ -185,8 +185,8 @@ pub(super) async fn order_action(
             let lines: Vec<Value> = o
                 .lines
                 .iter()
-                .filter(|l| l.quantity > l.shipped_quantity)
-                .map(|l| json!({ "sku": l.sku, "quantity": l.quantity - l.shipped_quantity }))
+                .filter(|l| l.quantity > l.shipped_quantity + l.cancelled_quantity)
+                .map(|l| json!({ "sku": l.sku, "quantity": l.quantity - l.shipped_quantity - l.cancelled_quantity }))
                 .collect();
             let mut body = json!({ "tracking_number": form.tracking_number, "lines": lines });
             if !form.carrier.trim().is_empty() {
