@@ -141,9 +141,9 @@ pub fn router(config: &StorefrontConfig) -> Router {
             session::layer,
         ))
         .layer(axum::middleware::from_fn(client::shopper_address))
-        .layer(axum::middleware::from_fn(security_headers))
         .merge(pages::assets())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn(security_headers))
 }
 
 /// Scripts and styles come from this origin only: no inline script or style, so an injected

@@ -405,3 +405,36 @@ async fn a_form_post_without_the_sessions_csrf_token_is_refused() {
     assert_eq!(accepted.status(), 303);
     assert!(cart(&http).await.contains("Porcelain Teapot"));
 }
+
+#[tokio::test]
+async fn a_malformed_path_is_the_shops_own_not_found_page_with_its_headers() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    let (_serve, shop) = serve(&db, &nats);
+    let http = reqwest::Client::new();
+    for path in [
+        "/orders/not-an-order",
+        "/products/a%20b",
+        "/products/..%2F..%2Fv1%2Fadmin%2Fevents",
+        "/no/such/page",
+    ] {
+        let answer = http
+            .get(format!("http://{shop}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404, "{path}");
+        assert!(answer.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'"));
+        let page = answer.text().await.unwrap();
+        assert!(page.contains("Back to the shop"), "{path}: {page}");
+    }
+    let style = http
+        .get(format!("http://{shop}/assets/style.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(style.headers()["x-content-type-options"], "nosniff");
+}

@@ -186,6 +186,22 @@ pub(crate) struct OrderPage {
     has_more: bool,
 }
 
+/// What an order's `status` may be (the order aggregate's states a client can see).
+const ORDER_STATUSES: [&str; 12] = [
+    "placed",
+    "stock_rejected",
+    "awaiting_payment",
+    "payment_declined",
+    "payment_authorized",
+    "confirmed",
+    "partially_shipped",
+    "shipped",
+    "delivered",
+    "partially_refunded",
+    "refunded",
+    "cancelled",
+];
+
 /// Paging of the order list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -193,6 +209,11 @@ pub(crate) struct OrderPage {
 pub(crate) struct OrderListParams {
     /// Admin only: one customer's orders.
     customer_id: Option<Uuid>,
+    /// Only orders in this status (`confirmed`, `shipped`, ...).
+    #[param(
+        pattern = "^(placed|stock_rejected|awaiting_payment|payment_declined|payment_authorized|confirmed|partially_shipped|shipped|delivered|partially_refunded|refunded|cancelled)$"
+    )]
+    status: Option<String>,
     /// 1-100, default 20.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
@@ -227,17 +248,28 @@ pub(crate) async fn list_orders(
         .as_deref()
         .map(parse_page_cursor)
         .transpose()?;
+    if let Some(status) = params.status.as_deref() {
+        let known = ORDER_STATUSES.contains(&status);
+        if !known {
+            return Err(Problem::bad_request(
+                "invalid_status",
+                format!("status is one of {}", ORDER_STATUSES.join(", ")),
+            ));
+        }
+    }
     wait(&state, &headers, ORDERS).await?;
     let rows = sqlx::query(
         "SELECT order_id, customer_id, status, currency, total_amount, placed_at FROM read.orders \
          WHERE ($1::uuid IS NULL OR customer_id = $1) \
            AND ($2::timestamptz IS NULL OR (placed_at, order_id) < ($2, $3)) \
+           AND ($5::text IS NULL OR status = $5) \
          ORDER BY placed_at DESC, order_id DESC LIMIT $4",
     )
     .bind(customer)
     .bind(after.map(|a| a.0))
     .bind(after.map(|a| a.1))
     .bind(limit + 1)
+    .bind(params.status.as_deref())
     .fetch_all(&state.pool)
     .await
     .map_err(db)?;

@@ -335,6 +335,22 @@ async fn every_read_model_serves_what_the_command_api_wrote() {
         )
         .await;
     assert_eq!(one["items"].as_array().unwrap().len(), 2);
+    // By status: the back office's lists.
+    let cancelled = s
+        .read_after("/v1/orders?status=cancelled", Some(&admin), &refunded)
+        .await;
+    assert_eq!(
+        cancelled["items"].as_array().unwrap().len(),
+        1,
+        "{cancelled}"
+    );
+    assert_eq!(cancelled["items"][0]["id"], declined_id.as_str());
+    assert_eq!(
+        s.get("/v1/orders?status=lost", Some(&admin), &[])
+            .await
+            .status,
+        400
+    );
     assert_eq!(
         s.get(&format!("/v1/orders?customer_id={ada_id}"), Some(&bob), &[])
             .await

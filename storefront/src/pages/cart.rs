@@ -1,6 +1,6 @@
 //! The cart (change a quantity, remove a line) and the checkout, as a guest or signed in.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::account::Me;
 use super::layout::{csrf, field_error, form_error, page, ErrorPage, Money, Shell};
-use super::{reader, see_other};
+use super::{reader, see_other, Sku};
 use crate::client::{ApiError, Auth};
 use crate::form::Form;
 use crate::session::{CartRef, Current, Session};
@@ -224,7 +224,7 @@ pub(crate) struct ChangeForm {
 pub(crate) async fn change(
     State(state): State<AppState>,
     session: Current,
-    Path(sku): Path<String>,
+    Sku(sku): Sku,
     Form(form): Form<ChangeForm>,
 ) -> Response {
     let s = session.get();

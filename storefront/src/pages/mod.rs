@@ -8,7 +8,9 @@ pub(crate) mod layout;
 pub(crate) mod orders;
 pub(crate) mod shop;
 
+use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -82,6 +84,51 @@ pub(crate) fn reader(session: &Session) -> Auth<'_> {
         bearer: session.customer.as_ref().map(|c| c.token.as_str()),
         min_position: session.position.as_deref(),
         ..Auth::default()
+    }
+}
+
+/// The `{name}` segment of the request's path.
+async fn path_param<S: Send + Sync>(parts: &mut Parts, state: &S, name: &str) -> Option<String> {
+    let params = RawPathParams::from_request_parts(parts, state).await.ok()?;
+    params
+        .iter()
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// The `{sku}` of the path, in the API's SKU grammar: anything else is a page that does not
+/// exist, and never reaches an API's URL.
+pub(crate) struct Sku(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Sku {
+    type Rejection = layout::ErrorPage;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        path_param(parts, state, "sku")
+            .await
+            .filter(|sku| {
+                (1..=64).contains(&sku.len())
+                    && sku
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            })
+            .map(Sku)
+            .ok_or_else(|| layout::ErrorPage::not_found("There is no such product."))
+    }
+}
+
+/// The order `{id}` of the path; anything but a UUID is a page that does not exist.
+pub(crate) struct OrderId(pub uuid::Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for OrderId {
+    type Rejection = layout::ErrorPage;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        path_param(parts, state, "id")
+            .await
+            .and_then(|id| id.parse().ok())
+            .map(OrderId)
+            .ok_or_else(|| layout::ErrorPage::not_found("There is no such page."))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::layout::{csrf, page, ErrorPage, Money, Shell};
-use super::see_other;
+use super::{see_other, OrderId};
 use crate::client::{ApiError, Auth};
 use crate::form::Form;
 use crate::session::{Current, Session};
@@ -297,7 +297,7 @@ fn order_page(session: &Session, order: &Order) -> Markup {
 pub(crate) async fn show(
     State(state): State<AppState>,
     session: Current,
-    Path(id): Path<Uuid>,
+    OrderId(id): OrderId,
 ) -> Response {
     let s = session.get();
     let order = match load(&state, &s, id).await {
@@ -325,7 +325,7 @@ pub(crate) async fn show(
 pub(crate) async fn status(
     State(state): State<AppState>,
     session: Current,
-    Path(id): Path<Uuid>,
+    OrderId(id): OrderId,
 ) -> Response {
     let s = session.get();
     match load(&state, &s, id).await {
@@ -339,7 +339,7 @@ pub(crate) async fn status(
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     session: Current,
-    Path(id): Path<Uuid>,
+    OrderId(id): OrderId,
     Form(_): Form<HashMap<String, String>>,
 ) -> Response {
     let s = session.get();
@@ -379,7 +379,7 @@ fn finish(
 pub(crate) async fn request_return(
     State(state): State<AppState>,
     session: Current,
-    Path(id): Path<Uuid>,
+    OrderId(id): OrderId,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let s = session.get();

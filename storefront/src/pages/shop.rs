@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, PreEscaped};
 use serde::{Deserialize, Serialize};
 
 use super::layout::{self, csrf, money, page, ErrorPage, Money, Shell};
+use super::Sku;
 use crate::client::Auth;
 use crate::session::Current;
 use crate::AppState;
@@ -370,15 +371,9 @@ pub(crate) async fn suggest(State(state): State<AppState>, Query(query): Query<S
 pub(crate) async fn product(
     State(state): State<AppState>,
     session: Current,
-    Path(sku): Path<String>,
+    Sku(sku): Sku,
 ) -> Response {
     let s = session.get();
-    if !sku
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-    {
-        return ErrorPage::not_found("There is no such product.").into_response();
-    }
     // The catalog is public: only the admin's token goes with it (to preview drafts).
     let auth = Auth {
         bearer: s.admin.as_ref().map(|a| a.token.as_str()),

@@ -8,38 +8,30 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin_page, done, reads, Admin};
+use super::{admin_page, done, reads, Admin, ListQuery};
 use crate::client::Auth;
 use crate::form::Form;
 use crate::pages::layout::{csrf, money, parse_money, ErrorPage};
-use crate::pages::see_other;
 use crate::pages::shop::{Product, ProductPage};
+use crate::pages::{see_other, Sku};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
-pub(super) struct ProductsQuery {
-    #[serde(default)]
-    pub status: String,
-}
-
-/// `/admin/products?status=`: products by state (drafts first), and a new product's form.
+/// `/admin/products?status=&cursor=`: products by state (drafts first), 50 a page, and a
+/// new product's form.
 pub(super) async fn products(
     State(state): State<AppState>,
     admin: Admin,
-    Query(query): Query<ProductsQuery>,
+    Query(mut query): Query<ListQuery>,
 ) -> Response {
     let Admin { session, s, token } = admin;
     let token: &str = &token;
-    let status = match query.status.as_str() {
-        "" => "draft",
-        other => other,
-    };
+    if query.status.is_empty() {
+        query.status = "draft".into();
+    }
+    let status = query.status.as_str();
     let list: ProductPage = match state
         .api
-        .read(
-            &format!("/v1/products?status={status}&limit=100"),
-            reads(token, &s),
-        )
+        .read(&format!("/v1/products?{}", query.api(50)), reads(token, &s))
         .await
     {
         Ok(p) => p,
@@ -66,7 +58,9 @@ pub(super) async fn products(
             }
         }
         @if list.items.is_empty() { p.muted { "No " (status) " products." } }
-        @if list.next_cursor.is_some() { p.muted { "Showing the first 100." } }
+        @if let Some(cursor) = &list.next_cursor {
+            nav.pager aria-label="Pages" { a href=(query.next("/admin/products", cursor)) rel="next" { "More products" } }
+        }
         h2 { "New product" }
         form.stack method="post" action="/admin/products" {
             (csrf(&s))
@@ -130,7 +124,7 @@ pub(super) async fn create_product(
 pub(super) async fn product(
     State(state): State<AppState>,
     admin: Admin,
-    Path(sku): Path<String>,
+    Sku(sku): Sku,
 ) -> Response {
     let Admin { session, s, token } = admin;
     let token: &str = &token;
@@ -216,7 +210,7 @@ pub(super) async fn product(
 pub(super) async fn update_product(
     State(state): State<AppState>,
     admin: Admin,
-    Path(sku): Path<String>,
+    Sku(sku): Sku,
     Form(form): Form<ProductForm>,
 ) -> Response {
     let Admin { session, s, token } = admin;
@@ -266,7 +260,8 @@ pub(super) async fn update_product(
 pub(super) async fn product_action(
     State(state): State<AppState>,
     admin: Admin,
-    Path((sku, action)): Path<(String, String)>,
+    Sku(sku): Sku,
+    Path((_, action)): Path<(String, String)>,
     Form(_): Form<Value>,
 ) -> Response {
     let Admin { session, token, .. } = admin;
@@ -303,7 +298,7 @@ pub(super) struct StockForm {
 pub(super) async fn stock(
     State(state): State<AppState>,
     admin: Admin,
-    Path(sku): Path<String>,
+    Sku(sku): Sku,
     Form(form): Form<StockForm>,
 ) -> Response {
     let Admin { session, token, .. } = admin;

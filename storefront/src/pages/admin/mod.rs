@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::layout::{money, page, ErrorPage, Money, Shell};
@@ -116,6 +116,41 @@ pub(crate) fn done(
         Err(e) => return ErrorPage::from(e).into_response(),
     }
     see_other(to)
+}
+
+/// A list page's filter and position.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub(crate) struct ListQuery {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub status: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cursor: String,
+}
+
+impl ListQuery {
+    /// The API's query string for this page of `limit` items.
+    pub(crate) fn api(&self, limit: u32) -> String {
+        let mut params = vec![("limit", limit.to_string())];
+        if !self.status.is_empty() {
+            params.push(("status", self.status.clone()));
+        }
+        if !self.cursor.is_empty() {
+            params.push(("cursor", self.cursor.clone()));
+        }
+        serde_urlencoded::to_string(params).unwrap_or_default()
+    }
+
+    /// The next page of `path` after `cursor`, with the same filter.
+    pub(crate) fn next(&self, path: &str, cursor: &str) -> String {
+        let next = ListQuery {
+            status: self.status.clone(),
+            cursor: cursor.to_owned(),
+        };
+        format!(
+            "{path}?{}",
+            serde_urlencoded::to_string(&next).unwrap_or_default()
+        )
+    }
 }
 
 #[derive(Debug, Deserialize)]

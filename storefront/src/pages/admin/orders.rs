@@ -1,7 +1,7 @@
 //! The back office's orders: the newest by status, an order with ship, deliver and refund,
 //! and the returns to receive.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -10,13 +10,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::catalog::ProductsQuery;
-use super::{admin_page, done, reads, Admin};
+use super::{admin_page, done, reads, Admin, ListQuery};
 use crate::client::Auth;
 use crate::form::Form;
 use crate::pages::layout::{csrf, money, parse_money, ErrorPage, Money};
 use crate::pages::orders::{status_label, Order};
-use crate::pages::see_other;
+use crate::pages::{see_other, OrderId};
 use crate::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -32,45 +31,53 @@ struct OrderSummary {
 #[derive(Debug, Deserialize)]
 struct OrderList {
     items: Vec<OrderSummary>,
+    #[serde(default)]
+    next_cursor: Option<String>,
 }
 
-/// `/admin/orders?status=`: the newest orders, by status.
+/// What the order list filters by, in the order an order goes through them.
+const ORDER_STATUSES: [&str; 10] = [
+    "placed",
+    "awaiting_payment",
+    "confirmed",
+    "partially_shipped",
+    "shipped",
+    "delivered",
+    "partially_refunded",
+    "refunded",
+    "cancelled",
+    "payment_declined",
+];
+
+/// `/admin/orders?status=&cursor=`: orders newest first, by status, 50 a page.
 pub(super) async fn orders(
     State(state): State<AppState>,
     admin: Admin,
-    Query(query): Query<ProductsQuery>,
+    Query(query): Query<ListQuery>,
 ) -> Response {
     let Admin { session, s, token } = admin;
     let token: &str = &token;
     let list: OrderList = match state
         .api
-        .read("/v1/orders?limit=100", reads(token, &s))
+        .read(&format!("/v1/orders?{}", query.api(50)), reads(token, &s))
         .await
     {
         Ok(l) => l,
         Err(e) => return ErrorPage::from(e).into_response(),
     };
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for o in &list.items {
-        *counts.entry(o.status.as_str()).or_default() += 1;
-    }
-    let shown: Vec<&OrderSummary> = list
-        .items
-        .iter()
-        .filter(|o| query.status.is_empty() || o.status == query.status)
-        .collect();
     let content = html! {
         h1 { "Orders" }
         nav.pager aria-label="Order states" {
-            a href="/admin/orders" aria-current=[query.status.is_empty().then_some("page")] { "all (" (list.items.len()) ")" }
-            @for (status, count) in &counts {
-                a href={ "/admin/orders?status=" (status) } aria-current=[(query.status == *status).then_some("page")] { (status_label(status)) " (" (count) ")" }
+            a href="/admin/orders" aria-current=[query.status.is_empty().then_some("page")] { "all" }
+            @for status in ORDER_STATUSES {
+                a href={ "/admin/orders?status=" (status) } aria-current=[(query.status == status).then_some("page")] { (status_label(status)) }
             }
         }
+        @if list.items.is_empty() { p.muted { "No orders here." } }
         table {
             thead { tr { th { "Order" } th { "Placed" } th { "Buyer" } th { "Status" } th.num { "Total" } } }
             tbody {
-                @for o in &shown {
+                @for o in &list.items {
                     tr {
                         td { a href={ "/admin/orders/" (o.id) } { (o.id.simple().to_string()[..8].to_uppercase()) } }
                         td { (o.placed_at.format("%Y-%m-%d %H:%M")) }
@@ -81,7 +88,9 @@ pub(super) async fn orders(
                 }
             }
         }
-        p.muted { "The newest 100 orders." }
+        @if let Some(cursor) = &list.next_cursor {
+            nav.pager aria-label="Pages" { a href=(query.next("/admin/orders", cursor)) rel="next" { "Older orders" } }
+        }
     };
     admin_page(&session, &s, "Orders", content)
 }
@@ -90,7 +99,7 @@ pub(super) async fn orders(
 pub(super) async fn order(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<Uuid>,
+    OrderId(id): OrderId,
 ) -> Response {
     let Admin { session, s, token } = admin;
     let token: &str = &token;
@@ -165,7 +174,8 @@ pub(super) struct OrderActionForm {
 pub(super) async fn order_action(
     State(state): State<AppState>,
     admin: Admin,
-    Path((id, action)): Path<(Uuid, String)>,
+    OrderId(id): OrderId,
+    Path((_, action)): Path<(String, String)>,
     Form(form): Form<OrderActionForm>,
 ) -> Response {
     let Admin { session, s, token } = admin;
@@ -250,15 +260,24 @@ struct ReturnView {
 #[derive(Debug, Deserialize)]
 struct ReturnList {
     items: Vec<ReturnView>,
+    #[serde(default)]
+    next_cursor: Option<String>,
 }
 
 /// `/admin/returns`: requested returns first, with the receive form.
-pub(super) async fn returns(State(state): State<AppState>, admin: Admin) -> Response {
+pub(super) async fn returns(
+    State(state): State<AppState>,
+    admin: Admin,
+    Query(query): Query<ListQuery>,
+) -> Response {
     let Admin { session, s, token } = admin;
     let token: &str = &token;
     let list: ReturnList = match state
         .api
-        .read("/v1/admin/returns?limit=100", reads(token, &s))
+        .read(
+            &format!("/v1/admin/returns?{}", query.api(50)),
+            reads(token, &s),
+        )
         .await
     {
         Ok(l) => l,
@@ -266,7 +285,13 @@ pub(super) async fn returns(State(state): State<AppState>, admin: Admin) -> Resp
     };
     let content = html! {
         h1 { "Returns" }
-        @if list.items.is_empty() { p.muted { "No returns." } }
+        nav.pager aria-label="Return states" {
+            a href="/admin/returns" aria-current=[query.status.is_empty().then_some("page")] { "all" }
+            @for status in ["requested", "received", "refunded"] {
+                a href={ "/admin/returns?status=" (status) } aria-current=[(query.status == status).then_some("page")] { (status) }
+            }
+        }
+        @if list.items.is_empty() { p.muted { "No returns here." } }
         @for r in &list.items {
             section.card {
                 h2 { "Return " (r.return_id.simple().to_string()[..8].to_uppercase()) " · " (r.status) }
@@ -276,6 +301,9 @@ pub(super) async fn returns(State(state): State<AppState>, admin: Admin) -> Resp
                 @if r.status == "requested" {
                     form.inline method="post" action={ "/admin/returns/" (r.return_id) "/receive" } {
                         (csrf(&s))
+                        @for l in &r.lines {
+                            input type="hidden" name={ "qty_" (l.sku) } value=(l.quantity);
+                        }
                         label { "Warehouse " input name="warehouse" value="BER-1" required size="8"; }
                         label { input type="checkbox" name="restock" value="yes" checked; " back on sale" }
                         button type="submit" { "Receive all and refund" }
@@ -283,54 +311,36 @@ pub(super) async fn returns(State(state): State<AppState>, admin: Admin) -> Resp
                 }
             }
         }
+        @if let Some(cursor) = &list.next_cursor {
+            nav.pager aria-label="Pages" { a href=(query.next("/admin/returns", cursor)) rel="next" { "Older returns" } }
+        }
     };
     admin_page(&session, &s, "Returns", content)
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct ReceiveForm {
-    warehouse: String,
-    #[serde(default)]
-    restock: String,
-}
-
-/// `POST /admin/returns/{id}/receive`: every announced unit arrived.
+/// `POST /admin/returns/{id}/receive`: every announced unit arrived. The form names them
+/// (`qty_<sku>`), with the warehouse and whether they go back on sale.
 pub(super) async fn receive_return(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<Uuid>,
-    Form(form): Form<ReceiveForm>,
+    OrderId(id): OrderId,
+    Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let Admin { session, s, token } = admin;
-    let token: &str = &token;
-    let list: ReturnList = match state
-        .api
-        .read(
-            "/v1/admin/returns?status=requested&limit=100",
-            reads(token, &s),
-        )
-        .await
-    {
-        Ok(l) => l,
-        Err(e) => return ErrorPage::from(e).into_response(),
-    };
-    let Some(r) = list.items.iter().find(|r| r.return_id == id) else {
-        session.update(|s| s.flash = Some("That return is no longer waiting.".into()));
-        return see_other("/admin/returns");
-    };
-    let restock = form.restock == "yes";
-    let lines: Vec<Value> = r
-        .lines
+    let Admin { session, token, .. } = admin;
+    let restock = form.get("restock").is_some_and(|v| v == "yes");
+    let lines: Vec<Value> = form
         .iter()
-        .map(|l| json!({ "sku": l.sku, "quantity": l.quantity, "restock": restock }))
+        .filter_map(|(k, v)| Some((k.strip_prefix("qty_")?, v.trim().parse::<u32>().ok()?)))
+        .map(|(sku, quantity)| json!({ "sku": sku, "quantity": quantity, "restock": restock }))
         .collect();
-    let body = json!({ "warehouse": form.warehouse, "lines": lines });
+    let warehouse = form.get("warehouse").cloned().unwrap_or_default();
+    let body = json!({ "warehouse": warehouse, "lines": lines });
     let result = state
         .api
         .post(
             &format!("/v1/returns/{id}/receive"),
             Some(&body),
-            Auth::bearer(token),
+            Auth::bearer(&token),
         )
         .await;
     done(
