@@ -141,6 +141,7 @@ pub fn router(config: &StorefrontConfig) -> Router {
             session::layer,
         ))
         .layer(axum::middleware::from_fn(client::shopper_address))
+        .layer(axum::middleware::from_fn(mercato_telemetry::record_http))
         .merge(pages::assets())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .layer(axum::middleware::from_fn(security_headers))

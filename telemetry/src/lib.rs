@@ -155,3 +155,27 @@ pub fn admin_router() -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
 }
+
+/// Middleware of every HTTP server of Mercato (the APIs, the storefront): counts requests
+/// (`http_requests_total{method, route, status}`) and times them
+/// (`http_request_duration_seconds{method, route}`), labelled by route template so a label
+/// never holds an id.
+pub async fn record_http(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,8 +1,8 @@
 //! The middleware stack every API router gets.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, VARY, X_CONTENT_TYPE_OPTIONS,
     X_FRAME_OPTIONS,
@@ -64,7 +64,7 @@ pub fn finish(router: Router, settings: &HttpSettings) -> Router {
         })
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .layer(axum::middleware::from_fn(reject_invalid_text))
-        .layer(axum::middleware::from_fn(record_metrics))
+        .layer(axum::middleware::from_fn(mercato_telemetry::record_http))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             Problem::internal("a handler panicked").into_response()
         }))
@@ -191,23 +191,6 @@ fn usable_text(raw: &[u8]) -> bool {
         }
     }
     std::str::from_utf8(&decoded).is_ok_and(|text| !text.chars().any(char::is_control))
-}
-
-async fn record_metrics(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
 }
 
 #[cfg(test)]

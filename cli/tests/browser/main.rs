@@ -410,7 +410,7 @@ async fn a_form_post_without_the_sessions_csrf_token_is_refused() {
 async fn a_malformed_path_is_the_shops_own_not_found_page_with_its_headers() {
     let db = TestDatabase::new().await;
     let nats = TestNats::new().await;
-    let (_serve, shop) = serve(&db, &nats);
+    let (serve, shop) = serve(&db, &nats);
     let http = reqwest::Client::new();
     for path in [
         "/orders/not-an-order",
@@ -437,4 +437,22 @@ async fn a_malformed_path_is_the_shops_own_not_found_page_with_its_headers() {
         .await
         .unwrap();
     assert_eq!(style.headers()["x-content-type-options"], "nosniff");
+    // The storefront's requests are counted by route template, like the APIs'.
+    let metrics = http
+        .get(format!(
+            "http://{}/metrics",
+            serve.admin_addr.as_ref().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"http_requests_total{method="GET",route="/products/{sku}",status="404"} 2"#
+        ),
+        "{metrics}"
+    );
 }
