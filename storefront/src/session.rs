@@ -58,6 +58,15 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// Whether losing this session would lose a shopper something (a cart, a sign-in,
+    /// their guest orders).
+    fn holds_something(&self) -> bool {
+        self.cart.is_some()
+            || self.customer.is_some()
+            || self.admin.is_some()
+            || !self.guest_orders.is_empty()
+    }
+
     fn new() -> Self {
         Self {
             csrf: random_token(),
@@ -118,12 +127,16 @@ impl Sessions {
             map.retain(|_, s| s.last_seen.elapsed() <= idle);
         }
         if map.len() >= self.max {
-            if let Some(oldest) = map
+            // Room for a tenth more at once (one scan, not one per new visitor), taken from
+            // the sessions that hold nothing first, longest idle first: a flood of visitors
+            // without a cart or a sign-in cannot push out the shoppers who have one.
+            let mut victims: Vec<(bool, Instant, String)> = map
                 .iter()
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
+                .map(|(k, s)| (s.holds_something(), s.last_seen, k.clone()))
+                .collect();
+            victims.sort_unstable();
+            for (_, _, id) in victims.into_iter().take(self.max / 10 + 1) {
+                map.remove(&id);
             }
         }
         map.insert(id.clone(), session);
@@ -288,6 +301,28 @@ mod tests {
         assert!(sessions.find(&first).is_none());
         assert!(sessions.find(&second).is_some());
         assert!(sessions.find(&third).is_some());
+    }
+
+    #[test]
+    fn a_flood_of_empty_sessions_does_not_push_out_shoppers_with_a_cart() {
+        let sessions = Sessions::new(Duration::from_secs(60), 10, false);
+        let shoppers: Vec<String> = (0..5)
+            .map(|_| {
+                let mut s = Session::new();
+                s.cart = Some(CartRef {
+                    id: Uuid::new_v4(),
+                    token: Some("t".into()),
+                });
+                sessions.create(s)
+            })
+            .collect();
+        for _ in 0..100 {
+            sessions.create(Session::new());
+        }
+        assert!(sessions.map().len() <= 10);
+        for id in &shoppers {
+            assert!(sessions.find(id).is_some(), "a shopper with a cart stays");
+        }
     }
 
     #[test]
