@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::layout::{csrf, field_error, form_error, page, ErrorPage, Money, Shell};
 use super::orders::status_label;
-use super::see_other;
+use super::{refused, render, see_other};
 use crate::client::{ApiError, Auth};
 use crate::form::Form;
 use crate::session::{Current, Session, SignedIn};
@@ -51,16 +51,7 @@ fn sign_in_page(session: &Session, email: &str, next: &str, error: Option<&ApiEr
 /// `/account/sign-in`.
 pub(crate) async fn sign_in_form(session: Current, Query(next): Query<Next>) -> Response {
     let s = session.get();
-    page(
-        Shell {
-            title: "Sign in",
-            session: &s,
-            flash: session.take_flash(),
-            refresh: None,
-        },
-        sign_in_page(&s, "", &next.next, None),
-    )
-    .into_response()
+    render(&session, "Sign in", sign_in_page(&s, "", &next.next, None))
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,16 +128,7 @@ pub(crate) async fn sign_in(
         Err(e) if e.status().is_client_error() => {
             let s = session.get();
             let content = sign_in_page(&s, &form.email, &form.next, Some(&e));
-            let page = page(
-                Shell {
-                    title: "Sign in",
-                    session: &s,
-                    flash: None,
-                    refresh: None,
-                },
-                content,
-            );
-            (e.status(), page).into_response()
+            refused(&s, "Sign in", content, e.status())
         }
         Err(e) => ErrorPage::from(e).into_response(),
     }
@@ -217,16 +199,7 @@ pub(crate) async fn register(
         Err(e) if e.status().is_client_error() => {
             let s = session.get();
             let content = register_page(&s, &form, Some(&e));
-            let page = page(
-                Shell {
-                    title: "Create an account",
-                    session: &s,
-                    flash: None,
-                    refresh: None,
-                },
-                content,
-            );
-            (e.status(), page).into_response()
+            refused(&s, "Create an account", content, e.status())
         }
         Err(e) => ErrorPage::from(e).into_response(),
     }
@@ -346,16 +319,7 @@ pub(crate) async fn show(State(state): State<AppState>, session: Current) -> Res
             button.danger type="submit" { "Delete my account" }
         }
     };
-    page(
-        Shell {
-            title: "Your account",
-            session: &s,
-            flash: session.take_flash(),
-            refresh: None,
-        },
-        content,
-    )
-    .into_response()
+    render(&session, "Your account", content)
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,8 +9,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::account::Me;
-use super::layout::{csrf, field_error, form_error, page, ErrorPage, Money, Shell};
-use super::{reader, see_other, Sku};
+use super::layout::{csrf, field_error, form_error, ErrorPage, Money};
+use super::{reader, refused, render, see_other, Sku};
 use crate::client::{ApiError, Auth};
 use crate::form::Form;
 use crate::session::{CartRef, Current, Session};
@@ -122,16 +122,7 @@ pub(crate) async fn show(State(state): State<AppState>, session: Current) -> Res
             _ => { p { "Your cart is empty. " a href="/search" { "Find something you like" } "." } }
         }
     };
-    page(
-        Shell {
-            title: "Cart",
-            session: &s,
-            flash: session.take_flash(),
-            refresh: None,
-        },
-        content,
-    )
-    .into_response()
+    render(&session, "Cart", content)
 }
 
 #[derive(Debug, Deserialize)]
@@ -394,16 +385,7 @@ pub(crate) async fn checkout_form(State(state): State<AppState>, session: Curren
             }
         }
     }
-    page(
-        Shell {
-            title: "Checkout",
-            session: &s,
-            flash: session.take_flash(),
-            refresh: None,
-        },
-        checkout_page(&s, &cart, &form, None),
-    )
-    .into_response()
+    render(&session, "Checkout", checkout_page(&s, &cart, &form, None))
 }
 
 #[derive(Debug, Deserialize)]
@@ -477,16 +459,7 @@ pub(crate) async fn checkout(
                 form.key = Uuid::new_v4().to_string();
             }
             let content = checkout_page(&s, &cart, &form, Some(&e));
-            let page = page(
-                Shell {
-                    title: "Checkout",
-                    session: &s,
-                    flash: None,
-                    refresh: None,
-                },
-                content,
-            );
-            (e.status(), page).into_response()
+            refused(&s, "Checkout", content, e.status())
         }
         Err(e) => ErrorPage::from(e).into_response(),
     }

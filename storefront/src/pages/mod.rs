@@ -15,8 +15,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use axum::http::StatusCode;
+use maud::Markup;
+
 use crate::client::Auth;
-use crate::session::Session;
+use crate::session::{Current, Session};
 use crate::AppState;
 
 /// Every page and form.
@@ -130,6 +133,29 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderId {
             .map(OrderId)
             .ok_or_else(|| layout::ErrorPage::not_found("There is no such page."))
     }
+}
+
+/// A page of this session, with its message from the last action, if any.
+pub(crate) fn render(session: &Current, title: &str, content: Markup) -> Response {
+    let s = session.get();
+    let shell = layout::Shell {
+        title,
+        session: &s,
+        flash: session.take_flash(),
+        refresh: None,
+    };
+    layout::page(shell, content).into_response()
+}
+
+/// A form shown again under the API's refusal (its status, its message in the content).
+pub(crate) fn refused(s: &Session, title: &str, content: Markup, status: StatusCode) -> Response {
+    let shell = layout::Shell {
+        title,
+        session: s,
+        flash: None,
+        refresh: None,
+    };
+    (status, layout::page(shell, content)).into_response()
 }
 
 /// After a form: to `to`, with a message for the next page.

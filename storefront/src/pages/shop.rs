@@ -8,7 +8,7 @@ use maud::{html, Markup, PreEscaped};
 use serde::{Deserialize, Serialize};
 
 use super::layout::{self, csrf, money, page, ErrorPage, Money, Shell};
-use super::Sku;
+use super::{render, Sku};
 use crate::client::Auth;
 use crate::session::Current;
 use crate::AppState;
@@ -309,16 +309,7 @@ pub(crate) async fn search(
             }
         }
     };
-    page(
-        Shell {
-            title: &title,
-            session: &s,
-            flash: session.take_flash(),
-            refresh: None,
-        },
-        content,
-    )
-    .into_response()
+    render(&session, &title, content)
 }
 
 /// A hit's name with its matches in bold: the query API escaped the text and added only
@@ -421,14 +412,5 @@ pub(crate) async fn product(
             }
         }
     };
-    page(
-        Shell {
-            title: &p.name,
-            session: &s,
-            flash: session.take_flash(),
-            refresh: None,
-        },
-        content,
-    )
-    .into_response()
+    render(&session, &p.name, content)
 }
