@@ -113,12 +113,24 @@ impl Sessions {
             map.remove(id);
             return None;
         }
-        session.last_seen = Instant::now();
+        let now = Instant::now();
+        session.last_seen = now;
+        // A sign-in ends with its access token: the pages are then signed-out ones.
+        let mut ended = false;
+        for who in [&mut session.customer, &mut session.admin] {
+            if who.as_ref().is_some_and(|w| w.expires <= now) {
+                *who = None;
+                ended = true;
+            }
+        }
+        if ended {
+            session.flash = Some("Your sign-in expired; please sign in again.".into());
+        }
         Some(session.clone())
     }
 
     /// Stores a new session; returns its id. Expired sessions go first, then, when the store
-    /// is still full, the longest idle.
+    /// is still full, a tenth of it (see below).
     fn create(&self, session: Session) -> String {
         let id = random_token();
         let mut map = self.map();
@@ -248,20 +260,6 @@ pub(crate) async fn layer(
         id: Arc::new(Mutex::new(id.clone())),
         snapshot: Arc::new(Mutex::new(session)),
     };
-    // A sign-in ends with its access token: the pages are then signed-out ones.
-    current.update(|s| {
-        let now = Instant::now();
-        let mut ended = false;
-        for who in [&mut s.customer, &mut s.admin] {
-            if who.as_ref().is_some_and(|w| w.expires <= now) {
-                *who = None;
-                ended = true;
-            }
-        }
-        if ended {
-            s.flash = Some("Your sign-in expired; please sign in again.".into());
-        }
-    });
     req.extensions_mut().insert(current.clone());
     let mut response = next.run(req).await;
     // The API refused a token this session holds (revoked by a password change or an

@@ -2,7 +2,10 @@
 //! real PostgreSQL and NATS: what a shopper and a merchant do, click by click.
 
 mod driver;
-// Shared with the cli tests; this binary uses only part of it.
+// Shared with the cli tests; this binary uses only part of them.
+#[allow(dead_code)]
+#[path = "../common/guest.rs"]
+mod guest;
 #[allow(dead_code)]
 #[path = "../cli/process.rs"]
 mod process;
@@ -12,9 +15,10 @@ use std::time::Duration;
 use fantoccini::Locator;
 use mercato_event_store::testing::TestDatabase;
 use mercato_nats::testing::TestNats;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use driver::{Browser, Scripts};
+use guest::Shop;
 use process::Mercato;
 
 /// `mercato serve` for one test, and its storefront's address.
@@ -32,16 +36,13 @@ fn serve(db: &TestDatabase, nats: &TestNats) -> (Mercato, String) {
 async fn stock_catalog(serve: &Mercato) {
     let api = format!("http://{}", serve.command_api_addr.as_ref().unwrap());
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{api}/v1/auth/token"))
-        .json(&json!({"email": "admin@mercato.test", "password": "admin-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    let token = Shop {
+        http: http.clone(),
+        command: api.clone(),
+        query: String::new(),
+    }
+    .admin_token()
+    .await;
     for (sku, name, brand, price) in [
         ("TEA-ACME", "Porcelain Teapot", "Acme", 2500),
         ("TEA-BREW", "Porcelain Teapot Deluxe", "Brewmaster", 4900),

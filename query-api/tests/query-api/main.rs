@@ -6,6 +6,7 @@ mod e2e;
 mod events;
 mod http;
 mod lifecycle;
+mod search;
 mod stack;
 
 /// A signed-in customer's token: a login row (session generation 1) and a token of it, as
