@@ -16,8 +16,11 @@ pub mod order_process;
 pub mod payment;
 pub mod pci;
 pub mod personal;
+pub mod pricing;
 pub mod product;
+pub mod promotion;
 pub mod stock;
+pub mod tax;
 pub mod upcasting;
 pub mod values;
 

@@ -76,6 +76,15 @@ pub enum ValueError {
     /// Not a UUID.
     #[error("invalid id")]
     InvalidId,
+    /// Not 3-32 characters of uppercase letters, digits, '-' or '_'.
+    #[error("coupon code must be 3-32 characters of letters, digits, '-' or '_'")]
+    InvalidCouponCode,
+    /// Not a percentage in (0, 100] with at most three decimals.
+    #[error("percentage must be greater than 0 and at most 100, with at most three decimals")]
+    InvalidPercentage,
+    /// Not 1-16 characters of uppercase letters, digits, ' ' or '-'.
+    #[error("postal code prefix must be 1-16 characters of letters, digits, ' ' or '-'")]
+    InvalidPostalPrefix,
 }
 
 impl ValueError {
@@ -99,6 +108,9 @@ impl ValueError {
             ValueError::PanNotAllowed => "pan_not_allowed",
             ValueError::InvalidCardLast4 => "invalid_card_last4",
             ValueError::InvalidId => "invalid_id",
+            ValueError::InvalidCouponCode => "invalid_coupon_code",
+            ValueError::InvalidPercentage => "invalid_percentage",
+            ValueError::InvalidPostalPrefix => "invalid_postal_prefix",
         }
     }
 }
@@ -264,6 +276,56 @@ validated_string!(
     /// A product's brand (1-100 characters).
     Brand,
     |v| check_text(v, "brand", 1, 100, false),
+    debug = plain
+);
+
+validated_string!(
+    /// A promotion's name, shown to shoppers beside its discount (1-200 characters).
+    PromotionName,
+    |v| check_text(v, "promotion name", 1, 200, false),
+    debug = plain
+);
+
+validated_string!(
+    /// A coupon code: 3-32 characters of uppercase letters, digits, '-' or '_'. Codes are
+    /// case-insensitive for shoppers: [`CouponCode::normalize`] uppercases what they type.
+    CouponCode,
+    |v| {
+        let ok = (3..=32).contains(&v.len())
+            && v
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if ok {
+            Ok(())
+        } else {
+            Err(ValueError::InvalidCouponCode)
+        }
+    },
+    debug = plain
+);
+
+impl CouponCode {
+    /// The code a shopper typed, trimmed and uppercased.
+    pub fn normalize(typed: &str) -> Result<Self, ValueError> {
+        CouponCode::new(typed.trim().to_ascii_uppercase())
+    }
+}
+
+validated_string!(
+    /// The start of postal codes a tax rate applies to (a region inside a country, such as
+    /// `35` and `38` for the Canary Islands in Spain).
+    PostalPrefix,
+    |v| {
+        let ok = (1..=16).contains(&v.len())
+            && v
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == ' ' || c == '-');
+        if ok {
+            Ok(())
+        } else {
+            Err(ValueError::InvalidPostalPrefix)
+        }
+    },
     debug = plain
 );
 
@@ -708,6 +770,11 @@ uuid_id!(
     /// Identifies an order (aggregate id of [`crate::order::Order`]).
     OrderId
 );
+uuid_id!(
+    /// Identifies a promotion (aggregate id of [`crate::promotion::Promotion`]).
+    PromotionId
+);
+
 uuid_id!(
     /// Identifies a cart (aggregate id of [`crate::cart::Cart`]).
     CartId

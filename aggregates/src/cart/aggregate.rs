@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{CartCommand, CartError, CartEvent, CartLine, CartServices};
 use crate::money::{Currency, Money};
-use crate::values::{CartId, CustomerId, OrderId, ProductName, Quantity, Sku};
+use crate::pricing::{self, Priced, PricingLine};
+use crate::values::{
+    Brand, CartId, CategoryPath, CouponCode, CustomerId, OrderId, ProductName, PromotionId,
+    Quantity, Sku,
+};
 
 /// Lifecycle of a cart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +30,10 @@ struct Line {
     name: ProductName,
     quantity: Quantity,
     unit_price: Money,
+    #[serde(default)]
+    category: Option<CategoryPath>,
+    #[serde(default)]
+    brand: Option<Brand>,
 }
 
 /// A shopping cart (aggregate id: the cart UUID).
@@ -37,6 +45,11 @@ pub struct Cart {
     currency: Option<Currency>,
     lines: BTreeMap<Sku, Line>,
     order_id: Option<OrderId>,
+    #[serde(default)]
+    coupons: BTreeMap<CouponCode, PromotionId>,
+    /// The pricing the cart was checked out with.
+    #[serde(default)]
+    pricing: Option<Priced>,
 }
 
 impl Cart {
@@ -44,6 +57,33 @@ impl Cart {
     pub const MAX_LINES: usize = 50;
     /// The most units one line may hold.
     pub const MAX_LINE_QUANTITY: u32 = 999;
+    /// The most coupon codes a cart may hold.
+    pub const MAX_COUPONS: usize = 5;
+
+    /// The coupon codes added, with their promotions.
+    pub fn coupons(&self) -> &BTreeMap<CouponCode, PromotionId> {
+        &self.coupons
+    }
+
+    /// The pricing the cart was checked out with (`None` before checkout, or for a cart
+    /// checked out before pricing existed).
+    pub fn checkout_pricing(&self) -> Option<&Priced> {
+        self.pricing.as_ref()
+    }
+
+    /// The lines as the pricing takes them.
+    pub fn pricing_lines(&self) -> Vec<PricingLine> {
+        self.lines
+            .iter()
+            .map(|(sku, line)| PricingLine {
+                sku: sku.clone(),
+                quantity: line.quantity,
+                unit_price: line.unit_price,
+                category: line.category.clone(),
+                brand: line.brand.clone(),
+            })
+            .collect()
+    }
 
     /// Lifecycle status.
     pub fn status(&self) -> CartStatus {
@@ -163,6 +203,8 @@ impl Cart {
                 CartEvent::CartItemAdded {
                     sku,
                     name: entry.name,
+                    category: entry.category,
+                    brand: entry.brand,
                     unit_price: entry.unit_price,
                     quantity_added: quantity,
                     line_quantity,
@@ -194,9 +236,27 @@ impl Cart {
                 let cart_total = self.total_with(&sku, None)?;
                 CartEvent::CartItemRemoved { sku, cart_total }
             }
+            CartCommand::ApplyCoupon { code, promotion_id } => {
+                if self.coupons.contains_key(&code) {
+                    return Ok(vec![]);
+                }
+                if self.coupons.len() >= Cart::MAX_COUPONS {
+                    return Err(CartError::TooManyCoupons {
+                        max: Cart::MAX_COUPONS,
+                    });
+                }
+                CartEvent::CartCouponApplied { code, promotion_id }
+            }
+            CartCommand::RemoveCoupon { code } => {
+                if !self.coupons.contains_key(&code) {
+                    return Err(CartError::CouponNotInCart(code));
+                }
+                CartEvent::CartCouponRemoved { code }
+            }
             CartCommand::CheckOutCart {
                 order_id,
                 customer_id,
+                pricing,
             } => {
                 if self.lines.is_empty() {
                     return Err(CartError::EmptyCart);
@@ -212,11 +272,16 @@ impl Cart {
                 let lines = self.lines()?;
                 let total = Money::sum(self.currency()?, lines.iter().map(|l| l.line_total))
                     .map_err(|_| CartError::AmountOverflow)?;
+                let pricing = pricing
+                    .map(|p| pricing::price(&self.pricing_lines(), &p.promotions, p.tax))
+                    .transpose()
+                    .map_err(CartError::Pricing)?;
                 CartEvent::CartCheckedOut {
                     order_id,
                     customer_id,
                     lines,
                     total,
+                    pricing,
                 }
             }
         };
@@ -264,6 +329,8 @@ impl Aggregate for Cart {
             CartEvent::CartItemAdded {
                 sku,
                 name,
+                category,
+                brand,
                 unit_price,
                 line_quantity,
                 ..
@@ -274,8 +341,16 @@ impl Aggregate for Cart {
                         name,
                         quantity: line_quantity,
                         unit_price,
+                        category,
+                        brand,
                     },
                 );
+            }
+            CartEvent::CartCouponApplied { code, promotion_id } => {
+                self.coupons.insert(code, promotion_id);
+            }
+            CartEvent::CartCouponRemoved { code } => {
+                self.coupons.remove(&code);
             }
             CartEvent::CartItemQuantityChanged { sku, quantity, .. } => {
                 if let Some(line) = self.lines.get_mut(&sku) {
@@ -288,8 +363,10 @@ impl Aggregate for Cart {
             CartEvent::CartCheckedOut {
                 order_id,
                 customer_id,
+                pricing,
                 ..
             } => {
+                self.pricing = pricing;
                 self.order_id = Some(order_id);
                 self.customer_id = customer_id.or(self.customer_id);
                 self.status = CartStatus::CheckedOut;

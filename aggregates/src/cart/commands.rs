@@ -1,7 +1,18 @@
 use serde::{Deserialize, Serialize};
 
 use crate::money::Currency;
-use crate::values::{CartId, CustomerId, OrderId, Quantity, Sku};
+use crate::pricing::{PromotionRule, TaxRule};
+use crate::values::{CartId, CouponCode, CustomerId, OrderId, PromotionId, Quantity, Sku};
+
+/// What a checkout prices the cart with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutPricing {
+    /// The promotions the buyer may have now: automatic ones and those of the cart's
+    /// coupons, each active, running and with a use held for the order where limited.
+    pub promotions: Vec<PromotionRule>,
+    /// The tax of the destination.
+    pub tax: TaxRule,
+}
 
 /// Commands of the [`super::Cart`] aggregate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,12 +46,27 @@ pub enum CartCommand {
         /// Which line.
         sku: Sku,
     },
-    /// Closes the cart and hands its lines to an order.
+    /// Adds a coupon code (the API has checked that it names a promotion running now);
+    /// adding a code already in the cart changes nothing.
+    ApplyCoupon {
+        /// The code.
+        code: CouponCode,
+        /// Its promotion.
+        promotion_id: PromotionId,
+    },
+    /// Removes a coupon code.
+    RemoveCoupon {
+        /// The code.
+        code: CouponCode,
+    },
+    /// Closes the cart and hands its lines, priced, to an order.
     CheckOutCart {
         /// The order to create (the API derives it deterministically from the cart id).
         order_id: OrderId,
         /// The customer checking out: must match a customer's cart; `None` on an anonymous
         /// cart is a guest's checkout.
         customer_id: Option<CustomerId>,
+        /// Promotions and tax; `None`: list prices, no tax.
+        pricing: Option<CheckoutPricing>,
     },
 }

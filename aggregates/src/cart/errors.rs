@@ -1,5 +1,6 @@
 use crate::money::Currency;
-use crate::values::Sku;
+use crate::pricing::PricingError;
+use crate::values::{CouponCode, Sku};
 
 /// Why a cart command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +55,18 @@ pub enum CartError {
     /// A total does not fit in 64-bit minor units.
     #[error("amount overflow")]
     AmountOverflow,
+    /// More coupon codes than a cart may hold.
+    #[error("a cart holds at most {max} coupon codes")]
+    TooManyCoupons {
+        /// The limit.
+        max: usize,
+    },
+    /// `RemoveCoupon` of a code not in the cart.
+    #[error("coupon {0} is not in the cart")]
+    CouponNotInCart(CouponCode),
+    /// The pricing failed (lines in mixed currencies, or too large amounts).
+    #[error("the cart cannot be priced: {0}")]
+    Pricing(PricingError),
 }
 
 impl CartError {
@@ -73,6 +86,9 @@ impl CartError {
             CartError::EmptyCart => "cart_empty",
             CartError::CustomerMismatch => "customer_mismatch",
             CartError::AmountOverflow => "amount_overflow",
+            CartError::TooManyCoupons { .. } => "too_many_coupons",
+            CartError::CouponNotInCart(_) => "coupon_not_in_cart",
+            CartError::Pricing(_) => "pricing_failed",
         }
     }
 }
@@ -92,7 +108,10 @@ impl CartError {
             | CartError::ItemNotInCart(_)
             | CartError::EmptyCart
             | CartError::CustomerMismatch
-            | CartError::AmountOverflow => K::Invalid,
+            | CartError::AmountOverflow
+            | CartError::TooManyCoupons { .. }
+            | CartError::Pricing(_) => K::Invalid,
+            CartError::CouponNotInCart(_) => K::NotFound,
             CartError::CatalogUnavailable => K::Unavailable,
         }
     }

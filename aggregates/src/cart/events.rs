@@ -2,7 +2,11 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::money::{Currency, Money};
-use crate::values::{CartId, CustomerId, OrderId, ProductName, Quantity, Sku};
+use crate::pricing::Priced;
+use crate::values::{
+    Brand, CartId, CategoryPath, CouponCode, CustomerId, OrderId, ProductName, PromotionId,
+    Quantity, Sku,
+};
 
 /// A cart line as handed to the order at checkout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,12 +35,19 @@ pub enum CartEvent {
         /// Currency of every price in the cart.
         currency: Currency,
     },
-    /// Units of a SKU were added, at the price captured now.
+    /// Units of a SKU were added, at the price captured now. Version 1.1 adds the category
+    /// and brand captured with it.
     CartItemAdded {
         /// The SKU.
         sku: Sku,
         /// Name captured from the catalog.
         name: ProductName,
+        /// Category captured from the catalog (1.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        category: Option<CategoryPath>,
+        /// Brand captured from the catalog (1.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        brand: Option<Brand>,
         /// Price captured from the catalog (applies to the whole line).
         unit_price: Money,
         /// Units added by this command.
@@ -66,7 +77,20 @@ pub enum CartEvent {
         /// Cart total after.
         cart_total: Money,
     },
-    /// The cart was checked out into an order; it cannot change any more.
+    /// A coupon code was added.
+    CartCouponApplied {
+        /// The code.
+        code: CouponCode,
+        /// Its promotion.
+        promotion_id: PromotionId,
+    },
+    /// A coupon code was removed.
+    CartCouponRemoved {
+        /// The code.
+        code: CouponCode,
+    },
+    /// The cart was checked out into an order; it cannot change any more. Version 1.2 adds
+    /// the pricing.
     CartCheckedOut {
         /// The order to be placed.
         order_id: OrderId,
@@ -76,6 +100,9 @@ pub enum CartEvent {
         lines: Vec<CartLine>,
         /// Sum of the line totals.
         total: Money,
+        /// The lines priced with promotions and tax (1.2; absent: list prices, no tax).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pricing: Option<Priced>,
     },
 }
 
@@ -86,6 +113,8 @@ impl DomainEvent for CartEvent {
             CartEvent::CartItemAdded { .. } => "CartItemAdded",
             CartEvent::CartItemQuantityChanged { .. } => "CartItemQuantityChanged",
             CartEvent::CartItemRemoved { .. } => "CartItemRemoved",
+            CartEvent::CartCouponApplied { .. } => "CartCouponApplied",
+            CartEvent::CartCouponRemoved { .. } => "CartCouponRemoved",
             CartEvent::CartCheckedOut { .. } => "CartCheckedOut",
         }
         .to_owned()
@@ -93,7 +122,8 @@ impl DomainEvent for CartEvent {
 
     fn event_version(&self) -> String {
         match self {
-            CartEvent::CartCheckedOut { .. } => "1.1",
+            CartEvent::CartCheckedOut { .. } => "1.2",
+            CartEvent::CartItemAdded { .. } => "1.1",
             _ => "1.0",
         }
         .to_owned()

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::money::Money;
-use crate::values::{ProductName, Sku};
+use crate::values::{Brand, CategoryPath, ProductName, Sku};
 
 /// What the catalog says about a SKU right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +14,10 @@ pub struct CatalogEntry {
     pub unit_price: Money,
     /// Published and not discontinued.
     pub sellable: bool,
+    /// Category, captured into the cart line (category promotions match on it).
+    pub category: Option<CategoryPath>,
+    /// Brand, captured into the cart line (brand promotions match on it).
+    pub brand: Option<Brand>,
 }
 
 /// The catalog could not be asked (the command may be retried).

@@ -34,6 +34,8 @@ fn entry(name: &str, price: crate::Money, sellable: bool) -> CatalogEntry {
         name: ProductName::new(name).unwrap(),
         unit_price: price,
         sellable,
+        category: None,
+        brand: None,
     }
 }
 
@@ -71,6 +73,8 @@ fn mug_added(quantity_added: u32, line_quantity: u32) -> CartEvent {
     CartEvent::CartItemAdded {
         sku: sku("MUG"),
         name: ProductName::new("Mug").unwrap(),
+        category: None,
+        brand: None,
         unit_price: eur(1000),
         quantity_added: qty(quantity_added),
         line_quantity: qty(line_quantity),
@@ -142,6 +146,8 @@ fn add_reports_cart_total_over_all_lines() {
         .then_expect_events(vec![CartEvent::CartItemAdded {
             sku: sku("PLATE"),
             name: ProductName::new("Plate").unwrap(),
+            category: None,
+            brand: None,
             unit_price: eur(250),
             quantity_added: qty(4),
             line_quantity: qty(4),
@@ -192,6 +198,8 @@ fn line_count_is_limited() {
         history.push(CartEvent::CartItemAdded {
             sku: sku(&format!("SKU{i}")),
             name: ProductName::new("x").unwrap(),
+            category: None,
+            brand: None,
             unit_price: eur(1),
             quantity_added: qty(1),
             line_quantity: qty(1),
@@ -306,6 +314,7 @@ fn checked_out(customer: u128) -> CartEvent {
             line_total: eur(2000),
         }],
         total: eur(2000),
+        pricing: None,
     }
 }
 
@@ -316,6 +325,7 @@ fn check_out_own_cart() {
         .when(CartCommand::CheckOutCart {
             order_id: order_id(1),
             customer_id: None,
+            pricing: None,
         })
         .then_expect_events(vec![checked_out(7)]);
 }
@@ -327,6 +337,7 @@ fn check_out_anonymous_cart_names_the_customer() {
         .when(CartCommand::CheckOutCart {
             order_id: order_id(1),
             customer_id: Some(customer_id(8)),
+            pricing: None,
         })
         .then_expect_events(vec![checked_out(8)]);
 }
@@ -342,6 +353,7 @@ fn an_anonymous_cart_checked_out_without_a_customer_is_a_guests() {
         CartCommand::CheckOutCart {
             order_id: order_id(1),
             customer_id: None,
+            pricing: None,
         },
         &catalog(),
     )
@@ -362,6 +374,7 @@ fn check_out_by_another_customer_is_refused() {
         .when(CartCommand::CheckOutCart {
             order_id: order_id(1),
             customer_id: Some(customer_id(8)),
+            pricing: None,
         })
         .then_expect_error(CartError::CustomerMismatch);
 }
@@ -373,6 +386,7 @@ fn check_out_empty_cart_is_refused() {
         .when(CartCommand::CheckOutCart {
             order_id: order_id(1),
             customer_id: None,
+            pricing: None,
         })
         .then_expect_error(CartError::EmptyCart);
 }
@@ -389,6 +403,7 @@ fn checked_out_cart_cannot_change() {
         CartCommand::CheckOutCart {
             order_id: order_id(2),
             customer_id: None,
+            pricing: None,
         },
     ] {
         fixture()
@@ -411,4 +426,89 @@ fn state_exposes_lines_and_status() {
     assert_eq!(Cart::TYPE, "Cart");
     assert_eq!(opened(None).event_type(), "CartOpened");
     assert_eq!(CartError::EmptyCart.code(), "cart_empty");
+}
+
+#[test]
+fn coupons_are_held_by_code_and_priced_at_checkout() {
+    use crate::pricing::{Discount, PromotionRule, Rate, Stacking, Target, TaxRule};
+    use crate::values::{CouponCode, PromotionId, PromotionName};
+
+    let mut cart = Cart::default();
+    let run = |cart: &mut Cart, command| crate::test_support::execute(cart, command, &catalog());
+    run(
+        &mut cart,
+        CartCommand::OpenCart {
+            cart_id: CartId::new(Uuid::from_u128(1)),
+            customer_id: None,
+            currency: Currency::EUR,
+        },
+    )
+    .unwrap();
+    run(&mut cart, add("MUG", 2)).unwrap();
+    let code = CouponCode::normalize(" spring ").unwrap();
+    let promotion_id = PromotionId::new(Uuid::from_u128(9));
+    let apply = CartCommand::ApplyCoupon {
+        code: code.clone(),
+        promotion_id,
+    };
+    assert_eq!(run(&mut cart, apply.clone()).unwrap().len(), 1);
+    assert!(run(&mut cart, apply).unwrap().is_empty());
+    assert_eq!(cart.coupons().get(&code), Some(&promotion_id));
+    for n in 0..Cart::MAX_COUPONS - 1 {
+        let other = CouponCode::new(format!("CODE{n}")).unwrap();
+        run(
+            &mut cart,
+            CartCommand::ApplyCoupon {
+                code: other,
+                promotion_id,
+            },
+        )
+        .unwrap();
+    }
+    let one_too_many = CartCommand::ApplyCoupon {
+        code: CouponCode::new("EXTRA").unwrap(),
+        promotion_id,
+    };
+    assert_eq!(
+        run(&mut cart, one_too_many),
+        Err(CartError::TooManyCoupons {
+            max: Cart::MAX_COUPONS
+        })
+    );
+    let unknown = CartCommand::RemoveCoupon {
+        code: CouponCode::new("NOPE").unwrap(),
+    };
+    assert_eq!(
+        run(&mut cart, unknown).unwrap_err().code(),
+        "coupon_not_in_cart"
+    );
+
+    let rule = PromotionRule {
+        id: promotion_id,
+        name: PromotionName::new("Spring").unwrap(),
+        code: Some(code),
+        discount: Discount::Percent(Rate::parse("10").unwrap()),
+        applies_to: Target::Cart,
+        min_subtotal: None,
+        stacking: Stacking::Combinable,
+    };
+    let tax = TaxRule {
+        rate: Rate::parse("20").unwrap(),
+        prices_include_tax: false,
+    };
+    let check_out = CartCommand::CheckOutCart {
+        order_id: order_id(1),
+        customer_id: None,
+        pricing: Some(CheckoutPricing {
+            promotions: vec![rule],
+            tax,
+        }),
+    };
+    run(&mut cart, check_out).unwrap();
+    let priced = cart.checkout_pricing().unwrap();
+    // 2 x 10.00 less 10% is 18.00, plus 20% tax: 21.60.
+    assert_eq!(
+        (priced.discount_total, priced.tax, priced.total),
+        (eur(200), eur(360), eur(2160))
+    );
 }

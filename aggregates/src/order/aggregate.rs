@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{LineUnits, OrderCommand, OrderError, OrderEvent, OrderLine, RefundLine, RefundReason};
 use crate::money::Money;
 use crate::personal::Personal;
+use crate::pricing::unit_share;
 use crate::values::{
     Carrier, CustomerId, Email, OrderId, PaymentId, RefundId, ReturnId, Sku, TrackingNumber,
 };
@@ -358,17 +359,25 @@ impl Order {
         }
     }
 
-    /// The money owed for `units` of their lines, at the captured prices.
+    /// The money owed for `units` of their lines: their shares of what each line cost the
+    /// customer (after its discount, with its tax), so paying back every unit of a line in
+    /// any steps gives back exactly what it cost.
     pub(super) fn value_of(&self, units: &[LineUnits]) -> Result<Vec<RefundLine>, OrderError> {
         units
             .iter()
             .map(|u| {
                 let line = self.line(&u.sku)?;
-                let amount = line
-                    .line
-                    .unit_price
-                    .checked_mul(u.quantity.get())
-                    .map_err(|_| OrderError::AmountOverflow)?;
+                // Units already paid back (cancelled or received) took their shares first.
+                let done = line.cancelled + line.returned;
+                let paid = line.line.paid();
+                let share = unit_share(
+                    paid.amount(),
+                    line.line.quantity.get(),
+                    done,
+                    u.quantity.get(),
+                );
+                let amount =
+                    Money::new(share, paid.currency()).map_err(|_| OrderError::AmountOverflow)?;
                 Ok(RefundLine {
                     sku: u.sku.clone(),
                     quantity: u.quantity,
@@ -553,6 +562,15 @@ impl Aggregate for Order {
             OrderEvent::OrderReturnReceived {
                 return_id, lines, ..
             } => {
+                // Valued before the units count as returned (as `decide` valued them).
+                let units: Vec<LineUnits> = lines
+                    .iter()
+                    .map(|l| LineUnits {
+                        sku: l.sku.clone(),
+                        quantity: l.quantity,
+                    })
+                    .collect();
+                let owed = self.value_of(&units).unwrap_or_default();
                 let announced = self
                     .returns
                     .get(&return_id)
@@ -572,14 +590,6 @@ impl Aggregate for Order {
                         line.returned += received;
                     }
                 }
-                let units: Vec<LineUnits> = lines
-                    .iter()
-                    .map(|l| LineUnits {
-                        sku: l.sku.clone(),
-                        quantity: l.quantity,
-                    })
-                    .collect();
-                let owed = self.value_of(&units).unwrap_or_default();
                 self.owe(RefundReason::Return { return_id }, owed);
                 if let Some(r) = self.returns.get_mut(&return_id) {
                     r.received = true;

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
 use crate::payment::DeclineReason;
+use crate::pricing::Priced;
 use crate::values::{
     Carrier, CustomerId, Email, OrderId, PaymentId, PaymentMethodToken, PostalAddress, ProductName,
     Quantity, RefundId, ReturnId, ReturnReason, Sku, TrackingNumber, WarehouseId,
@@ -76,6 +77,9 @@ pub enum OrderCommand {
         guest_email: Option<Email>,
         /// Lines with captured prices, one per SKU.
         lines: Vec<NewOrderLine>,
+        /// The checkout's pricing of those lines (promotions and tax); `None`: list prices,
+        /// no tax.
+        pricing: Option<Priced>,
         /// Where to ship.
         shipping_address: PostalAddress,
         /// The payment provider's token for the customer's payment method.

@@ -122,6 +122,7 @@ impl Order {
             customer_id,
             guest_email,
             lines,
+            pricing,
             shipping_address,
             payment_method,
             placed_at,
@@ -163,10 +164,39 @@ impl Order {
                 quantity: line.quantity,
                 unit_price: line.unit_price,
                 line_total,
+                discount: None,
+                tax: None,
+                total: None,
             });
         }
-        let total = Money::sum(currency, placed.iter().map(|l| l.line_total))
+        let subtotal = Money::sum(currency, placed.iter().map(|l| l.line_total))
             .map_err(|_| OrderError::AmountOverflow)?;
+        let (total, discounts, tax, tax_rule) = match pricing {
+            None => (subtotal, Vec::new(), None, None),
+            Some(priced) => {
+                // The pricing must be of these very lines, and add up.
+                if priced.lines.len() != placed.len() || !priced.reconciles() {
+                    return Err(OrderError::PricingMismatch);
+                }
+                for (line, p) in placed.iter_mut().zip(&priced.lines) {
+                    let same = p.sku == line.sku
+                        && p.quantity == line.quantity
+                        && p.unit_price == line.unit_price;
+                    if !same {
+                        return Err(OrderError::PricingMismatch);
+                    }
+                    line.discount = Some(p.discount);
+                    line.tax = Some(p.tax);
+                    line.total = Some(p.total);
+                }
+                (
+                    priced.total,
+                    priced.discounts,
+                    Some(priced.tax),
+                    Some(priced.tax_rule),
+                )
+            }
+        };
         let subject = match customer_id {
             Some(customer) => DataSubject::Customer(customer),
             None => DataSubject::GuestOrder(order_id),
@@ -177,6 +207,10 @@ impl Order {
             guest_email: guest_email.map(|e| Personal::new(subject, e)),
             lines: placed,
             total,
+            subtotal: Some(subtotal),
+            discounts,
+            tax,
+            tax_rule,
             ship_to_country: shipping_address.country().clone(),
             shipping_address: Personal::new(subject, shipping_address),
             payment_method,

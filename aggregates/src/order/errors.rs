@@ -31,6 +31,9 @@ pub enum OrderError {
     /// Amounts in different currencies.
     #[error("amounts must all be in the order's currency")]
     CurrencyMismatch,
+    /// The pricing given does not match the lines, or does not add up.
+    #[error("the pricing does not match the order's lines")]
+    PricingMismatch,
     /// A total does not fit in 64-bit minor units.
     #[error("amount overflow")]
     AmountOverflow,
@@ -160,6 +163,7 @@ impl OrderError {
             OrderError::TooManyLines { .. } => "too_many_lines",
             OrderError::DuplicateLine(_) => "duplicate_line",
             OrderError::CurrencyMismatch => "currency_mismatch",
+            OrderError::PricingMismatch => "pricing_mismatch",
             OrderError::AmountOverflow => "amount_overflow",
             OrderError::InvalidTransition { .. } => "invalid_transition",
             OrderError::AlreadyCancelled => "order_already_cancelled",
@@ -211,6 +215,7 @@ impl OrderError {
             | OrderError::TooManyLines { .. }
             | OrderError::DuplicateLine(_)
             | OrderError::CurrencyMismatch
+            | OrderError::PricingMismatch
             | OrderError::AmountOverflow
             | OrderError::UnknownLine(_)
             | OrderError::EmptyShipment

@@ -6,6 +6,7 @@ use super::{CancellationReason, LineUnits, OrderStatus, ReceivedLine};
 use crate::money::Money;
 use crate::payment::DeclineReason;
 use crate::personal::Personal;
+use crate::pricing::{AppliedDiscount, TaxRule};
 use crate::values::{
     Carrier, CountryCode, CustomerId, Email, OrderId, PaymentId, PaymentMethodToken, PostalAddress,
     ProductName, Quantity, RefundId, ReturnId, ReturnReason, Sku, TrackingNumber, WarehouseId,
@@ -24,6 +25,23 @@ pub struct OrderLine {
     pub unit_price: Money,
     /// `unit_price * quantity`.
     pub line_total: Money,
+    /// The promotions' share of the line (version 2.1; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount: Option<Money>,
+    /// Tax on the line (version 2.1; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax: Option<Money>,
+    /// What the customer pays for the line: after its discount, with its tax (version 2.1;
+    /// absent: `line_total`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<Money>,
+}
+
+impl OrderLine {
+    /// What the customer pays for this line (refunds of its units are shares of it).
+    pub fn paid(&self) -> Money {
+        self.total.unwrap_or(self.line_total)
+    }
 }
 
 /// What a refund gives back.
@@ -61,7 +79,9 @@ pub enum OrderEvent {
     /// An order was placed. Version 1.1: `customer_id` is `null` for a guest, who gives
     /// `guest_email`. Version 2.0: the email and address name their data subject (sealed in
     /// the store), and `ship_to_country` keeps the destination for accounting when they are
-    /// erased; `crate::upcasting` reads older payloads.
+    /// erased; `crate::upcasting` reads older payloads. Version 2.1 adds the pricing
+    /// (`subtotal`, `discounts`, `tax`, `tax_rule`, and each line's discount, tax and total);
+    /// `total` is then what the customer pays. Older orders read as undiscounted and untaxed.
     OrderPlaced {
         /// The order.
         order_id: OrderId,
@@ -72,8 +92,20 @@ pub enum OrderEvent {
         guest_email: Option<Personal<Email>>,
         /// Lines with totals.
         lines: Vec<OrderLine>,
-        /// Sum of the line totals.
+        /// What the customer pays: the sum of the lines' totals (after discounts, with tax).
         total: Money,
+        /// Sum of the lines at list prices (version 2.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subtotal: Option<Money>,
+        /// The promotions applied (version 2.1).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        discounts: Vec<AppliedDiscount>,
+        /// Sum of the lines' tax (version 2.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tax: Option<Money>,
+        /// The tax rate charged and whether prices included it (version 2.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tax_rule: Option<TaxRule>,
         /// Where to ship (personal data).
         shipping_address: Personal<PostalAddress>,
         /// The shipping address's country (not personal data: tax and sales reports).
@@ -272,7 +304,8 @@ impl DomainEvent for OrderEvent {
     fn event_version(&self) -> String {
         match self {
             OrderEvent::OrderShipped { .. } | OrderEvent::OrderRefunded { .. } => "1.1",
-            OrderEvent::OrderPlaced { .. } | OrderEvent::OrderDelivered { .. } => "2.0",
+            OrderEvent::OrderPlaced { .. } => "2.1",
+            OrderEvent::OrderDelivered { .. } => "2.0",
             _ => "1.0",
         }
         .to_owned()

@@ -32,6 +32,7 @@ fn place(lines: Vec<NewOrderLine>) -> OrderCommand {
         customer_id: Some(customer_id(1)),
         guest_email: None,
         lines,
+        pricing: None,
         shipping_address: address(),
         payment_method: token(),
         placed_at: at(0),
@@ -49,6 +50,9 @@ fn order_line(s: &str, quantity: u32, price: i64) -> OrderLine {
         quantity: qty(quantity),
         unit_price: eur(price),
         line_total: eur(price * i64::from(quantity)),
+        discount: None,
+        tax: None,
+        total: None,
     }
 }
 
@@ -59,6 +63,10 @@ fn placed() -> OrderEvent {
         guest_email: None,
         lines: vec![order_line("MUG", 2, 1000), order_line("PLATE", 3, 500)],
         total: eur(3500),
+        subtotal: Some(eur(3500)),
+        discounts: vec![],
+        tax: None,
+        tax_rule: None,
         ship_to_country: address().country().clone(),
         shipping_address: Personal::new(DataSubject::Customer(customer_id(1)), address()),
         payment_method: token(),
@@ -503,6 +511,7 @@ fn a_guest_order_has_an_email_and_no_customer() {
         customer_id: None,
         guest_email: Some(email.clone()),
         lines: vec![new_line("MUG", 1, 1000)],
+        pricing: None,
         shipping_address: address(),
         payment_method: token(),
         placed_at: at(0),
@@ -540,6 +549,7 @@ fn a_guest_order_has_an_email_and_no_customer() {
                 customer_id,
                 guest_email,
                 lines: vec![new_line("MUG", 1, 1000)],
+                pricing: None,
                 shipping_address: address(),
                 payment_method: token(),
                 placed_at: at(0),
@@ -1218,7 +1228,7 @@ fn a_void_is_recorded_once() {
 #[test]
 fn serialization_and_codes_are_stable() {
     assert_eq!(placed().event_type(), "OrderPlaced");
-    assert_eq!(placed().event_version(), "2.0");
+    assert_eq!(placed().event_version(), "2.1");
     assert_eq!(delivered_all().event_version(), "2.0");
     assert_eq!(
         serde_json::to_value(OrderStatus::PartiallyShipped).unwrap(),
@@ -1521,4 +1531,171 @@ proptest! {
 
 fn refund_amount_is_all(order: &Order) -> bool {
     order.refunded() == order.captured()
+}
+
+// ---- priced orders: refunds are shares of what each line cost ----
+
+fn priced_place(percent: u32, tax: u32, inclusive: bool, quantities: [u32; 2]) -> OrderCommand {
+    use crate::pricing::{self, Discount, PromotionRule, Rate, Stacking, Target, TaxRule};
+    use crate::values::{PromotionId, PromotionName};
+    let lines = vec![
+        new_line("MUG", quantities[0], 999),
+        new_line("PLATE", quantities[1], 333),
+    ];
+    let pricing_lines: Vec<_> = lines
+        .iter()
+        .map(|l| pricing::PricingLine {
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            category: None,
+            brand: None,
+        })
+        .collect();
+    let rule = PromotionRule {
+        id: PromotionId::new(uuid::Uuid::from_u128(1)),
+        name: PromotionName::new("Sale").unwrap(),
+        code: None,
+        discount: Discount::Percent(Rate::from_thousandths(percent).unwrap()),
+        applies_to: Target::Cart,
+        min_subtotal: None,
+        stacking: Stacking::Combinable,
+    };
+    let tax = TaxRule {
+        rate: Rate::from_thousandths(tax).unwrap(),
+        prices_include_tax: inclusive,
+    };
+    let priced = pricing::price(&pricing_lines, &[rule], tax).unwrap();
+    let OrderCommand::PlaceOrder {
+        order_id,
+        customer_id,
+        guest_email,
+        shipping_address,
+        payment_method,
+        placed_at,
+        ..
+    } = place(vec![])
+    else {
+        unreachable!()
+    };
+    OrderCommand::PlaceOrder {
+        order_id,
+        customer_id,
+        guest_email,
+        lines,
+        pricing: Some(priced),
+        shipping_address,
+        payment_method,
+        placed_at,
+    }
+}
+
+#[test]
+fn a_priced_order_records_its_discounts_and_tax_and_refuses_a_pricing_of_other_lines() {
+    let mut order = Order::default();
+    let events = execute(&mut order, priced_place(10_000, 19_000, false, [2, 3]), &()).unwrap();
+    let OrderEvent::OrderPlaced {
+        total,
+        subtotal,
+        tax,
+        discounts,
+        lines,
+        ..
+    } = &events[0]
+    else {
+        panic!("{events:?}")
+    };
+    // 19.98 + 9.99 = 29.97; less 10% (3.00: 2.00 + 1.00); 19% tax per line on 17.98 and
+    // 8.99: 3.42 + 1.71.
+    assert_eq!(*subtotal, Some(eur(2997)));
+    assert_eq!(discounts[0].amount, eur(300));
+    assert_eq!(*tax, Some(eur(513)));
+    assert_eq!(*total, eur(2997 - 300 + 513));
+    assert_eq!(
+        lines.iter().map(|l| l.paid().amount()).sum::<i64>(),
+        total.amount()
+    );
+    let OrderCommand::PlaceOrder { pricing, .. } = priced_place(10_000, 19_000, false, [2, 3])
+    else {
+        unreachable!()
+    };
+    let mut other = place(vec![new_line("MUG", 1, 999), new_line("PLATE", 3, 333)]);
+    if let OrderCommand::PlaceOrder { pricing: p, .. } = &mut other {
+        *p = pricing;
+    }
+    assert_eq!(
+        execute(&mut Order::default(), other, &()),
+        Err(OrderError::PricingMismatch)
+    );
+}
+
+proptest! {
+    /// For random promotions, tax rates and returns in random steps: no refund gives back
+    /// more than was captured, and returning (or cancelling) every unit gives back exactly
+    /// the order's total.
+    #[test]
+    fn refunds_of_a_priced_order_never_exceed_what_was_paid(
+        percent in 0u32..=100_000,
+        tax in 0u32..=30_000,
+        inclusive in any::<bool>(),
+        quantities in [1u32..6, 1u32..6],
+        shipped in [0u32..6, 0u32..6],
+        steps in prop::collection::vec((0usize..2, 1u32..4), 0..8),
+    ) {
+        let mut order = Order::default();
+        // `execute` applies the events to the order, as the framework does.
+        let run = |order: &mut Order, command| execute(order, command, &());
+        run(&mut order, priced_place(percent, tax, inclusive, quantities)).unwrap();
+        let total = order.total().unwrap();
+        for s in SKUS.iter().take(2) {
+            run(&mut order, OrderCommand::RecordStockReserved { sku: sku(s) }).unwrap();
+        }
+        run(&mut order, OrderCommand::RecordPaymentAuthorized { payment_id: payment_id(1), amount: total }).unwrap();
+        run(&mut order, OrderCommand::ConfirmOrder).unwrap();
+        run(&mut order, OrderCommand::RecordPaymentCaptured { payment_id: payment_id(1), amount: total }).unwrap();
+        let parcel: Vec<LineUnits> = (0..2)
+            .filter(|&i| shipped[i].min(quantities[i]) > 0)
+            .map(|i| units(SKUS[i], shipped[i].min(quantities[i])))
+            .collect();
+        let mut requested = 0i64;
+        // Cancel what is not shipped, ship the rest, then return it in steps.
+        if parcel.is_empty() {
+            requested += refund_requested(&run(&mut order, cancel_by_customer()).unwrap());
+        } else {
+            run(&mut order, ship("T1", parcel)).unwrap();
+            if order.lines().iter().any(|l| l.unshipped() > 0) {
+                requested += refund_requested(&run(&mut order, cancel_by_customer()).unwrap());
+            }
+            run(&mut order, OrderCommand::DeliverOrder { tracking_number: None, delivered_at: at(30) }).unwrap();
+            let mut step = 0u128;
+            let mut return_units = |order: &mut Order, i: usize, n: u32| -> i64 {
+                let line = &order.lines()[i];
+                let n = n.min(line.returnable());
+                if n == 0 { return 0; }
+                step += 1;
+                let sku_i = line.line.sku.clone();
+                run(order, OrderCommand::RequestReturn { return_id: return_id(step), lines: vec![units(sku_i.as_str(), n)], reason: ReturnReason::new("too big").unwrap(), requested_at: at(40), window_days: 30 }).unwrap();
+                let events = run(order, OrderCommand::ReceiveReturn { return_id: return_id(step), warehouse: WarehouseId::new("main").unwrap(), lines: vec![received(sku_i.as_str(), n, true)], received_at: at(50) }).unwrap();
+                refund_requested(&events)
+            };
+            for (i, n) in steps {
+                requested += return_units(&mut order, i, n);
+                prop_assert!(requested <= total.amount());
+            }
+            for i in 0..2 {
+                requested += return_units(&mut order, i, u32::MAX);
+            }
+        }
+        prop_assert_eq!(requested, total.amount());
+    }
+}
+
+fn refund_requested(events: &[OrderEvent]) -> i64 {
+    events
+        .iter()
+        .map(|e| match e {
+            OrderEvent::OrderRefundRequested { amount, .. } => amount.amount(),
+            _ => 0,
+        })
+        .sum()
 }

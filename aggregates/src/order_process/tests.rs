@@ -1326,6 +1326,7 @@ fn simulate(scenario: &Scenario) -> Result<World, TestCaseError> {
             customer_id: Some(customer_id(1)),
             guest_email: None,
             lines,
+            pricing: None,
             shipping_address: address(),
             payment_method: token(),
             placed_at: at(0),
