@@ -204,6 +204,8 @@ impl CatalogLookup for FixedCatalog {
                 unit_price: serde_json::from_value(json!({"amount": 1000, "currency": "EUR"}))
                     .expect("valid money"),
                 sellable: true,
+                category: None,
+                brand: None,
             }))
         })
     }

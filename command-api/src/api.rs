@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
-use axum::routing::{delete, patch, post};
+use axum::routing::{delete, patch, post, put};
 use axum::Router;
 use mercato_event_store::SnapshotPolicy;
 use mercato_web::docs::Conventions;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::{Modify, OpenApi};
 
 use crate::config::CommandApiConfig;
-use crate::routes::{auth, carts, customers, orders, products, returns, stock};
+use crate::routes::{auth, carts, customers, orders, products, promotions, returns, stock};
 use crate::state::{AppState, Deps};
 
 /// The OpenAPI 3.1 document of the command API.
@@ -40,6 +40,15 @@ use crate::state::{AppState, Deps};
         carts::change_item,
         carts::remove_item,
         carts::checkout,
+        carts::apply_coupon,
+        carts::remove_coupon,
+        promotions::create,
+        promotions::update,
+        promotions::activate,
+        promotions::deactivate,
+        promotions::set_tax_rate,
+        promotions::remove_tax_rate,
+        promotions::set_tax_settings,
         orders::cancel,
         orders::ship,
         orders::deliver,
@@ -51,7 +60,8 @@ use crate::state::{AppState, Deps};
     modifiers(&Conventions, &Writes),
     tags(
         (name = "auth"), (name = "customers"), (name = "catalog"), (name = "stock"),
-        (name = "carts"), (name = "orders"), (name = "returns")
+        (name = "carts"), (name = "orders"), (name = "returns"), (name = "promotions"),
+        (name = "tax")
     )
 )]
 pub struct ApiDoc;
@@ -169,6 +179,23 @@ pub(crate) fn router(state: AppState, deps: Option<Dependencies>) -> Router {
             patch(carts::change_item).delete(carts::remove_item),
         )
         .route("/v1/carts/{id}/checkout", post(carts::checkout))
+        .route("/v1/carts/{id}/coupons", post(carts::apply_coupon))
+        .route(
+            "/v1/carts/{id}/coupons/{code}",
+            delete(carts::remove_coupon),
+        )
+        .route("/v1/promotions", post(promotions::create))
+        .route("/v1/promotions/{id}", patch(promotions::update))
+        .route("/v1/promotions/{id}/activate", post(promotions::activate))
+        .route(
+            "/v1/promotions/{id}/deactivate",
+            post(promotions::deactivate),
+        )
+        .route(
+            "/v1/tax/rates/{country}",
+            put(promotions::set_tax_rate).delete(promotions::remove_tax_rate),
+        )
+        .route("/v1/tax/settings", put(promotions::set_tax_settings))
         .route("/v1/orders/{id}/cancel", post(orders::cancel))
         .route("/v1/orders/{id}/shipments", post(orders::ship))
         .route("/v1/orders/{id}/deliveries", post(orders::deliver))

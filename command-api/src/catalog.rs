@@ -39,6 +39,8 @@ impl CatalogLookup for StoreCatalog {
             name: details.name.clone(),
             unit_price: price,
             sellable: product.is_sellable(),
+            category: Some(details.category.clone()),
+            brand: Some(details.brand.clone()),
         }))
     }
 }

@@ -50,6 +50,8 @@ pub(crate) struct PendingCheckout {
     /// The request's write id (correlation id of the order's first events).
     pub request_id: Uuid,
     pub checkout: Checkout,
+    /// The limited promotions the checkout holds (or is about to hold) a use of.
+    pub promotions: Vec<Uuid>,
 }
 
 /// The guest email and address of a pending checkout: personal data, sealed in the row.
@@ -86,11 +88,11 @@ pub(crate) async fn record(pool: &PgPool, p: &PendingCheckout) -> Result<(), Pen
     privacy::seal(pool, &mut [&mut personal]).await?;
     sqlx::query(
         "INSERT INTO command.pending_checkouts \
-           (cart_id, order_id, customer_id, request_id, personal, payment_token) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
+           (cart_id, order_id, customer_id, request_id, personal, payment_token, promotions) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (cart_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, \
            guest_email = NULL, shipping_address = NULL, request_id = EXCLUDED.request_id, \
-           personal = EXCLUDED.personal, \
+           personal = EXCLUDED.personal, promotions = EXCLUDED.promotions, \
            payment_token = EXCLUDED.payment_token, created_at = now()",
     )
     .bind(p.cart_id)
@@ -99,6 +101,7 @@ pub(crate) async fn record(pool: &PgPool, p: &PendingCheckout) -> Result<(), Pen
     .bind(p.request_id)
     .bind(personal)
     .bind(p.checkout.payment_token.as_str())
+    .bind(&p.promotions)
     .execute(pool)
     .await?;
     Ok(())
@@ -151,7 +154,7 @@ pub(crate) async fn due(
     let grace = chrono::Duration::from_std(grace)?;
     let mut rows: Vec<Row> = sqlx::query_as(
         "SELECT cart_id, order_id, customer_id, guest_email, request_id, shipping_address, personal, \
-           payment_token, created_at \
+           payment_token, promotions, created_at \
          FROM command.pending_checkouts WHERE created_at < now() - $1 ORDER BY created_at LIMIT 100",
     )
     .bind(grace)
@@ -190,6 +193,7 @@ struct Row {
     /// The revealed [`BuyerDetails`].
     personal: Option<serde_json::Value>,
     payment_token: String,
+    promotions: Vec<Uuid>,
     created_at: DateTime<Utc>,
 }
 
@@ -228,12 +232,14 @@ impl Row {
                 shipping_address,
                 payment_token: PaymentMethodToken::new(self.payment_token)?,
             },
+            promotions: self.promotions,
         };
         Ok((pending, self.created_at))
     }
 }
 
-/// The order lines of a checked-out cart.
+/// The order lines of a checked-out cart (their pricing is the cart's
+/// [`Cart::checkout_pricing`]).
 pub(crate) fn order_lines(cart: &Cart) -> Result<Vec<NewOrderLine>, CartError> {
     Ok(cart
         .lines()?

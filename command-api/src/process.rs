@@ -481,6 +481,23 @@ impl ProcessCore {
                 |event| ProcessEvent::from_payment_event(payment_id, event),
                 |code| code == "payment_already_exists",
             ),
+            // A release: nothing in the process waits for its event.
+            TargetedCommand::Promotion {
+                promotion_id,
+                command,
+            } => outcome(
+                execute(
+                    &s.promotions,
+                    &promotion_id.to_string(),
+                    command,
+                    &ctx,
+                    None,
+                )
+                .await
+                .map(|written| (written, Vec::new())),
+                |_: &()| None,
+                |code| code == "promotion_not_found",
+            ),
         }?;
         metrics::counter!("mercato_checkout_commands_total", "outcome" => outcome.split(':').next().unwrap_or("").to_owned())
             .increment(1);

@@ -7,7 +7,9 @@ use mercato_aggregates::customer::Customer;
 use mercato_aggregates::order::Order;
 use mercato_aggregates::payment::{Payment, PaymentGateway, PaymentServices};
 use mercato_aggregates::product::Product;
+use mercato_aggregates::promotion::Promotion;
 use mercato_aggregates::stock::Stock;
+use mercato_aggregates::tax::TaxPolicy;
 use mercato_aggregates::upcasting::upcasters;
 use mercato_event_store::{AggregateStore, SnapshotPolicy};
 use sqlx::PgPool;
@@ -23,6 +25,8 @@ pub(crate) struct Stores {
     pub orders: AggregateStore<Order>,
     pub payments: AggregateStore<Payment>,
     pub customers: AggregateStore<Customer>,
+    pub promotions: AggregateStore<Promotion>,
+    pub tax: AggregateStore<TaxPolicy>,
 }
 
 impl Stores {
@@ -37,6 +41,9 @@ impl Stores {
             payments: AggregateStore::new(pool.clone(), PaymentServices::new(gateway), snapshots)
                 .with_upcasters(upcasters()),
             customers: AggregateStore::new(pool.clone(), (), snapshots).with_upcasters(upcasters()),
+            promotions: AggregateStore::new(pool.clone(), (), snapshots)
+                .with_upcasters(upcasters()),
+            tax: AggregateStore::new(pool.clone(), (), snapshots).with_upcasters(upcasters()),
             pool,
         }
     }

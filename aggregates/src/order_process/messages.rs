@@ -5,9 +5,11 @@ use uuid::Uuid;
 use crate::money::Money;
 use crate::order::{CancellationReason, LineUnits, OrderCommand, OrderEvent};
 use crate::payment::{DeclineReason, PaymentCommand, PaymentEvent};
+use crate::promotion::PromotionCommand;
 use crate::stock::{StockCommand, StockEvent};
 use crate::values::{
-    OrderId, PaymentId, PaymentMethodToken, Quantity, RefundId, ReturnId, Sku, WarehouseId,
+    OrderId, PaymentId, PaymentMethodToken, PromotionId, Quantity, RefundId, ReturnId, Sku,
+    WarehouseId,
 };
 
 /// Units of one line the process acts on (reserve, commit, restock).
@@ -43,6 +45,9 @@ pub enum ProcessEvent {
         payment_method: PaymentMethodToken,
         /// When it was placed (the payment deadline counts from here).
         placed_at: DateTime<Utc>,
+        /// The promotions applied: a cancellation gives their uses back.
+        #[serde(default)]
+        promotions: Vec<PromotionId>,
     },
     /// `OrderConfirmed` from the order: the process captures only after it.
     OrderConfirmed {
@@ -213,6 +218,7 @@ impl ProcessEvent {
                 total,
                 payment_method,
                 placed_at,
+                discounts,
                 ..
             } => Some(ProcessEvent::OrderPlaced {
                 order_id: *order_id,
@@ -226,6 +232,7 @@ impl ProcessEvent {
                 total: *total,
                 payment_method: payment_method.clone(),
                 placed_at: *placed_at,
+                promotions: discounts.iter().map(|d| d.promotion_id).collect(),
             }),
             OrderEvent::OrderConfirmed => Some(ProcessEvent::OrderConfirmed { order_id }),
             OrderEvent::OrderCancelled { reason } => Some(ProcessEvent::OrderCancelled {
@@ -386,6 +393,13 @@ pub enum TargetedCommand {
         /// The command.
         command: PaymentCommand,
     },
+    /// For the promotion `promotion_id`.
+    Promotion {
+        /// Aggregate id.
+        promotion_id: PromotionId,
+        /// The command.
+        command: PromotionCommand,
+    },
 }
 
 impl TargetedCommand {
@@ -395,6 +409,7 @@ impl TargetedCommand {
             TargetedCommand::Stock { .. } => "Stock",
             TargetedCommand::Order { .. } => "Order",
             TargetedCommand::Payment { .. } => "Payment",
+            TargetedCommand::Promotion { .. } => "Promotion",
         }
     }
 
@@ -404,6 +419,7 @@ impl TargetedCommand {
             TargetedCommand::Stock { sku, .. } => sku.to_string(),
             TargetedCommand::Order { order_id, .. } => order_id.to_string(),
             TargetedCommand::Payment { payment_id, .. } => payment_id.to_string(),
+            TargetedCommand::Promotion { promotion_id, .. } => promotion_id.to_string(),
         }
     }
 }

@@ -8,8 +8,9 @@ use super::{ProcessCommand, ProcessEvent, ProcessInput, TargetedCommand};
 use crate::money::Money;
 use crate::order::{CancellationReason, OrderCommand};
 use crate::payment::PaymentCommand;
+use crate::promotion::PromotionCommand;
 use crate::stock::StockCommand;
-use crate::values::{OrderId, PaymentId, PaymentMethodToken, Quantity, RefundId, Sku};
+use crate::values::{OrderId, PaymentId, PaymentMethodToken, PromotionId, Quantity, RefundId, Sku};
 
 /// Tunables of the order process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +138,9 @@ pub struct OrderProcess {
     /// The order's refunds, by id.
     #[serde(default)]
     refunds: BTreeMap<RefundId, RefundProgress>,
+    /// The promotions applied to the order (their uses are given back on cancellation).
+    #[serde(default)]
+    promotions: Vec<PromotionId>,
 }
 
 /// The outcome of handling one input: the next state and the commands to send, in order.
@@ -238,6 +242,9 @@ impl OrderProcess {
             commands: Vec::new(),
         };
         next.step(&input.event, policy, &mut out);
+        if matches!(input.event, ProcessEvent::OrderCancelled { .. }) {
+            next.release_promotions(&mut out);
+        }
         next.processed.insert(input.event_id);
         next.finish_compensation();
         ProcessDecision {
@@ -257,10 +264,12 @@ impl OrderProcess {
                     total,
                     payment_method,
                     placed_at,
+                    promotions,
                 },
             ) => {
                 let expires_at = *placed_at + policy.reservation_ttl;
                 self.order_id = Some(*order_id);
+                self.promotions = promotions.clone();
                 self.phase = P::Reserving;
                 self.total = Some(*total);
                 self.payment_method = Some(payment_method.clone());
@@ -712,6 +721,23 @@ impl OrderProcess {
         };
         if lines_settled && payment_settled {
             self.phase = ProcessPhase::Cancelled;
+        }
+    }
+
+    /// Gives back the uses the order's promotions hold (a release of a use not held changes
+    /// nothing, so a second cancellation event or an unlimited promotion costs no event).
+    fn release_promotions(&self, out: &mut Outbox) {
+        let Some(order_id) = self.order_id else {
+            return;
+        };
+        for promotion_id in &self.promotions {
+            out.push(
+                &format!("release-promotion:{promotion_id}"),
+                TargetedCommand::Promotion {
+                    promotion_id: *promotion_id,
+                    command: PromotionCommand::ReleaseRedemption { order_id },
+                },
+            );
         }
     }
 

@@ -48,6 +48,7 @@ fn placed_event() -> ProcessEvent {
         ],
         total: eur(2500),
         payment_method: token(),
+        promotions: vec![],
         placed_at: at(0),
     }
 }
@@ -1201,6 +1202,10 @@ impl World {
                         .collect(),
                 )
             }
+            TargetedCommand::Promotion { .. } => {
+                prop_assert!(false, "the simulated orders apply no promotion");
+                return Ok(());
+            }
         };
         let queue = self.event_queues.entry(stream).or_default();
         for (i, event) in inputs.into_iter().enumerate() {
@@ -1647,4 +1652,58 @@ fn simulation_cancels_from_outside_in_every_phase() {
     ] {
         assert!(accepted_in.contains(phase), "accepted in {accepted_in:?}");
     }
+}
+
+#[test]
+fn a_cancelled_order_gives_back_its_promotions_uses_once_per_cancellation_event() {
+    use crate::promotion::PromotionCommand;
+    use crate::values::PromotionId;
+    let promotion_id = PromotionId::new(Uuid::from_u128(0x9000));
+    let ProcessEvent::OrderPlaced {
+        order_id,
+        lines,
+        total,
+        payment_method,
+        placed_at,
+        ..
+    } = placed_event()
+    else {
+        unreachable!()
+    };
+    let placed = ProcessEvent::OrderPlaced {
+        order_id,
+        lines,
+        total,
+        payment_method,
+        placed_at,
+        promotions: vec![promotion_id],
+    };
+    let policy = ProcessPolicy::default();
+    let started = OrderProcess::default()
+        .handle(&input(1, placed), &policy)
+        .process;
+    let cancelled = ProcessEvent::OrderCancelled {
+        order_id,
+        reason: CancellationReason::CustomerRequest,
+    };
+    let decision = started.handle(&input(2, cancelled.clone()), &policy);
+    let releases: Vec<_> = decision
+        .commands
+        .iter()
+        .filter(|c| matches!(c.command, TargetedCommand::Promotion { .. }))
+        .collect();
+    assert_eq!(releases.len(), 1);
+    assert_eq!(
+        releases[0].command,
+        TargetedCommand::Promotion {
+            promotion_id,
+            command: PromotionCommand::ReleaseRedemption { order_id }
+        }
+    );
+    // A redelivery of the same event sends nothing again.
+    assert!(decision
+        .process
+        .handle(&input(2, cancelled), &policy)
+        .commands
+        .is_empty());
 }

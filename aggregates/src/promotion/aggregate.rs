@@ -110,6 +110,12 @@ impl Promotion {
             .is_some_and(|t| t.usage_limit.is_some() || t.per_customer_limit.is_some())
     }
 
+    /// Whether `command` would be accepted now (the API checks a creation before claiming
+    /// its code, and a change before moving its window).
+    pub fn check_command(&self, command: &PromotionCommand) -> Result<(), PromotionError> {
+        self.decide(command.clone()).map(|_| ())
+    }
+
     fn check(terms: &PromotionTerms) -> Result<(), PromotionError> {
         if let (Some(start), Some(end)) = (terms.starts_at, terms.ends_at) {
             if end <= start {

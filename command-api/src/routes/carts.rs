@@ -6,7 +6,10 @@ use axum::response::Response;
 use axum::Extension;
 use mercato_aggregates::cart::{Cart, CartCommand, CartStatus};
 use mercato_aggregates::money::Currency;
-use mercato_aggregates::values::{CartId, CustomerId, Email, PaymentMethodToken, Quantity};
+use mercato_aggregates::promotion::PromotionError;
+use mercato_aggregates::values::{
+    CartId, CouponCode, CustomerId, Email, PaymentMethodToken, Quantity,
+};
 use mercato_aggregates::ErrorKind;
 use mercato_web::{Caller, Json, Path, Problem, MERCATO_CART_TOKEN};
 use serde::{Deserialize, Serialize};
@@ -21,6 +24,7 @@ use crate::error::{db_problem, refusal, store_problem, Fields};
 use crate::exec::{execute, Written};
 use crate::idempotency::RequestContext;
 use crate::services::checkout::{self, Buyer, Checkout};
+use crate::services::promotions;
 use crate::state::AppState;
 
 /// Namespace of cart ids derived from a request's write id.
@@ -398,4 +402,94 @@ pub(crate) async fn checkout(
         },
         &w,
     ))
+}
+
+/// A coupon code to add to a cart.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApplyCouponBody {
+    /// The code as the shopper typed it (case-insensitive).
+    code: String,
+}
+
+/// Adds a coupon code to the cart. The code must name a promotion that is active and running
+/// now (422 `unknown_coupon`, 409 `promotion_not_active` / `promotion_not_running` /
+/// `promotion_usage_limit_reached` otherwise). The discount shows in the cart's view and is
+/// priced, and its use held, at checkout.
+#[utoipa::path(post, path = "/v1/carts/{id}/coupons", tag = "carts", request_body = ApplyCouponBody,
+    params(("id" = Uuid, Path), ("Mercato-Cart-Token" = Option<String>, Header), Precondition), security((), ("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 401), (status = 403), (status = 404),
+              (status = 409), (status = 422)))]
+pub(crate) async fn apply_coupon(
+    State(state): State<AppState>,
+    caller: Option<Caller>,
+    Extension(req): Extension<RequestContext>,
+    Path(id): Path<String>,
+    IfMatch(expected): IfMatch,
+    headers: HeaderMap,
+    Json(body): Json<ApplyCouponBody>,
+) -> Result<Response, Problem> {
+    let cart_id = parse_uuid("id", &id)?;
+    let mut f = Fields::default();
+    let code = f.check("code", CouponCode::normalize(&body.code));
+    f.finish()?;
+    let code = code.unwrap();
+    let cart = authorize(&state, caller.as_ref(), &headers, cart_id).await?;
+    let stores = state.stores();
+    let now = chrono::Utc::now();
+    let Some(promotion_id) = promotions::by_code(&stores.pool, &code, now)
+        .await
+        .map_err(db_problem)?
+    else {
+        return Err(refusal(
+            ErrorKind::Invalid,
+            "unknown_coupon",
+            format!("no promotion has the code {code}"),
+        )
+        .with("coupon", code.as_str()));
+    };
+    let (promotion, _) = stores
+        .promotions
+        .load(&promotion_id.to_string())
+        .await
+        .map_err(store_problem)?;
+    if let Some(refused) = promotion.refusal(None, cart.customer_id(), now) {
+        // A per-customer limit is checked for a guest only at checkout (they may sign in).
+        if refused != PromotionError::SignInRequired {
+            return Err(refusal(
+                refused.kind(),
+                refused.code(),
+                format!("coupon {code}: {refused}"),
+            )
+            .with("coupon", code.as_str()));
+        }
+    }
+    let command = CartCommand::ApplyCoupon { code, promotion_id };
+    let w = run(&state, &req, caller.as_ref(), cart_id, command, expected).await?;
+    Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
+}
+
+/// Removes a coupon code from the cart.
+#[utoipa::path(delete, path = "/v1/carts/{id}/coupons/{code}", tag = "carts",
+    params(("id" = Uuid, Path), ("code" = String, Path), ("Mercato-Cart-Token" = Option<String>, Header), Precondition),
+    security((), ("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 400), (status = 401), (status = 403), (status = 404)))]
+pub(crate) async fn remove_coupon(
+    State(state): State<AppState>,
+    caller: Option<Caller>,
+    Extension(req): Extension<RequestContext>,
+    Path((id, code)): Path<(String, String)>,
+    IfMatch(expected): IfMatch,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let cart_id = parse_uuid("id", &id)?;
+    let code = CouponCode::normalize(&code).map_err(|e| {
+        Problem::bad_request("invalid_path_parameter", e.to_string()).field_errors([
+            mercato_web::FieldError::new("code", e.code(), e.to_string()),
+        ])
+    })?;
+    authorize(&state, caller.as_ref(), &headers, cart_id).await?;
+    let command = CartCommand::RemoveCoupon { code };
+    let w = run(&state, &req, caller.as_ref(), cart_id, command, expected).await?;
+    Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
 }

@@ -5,6 +5,7 @@ pub(crate) mod carts;
 pub(crate) mod customers;
 pub(crate) mod orders;
 pub(crate) mod products;
+pub(crate) mod promotions;
 pub(crate) mod returns;
 pub(crate) mod stock;
 

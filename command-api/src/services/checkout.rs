@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use mercato_aggregates::cart::{Cart, CartCommand, CartStatus};
 use mercato_aggregates::order::{Order, OrderCommand, OrderError};
-use mercato_aggregates::values::{CustomerId, Email, OrderId};
+use mercato_aggregates::values::{CustomerId, Email, OrderId, PromotionId};
 use mercato_aggregates::ErrorKind;
 use mercato_event_store::EventStoreError;
 use mercato_nats::HandlerError;
@@ -23,6 +23,7 @@ use crate::error::{pending_problem, refusal, store_problem};
 use crate::exec::{execute, WriteContext, Written};
 use crate::pending::{self, PendingCheckout};
 pub(crate) use crate::pending::{Buyer, Checkout};
+use crate::services::promotions;
 use crate::stores::Stores;
 
 /// Namespace of order ids derived from the cart id: one order per cart, whatever retries.
@@ -73,18 +74,34 @@ pub(crate) async fn check_out(
     let order_id = OrderId::new(order_id_for(cart_id));
     // Step 1: freeze the cart into the order id (skipped when an earlier attempt did it).
     if cart.status() != CartStatus::CheckedOut {
+        // Price the cart, and hold a use of each limited promotion for the order before the
+        // cart is frozen at that price (ADR 0021).
+        let now = Utc::now();
+        let customer = checkout.buyer.customer_id();
+        let address = &checkout.shipping_address;
+        let offer = promotions::offer(stores, &cart, customer, order_id, address, now).await?;
         let pending = PendingCheckout {
             cart_id,
             order_id: order_id.as_uuid(),
             request_id: ctx.write_id,
             checkout: checkout.clone(),
+            promotions: offer.limited.iter().map(|p| p.as_uuid()).collect(),
         };
         pending::record(&stores.pool, &pending)
             .await
             .map_err(pending_problem)?;
+        if let Err(refused) =
+            promotions::reserve(stores, &offer.limited, order_id, customer, now, ctx).await
+        {
+            if let Err(e) = pending::forget_own(&stores.pool, cart_id, ctx.write_id).await {
+                tracing::warn!(cart_id = %cart_id, error = %e, "could not drop a refused checkout's record");
+            }
+            return Err(refused);
+        }
         let command = CartCommand::CheckOutCart {
             order_id,
-            customer_id: checkout.buyer.customer_id(),
+            customer_id: customer,
+            pricing: Some(offer.pricing),
         };
         let frozen = execute(&stores.carts, &cart_id.to_string(), command, ctx, expected).await;
         cart = stores
@@ -97,6 +114,7 @@ pub(crate) async fn check_out(
             // A concurrent attempt may have checked the cart out into the same order: then
             // this one goes on to place it too (one of them wins).
             if cart.order_id() != Some(order_id) {
+                promotions::release(stores, &offer.limited, order_id, ctx).await;
                 if let Err(e) = pending::forget_own(&stores.pool, cart_id, ctx.write_id).await {
                     tracing::warn!(cart_id = %cart_id, error = %e, "could not drop a failed checkout's record");
                 }
@@ -159,6 +177,7 @@ pub(crate) async fn place_order(
         customer_id: checkout.buyer.customer_id(),
         guest_email: checkout.buyer.guest_email(),
         lines,
+        pricing: cart.checkout_pricing().cloned(),
         shipping_address: checkout.shipping_address.clone(),
         payment_method: checkout.payment_token.clone(),
         placed_at: chrono::Utc::now(),
@@ -198,6 +217,20 @@ async fn finish(
         let age = Utc::now() - recorded_at;
         if age > chrono::Duration::from_std(pending::ABANDONED_AFTER)? {
             tracing::info!(cart_id = %pending.cart_id, "dropping a checkout that never checked its cart out");
+            let held: Vec<PromotionId> = pending
+                .promotions
+                .iter()
+                .copied()
+                .map(PromotionId::new)
+                .collect();
+            let ctx = WriteContext {
+                write_id: pending.request_id,
+                check_prior: true,
+                actor: "system:process".to_owned(),
+                causation_id: None,
+                correlation_id: None,
+            };
+            promotions::release(stores, &held, order_id, &ctx).await;
             pending::forget_own(&stores.pool, pending.cart_id, pending.request_id).await?;
         }
         return Ok(false);

@@ -4,3 +4,4 @@
 
 pub(crate) mod checkout;
 pub(crate) mod orders;
+pub(crate) mod promotions;

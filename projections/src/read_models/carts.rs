@@ -35,6 +35,8 @@ impl Projection for Carts {
             "CartItemAdded",
             "CartItemQuantityChanged",
             "CartItemRemoved",
+            "CartCouponApplied",
+            "CartCouponRemoved",
             "CartCheckedOut",
         ]
     }
@@ -87,6 +89,8 @@ impl Projection for Carts {
                             order_id: None,
                             opened_at: at,
                             updated_at: at,
+                            coupons: Vec::new(),
+                            pricing: None,
                         });
                         changed_carts.insert(cart_id);
                     }
@@ -94,6 +98,8 @@ impl Projection for Carts {
                 CartEvent::CartItemAdded {
                     sku,
                     name,
+                    category,
+                    brand,
                     unit_price,
                     line_quantity,
                     line_total,
@@ -111,6 +117,8 @@ impl Projection for Carts {
                         unit_price_amount: unit_price.amount(),
                         line_total_amount: line_total.amount(),
                         added_at,
+                        category: category.map(Vec::from),
+                        brand: brand.map(String::from),
                     });
                     changed_lines.insert(key);
                     new_total = Some(cart_total.amount());
@@ -135,13 +143,37 @@ impl Projection for Carts {
                     changed_lines.insert(key);
                     new_total = Some(cart_total.amount());
                 }
+                CartEvent::CartCouponApplied { code, promotion_id } => {
+                    if let Some(cart) = carts.get_mut(&cart_id) {
+                        if !cart.coupons.iter().any(|c| c.code == code.as_str()) {
+                            cart.coupons.push(CouponRow {
+                                code: code.as_str().to_owned(),
+                                promotion_id: promotion_id.as_uuid(),
+                            });
+                        }
+                        cart.updated_at = at;
+                        changed_carts.insert(cart_id);
+                    }
+                }
+                CartEvent::CartCouponRemoved { code } => {
+                    if let Some(cart) = carts.get_mut(&cart_id) {
+                        cart.coupons.retain(|c| c.code != code.as_str());
+                        cart.updated_at = at;
+                        changed_carts.insert(cart_id);
+                    }
+                }
                 CartEvent::CartCheckedOut {
                     order_id,
                     customer_id,
                     total,
+                    pricing,
                     ..
                 } => {
                     if let Some(cart) = carts.get_mut(&cart_id) {
+                        cart.pricing = pricing
+                            .map(serde_json::to_value)
+                            .transpose()
+                            .map_err(|e| ProjectionError::Payload(e.to_string()))?;
                         cart.status = "checked_out".to_owned();
                         cart.order_id = Some(order_id.as_uuid());
                         cart.customer_id = customer_id.map(|c| c.as_uuid()).or(cart.customer_id);
@@ -197,6 +229,17 @@ struct CartRow {
     order_id: Option<Uuid>,
     opened_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// The coupon codes added.
+    coupons: Vec<CouponRow>,
+    /// The `Priced` the cart was checked out with.
+    pricing: Option<serde_json::Value>,
+}
+
+/// A coupon code in a cart.
+#[derive(Debug, Serialize, Deserialize)]
+struct CouponRow {
+    code: String,
+    promotion_id: Uuid,
 }
 
 /// A row of `cart_lines`.
@@ -210,6 +253,10 @@ struct LineRow {
     unit_price_amount: i64,
     line_total_amount: i64,
     added_at: DateTime<Utc>,
+    /// Captured with the line (category promotions match on it).
+    category: Option<Vec<String>>,
+    /// Captured with the line (brand promotions match on it).
+    brand: Option<String>,
 }
 
 /// The key of a `cart_lines` row.

@@ -8,6 +8,7 @@ pub mod carts;
 pub mod catalog;
 pub mod customers;
 pub mod orders;
+pub mod pricing;
 mod rows;
 pub mod sales;
 pub mod stock;

@@ -113,6 +113,10 @@ impl Projection for Orders {
                 guest_email,
                 lines: placed,
                 total,
+                subtotal,
+                discounts,
+                tax,
+                tax_rule,
                 shipping_address,
                 ship_to_country,
                 placed_at,
@@ -131,6 +135,12 @@ impl Projection for Orders {
                         at,
                     );
                     row.ship_to_country = Some(ship_to_country.as_str().to_owned());
+                    row.subtotal_amount = subtotal.map(|m| m.amount());
+                    row.discount_amount = discounts.iter().map(|d| d.amount.amount()).sum();
+                    row.discounts = discounts.iter().map(DiscountView::from).collect();
+                    row.tax_amount = tax.map_or(0, |m| m.amount());
+                    row.tax_rate = tax_rule.map(|t| t.rate.to_string());
+                    row.prices_include_tax = tax_rule.map(|t| t.prices_include_tax);
                     row.shipping_address = shipping_address
                         .expose()
                         .map(serde_json::to_value)
@@ -153,15 +163,7 @@ impl Projection for Orders {
                     if existing.iter().any(|l| l.line_no == line_no) {
                         continue;
                     }
-                    existing.push(LineRow::placed(
-                        order_id,
-                        line_no,
-                        line.sku.as_str(),
-                        line.name.as_str(),
-                        line.quantity.get(),
-                        line.unit_price.amount(),
-                        line.line_total.amount(),
-                    ));
+                    existing.push(LineRow::placed(order_id, line_no, line));
                     changed_lines.insert(order_id);
                 }
                 continue;
@@ -522,6 +524,35 @@ struct OrderRow {
     contact_email: Option<String>,
     personal_data_erased: bool,
     updated_at: DateTime<Utc>,
+    /// The lines at list prices (`None` for an order placed before pricing).
+    subtotal_amount: Option<i64>,
+    discount_amount: i64,
+    tax_amount: i64,
+    discounts: Vec<DiscountView>,
+    tax_rate: Option<String>,
+    prices_include_tax: Option<bool>,
+}
+
+/// A promotion applied to an order, as the order view shows it.
+#[derive(Debug, Serialize, Deserialize)]
+struct DiscountView {
+    promotion_id: Uuid,
+    name: String,
+    code: Option<String>,
+    amount: i64,
+    free_shipping: bool,
+}
+
+impl From<&mercato_aggregates::pricing::AppliedDiscount> for DiscountView {
+    fn from(d: &mercato_aggregates::pricing::AppliedDiscount) -> Self {
+        DiscountView {
+            promotion_id: d.promotion_id.as_uuid(),
+            name: d.name.as_str().to_owned(),
+            code: d.code.as_ref().map(|c| c.as_str().to_owned()),
+            amount: d.amount.amount(),
+            free_shipping: d.free_shipping,
+        }
+    }
 }
 
 impl OrderRow {
@@ -565,6 +596,12 @@ impl OrderRow {
             contact_email: None,
             personal_data_erased: false,
             updated_at: at,
+            subtotal_amount: None,
+            discount_amount: 0,
+            tax_amount: 0,
+            discounts: Vec::new(),
+            tax_rate: None,
+            prices_include_tax: None,
         }
     }
 
@@ -635,31 +672,30 @@ struct LineRow {
     refunded_quantity: i32,
     unit_price_amount: i64,
     line_total_amount: i64,
+    discount_amount: i64,
+    tax_amount: i64,
+    /// What the customer pays for the line (`None` for an order placed before pricing).
+    total_amount: Option<i64>,
 }
 
 impl LineRow {
-    fn placed(
-        order_id: Uuid,
-        line_no: i32,
-        sku: &str,
-        name: &str,
-        quantity: u32,
-        unit_price_amount: i64,
-        line_total_amount: i64,
-    ) -> Self {
+    fn placed(order_id: Uuid, line_no: i32, line: &mercato_aggregates::order::OrderLine) -> Self {
         Self {
             order_id,
             line_no,
-            sku: sku.to_owned(),
-            name: name.to_owned(),
-            quantity: quantity as i32,
+            sku: line.sku.as_str().to_owned(),
+            name: line.name.as_str().to_owned(),
+            quantity: line.quantity.get() as i32,
             shipped_quantity: 0,
             delivered_quantity: 0,
             cancelled_quantity: 0,
             returned_quantity: 0,
             refunded_quantity: 0,
-            unit_price_amount,
-            line_total_amount,
+            unit_price_amount: line.unit_price.amount(),
+            line_total_amount: line.line_total.amount(),
+            discount_amount: line.discount.map_or(0, |m| m.amount()),
+            tax_amount: line.tax.map_or(0, |m| m.amount()),
+            total_amount: line.total.map(|m| m.amount()),
         }
     }
 }

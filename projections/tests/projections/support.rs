@@ -43,6 +43,8 @@ impl CatalogLookup for FixedCatalog {
             name: serde_json::from_value(json!(format!("Product {}", sku.as_str()))).unwrap(),
             unit_price: serde_json::from_value(json!({"amount": 1000, "currency": "EUR"})).unwrap(),
             sellable: true,
+            category: None,
+            brand: None,
         }))
     }
 }

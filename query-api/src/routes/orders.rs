@@ -34,7 +34,48 @@ pub(crate) struct OrderLineView {
     /// Units whose price was paid back (cancelled or returned, once refunded).
     refunded_quantity: i32,
     unit_price: MoneyDto,
+    /// `unit_price * quantity`.
     line_total: MoneyDto,
+    /// The promotions' share of the line.
+    discount: MoneyDto,
+    /// Tax on the line (inside `total` when prices include tax, added to it otherwise).
+    tax: MoneyDto,
+    /// What the customer pays for the line.
+    total: MoneyDto,
+}
+
+/// A promotion applied to the order, as stored.
+#[derive(Debug, Deserialize)]
+struct StoredDiscount {
+    promotion_id: Uuid,
+    name: String,
+    code: Option<String>,
+    amount: i64,
+    free_shipping: bool,
+}
+
+/// A promotion applied to the order.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DiscountView {
+    promotion_id: Uuid,
+    name: String,
+    /// The coupon code; `null` for an automatic promotion.
+    code: Option<String>,
+    /// What it took off.
+    amount: MoneyDto,
+    /// It made shipping free.
+    free_shipping: bool,
+}
+
+/// The tax charged.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TaxView {
+    /// Sum of the lines' tax, each rounded for its line.
+    amount: MoneyDto,
+    /// The rate in percent (`"19"`, `"8.875"`); `null` for an order placed before tax.
+    rate: Option<String>,
+    /// Whether the prices included it.
+    prices_include_tax: Option<bool>,
 }
 
 /// Payment progress.
@@ -145,6 +186,15 @@ pub(crate) struct OrderView {
     guest: bool,
     status: String,
     lines: Vec<OrderLineView>,
+    /// The lines at list prices.
+    subtotal: MoneyDto,
+    /// The promotions applied, each with what it took off.
+    discounts: Vec<DiscountView>,
+    /// Sum of the discounts.
+    discount_total: MoneyDto,
+    /// The tax charged.
+    tax: TaxView,
+    /// What the customer pays: subtotal less discounts, plus tax when prices exclude it.
     total: MoneyDto,
     payment: PaymentView,
     shipment: ShipmentView,
@@ -508,9 +558,35 @@ fn order_view(row: &PgRow, lines: &[PgRow], returns: &[PgRow]) -> Result<OrderVi
                     refunded_quantity: l.try_get("refunded_quantity")?,
                     unit_price: money(l.try_get("unit_price_amount")?),
                     line_total: money(l.try_get("line_total_amount")?),
+                    discount: money(l.try_get("discount_amount")?),
+                    tax: money(l.try_get("tax_amount")?),
+                    total: money(
+                        l.try_get::<Option<i64>, _>("total_amount")?
+                            .map_or_else(|| l.try_get("line_total_amount"), Ok)?,
+                    ),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?,
+        subtotal: money(
+            row.try_get::<Option<i64>, _>("subtotal_amount")?
+                .map_or_else(|| row.try_get("total_amount"), Ok)?,
+        ),
+        discounts: json_column::<Vec<StoredDiscount>>("discounts", row.try_get("discounts")?)?
+            .into_iter()
+            .map(|d| DiscountView {
+                promotion_id: d.promotion_id,
+                name: d.name,
+                code: d.code,
+                amount: money(d.amount),
+                free_shipping: d.free_shipping,
+            })
+            .collect(),
+        discount_total: money(row.try_get("discount_amount")?),
+        tax: TaxView {
+            amount: money(row.try_get("tax_amount")?),
+            rate: row.try_get("tax_rate")?,
+            prices_include_tax: row.try_get("prices_include_tax")?,
+        },
         total: money(row.try_get("total_amount")?),
         payment: PaymentView {
             state: row.try_get("payment_state")?,
