@@ -60,6 +60,7 @@ pub fn registry() -> Vec<Arc<dyn Projection>> {
         Arc::new(read_models::orders::Orders),
         Arc::new(read_models::customers::Customers),
         Arc::new(read_models::sales::Sales),
+        Arc::new(read_models::recommendations::Recommendations),
     ]
 }
 

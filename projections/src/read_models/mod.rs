@@ -8,6 +8,7 @@ pub mod carts;
 pub mod catalog;
 pub mod customers;
 pub mod orders;
+pub mod recommendations;
 mod rows;
 pub mod sales;
 pub mod stock;
