@@ -8,8 +8,8 @@
 //!   consumer per projection, and can catch up straight from the PostgreSQL log.
 //! - [`rebuild`]: zero-downtime rebuilds in shadow tables from the PostgreSQL log, with an
 //!   atomic switch-over; [`status`]: what `mercato projections status` prints.
-//! - [`read_models`]: catalog, stock, carts, orders, customers and sales analytics, in the
-//!   `read` schema.
+//! - [`read_models`]: catalog, stock, carts, orders, customers, sales analytics and
+//!   recommendations, in the `read` schema.
 //! - [`search`]: the tantivy index of the catalog, owned by each query-api replica.
 //!
 //! See `docs/adr/0008-projections-and-search.md`.

@@ -61,6 +61,7 @@ pub fn registry() -> Vec<Arc<dyn Projection>> {
         Arc::new(read_models::customers::Customers),
         Arc::new(read_models::sales::Sales),
         Arc::new(read_models::pricing::Pricing),
+        Arc::new(read_models::recommendations::Recommendations),
     ]
 }
 

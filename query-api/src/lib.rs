@@ -207,6 +207,7 @@ pub fn router(
     paths(
         routes::catalog::list_products,
         routes::catalog::get_product,
+        routes::recommendations::recommendations,
         routes::catalog::get_stock,
         routes::search::search,
         routes::carts::get_cart,
@@ -298,6 +299,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(revalidating, 10, "every read of a read model revalidates");
+        assert_eq!(revalidating, 11, "every read of a read model revalidates");
     }
 }

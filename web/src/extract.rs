@@ -186,29 +186,27 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        let de = serde_urlencoded_deserializer(query);
-        match serde_path_to_error::deserialize(de) {
-            Ok(value) => Ok(Query(value)),
-            Err(e) => {
-                let field = e.path().to_string();
-                let message = e.into_inner().to_string();
-                Err(
-                    Problem::bad_request("invalid_query", &message).field_errors([
-                        FieldError::new(
-                            if field.is_empty() || field == "." {
-                                "query".to_owned()
-                            } else {
-                                field
-                            },
-                            "invalid_query",
-                            message,
-                        ),
-                    ]),
-                )
-            }
-        }
+        parse_query(parts.uri.query().unwrap_or_default()).map(Query)
     }
+}
+
+/// Parses a query string as [`Query`] does (for a handler that takes some parameters out
+/// of the query string first); a missing, unknown or malformed one is a 400 `invalid_query`.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Problem> {
+    let de = serde_urlencoded_deserializer(query);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let message = e.into_inner().to_string();
+        Problem::bad_request("invalid_query", &message).field_errors([FieldError::new(
+            if field.is_empty() || field == "." {
+                "query".to_owned()
+            } else {
+                field
+            },
+            "invalid_query",
+            message,
+        )])
+    })
 }
 
 fn serde_urlencoded_deserializer(query: &str) -> serde_urlencoded::Deserializer<'_> {

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{Caller, JwtKeys, OrderAccess, OrderParty, Role};
-pub use extract::{Json, Path, Query};
+pub use extract::{parse_query, Json, Path, Query};
 pub use problem::{FieldError, Problem};
 
 /// Response header with the consistency token of a write (the position of its last event).

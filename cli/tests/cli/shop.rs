@@ -179,7 +179,15 @@ async fn serve_runs_the_whole_shop_in_one_process() {
     }
     // Ops: the status table, and a rebuild of every projection while the shop keeps running.
     let status = ops(&db, &nats, &["projections", "status"]);
-    for name in ["catalog", "stock", "carts", "orders", "customers", "sales"] {
+    for name in [
+        "catalog",
+        "stock",
+        "carts",
+        "orders",
+        "customers",
+        "sales",
+        "recommendations",
+    ] {
         assert!(
             status
                 .lines()
@@ -198,7 +206,7 @@ async fn serve_runs_the_whole_shop_in_one_process() {
     let rebuilt = ops(&db, &nats, &["projections", "rebuild", "--all"]);
     assert_eq!(
         rebuilt.lines().filter(|l| l.contains("live at")).count(),
-        6,
+        7,
         "{rebuilt}"
     );
     let after: Value = http

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod customers;
 pub mod orders;
 pub mod pricing;
+pub mod recommendations;
 mod rows;
 pub mod sales;
 pub mod stock;

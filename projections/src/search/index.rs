@@ -26,7 +26,9 @@ use crate::runtime::ProjectionDeps;
 /// Bumped when the schema, the documents or the meaning of the payload change: an index of
 /// another version is rebuilt. 2: the position is a watermark (gaps filled from the log).
 /// 3: typos and prefixes are matched on one field of the short texts (`tolerant`).
-pub const SEARCH_VERSION: u32 = 3;
+/// 4: attributes are facets (`attribute`: `/<key>/<value>`, `attribute_key`: the keys), for
+/// attribute filters and counts; an index of version 3 lacks them and is rebuilt.
+pub const SEARCH_VERSION: u32 = 4;
 
 const WRITER_MEMORY: usize = 50_000_000;
 
@@ -43,6 +45,10 @@ pub(crate) struct Fields {
     pub category: Field,
     pub category_text: Field,
     pub attributes: Field,
+    /// Each attribute as the facet `/<key>/<value>` (values counted per key).
+    pub attribute: Field,
+    /// Each attribute's key as a raw term: the keys there are, to count their values.
+    pub attribute_key: Field,
     /// Name, brand, category and attributes in one field: typos and prefixes are matched
     /// here, one automaton per query word instead of one per field.
     pub tolerant: Field,
@@ -67,6 +73,8 @@ fn schema() -> (Schema, Fields) {
         category: b.add_facet_field("category", FacetOptions::default()),
         category_text: b.add_text_field("category_text", TEXT),
         attributes: b.add_text_field("attributes", TEXT),
+        attribute: b.add_facet_field("attribute", FacetOptions::default()),
+        attribute_key: b.add_text_field("attribute_key", STRING),
         tolerant: b.add_text_field("tolerant", TEXT),
         price: b.add_u64_field("price", num.clone()),
         available: b.add_u64_field("available", num),
@@ -410,6 +418,11 @@ fn to_document(f: &Fields, doc: &ProductDoc) -> TantivyDocument {
     if !doc.category.is_empty() {
         d.add_facet(f.category, Facet::from_path(doc.category.iter()));
         d.add_text(f.category_text, doc.category.join(" "));
+    }
+    // An attribute without a value is text to match, but nothing to filter or count by.
+    for (key, value) in doc.attributes.iter().filter(|(_, v)| !v.is_empty()) {
+        d.add_facet(f.attribute, Facet::from_path([key, value]));
+        d.add_text(f.attribute_key, key);
     }
     let attributes: Vec<&str> = doc
         .attributes

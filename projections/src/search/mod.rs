@@ -13,7 +13,10 @@ mod query;
 mod repair;
 
 pub use index::{SearchIndex, SearchWorker, SEARCH_VERSION};
-pub use query::{Facets, Highlights, SearchHit, SearchRequest, SearchResponse, SearchSort};
+pub use query::{
+    Facets, Highlights, SearchHit, SearchRequest, SearchResponse, SearchSort,
+    ATTRIBUTE_FACET_VALUES,
+};
 
 /// Typos a word of `len` characters may have.
 pub fn allowed_typos(len: usize) -> u8 {

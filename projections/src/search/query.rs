@@ -46,6 +46,9 @@ pub struct SearchRequest {
     pub max_price: Option<u64>,
     /// Only products with units available.
     pub in_stock: bool,
+    /// Attribute filters: a product matches when, for every key, its value is one of the
+    /// key's values (AND across keys, OR within one).
+    pub attributes: BTreeMap<String, Vec<String>>,
     /// Ordering.
     pub sort: SearchSort,
     /// Hits per page.
@@ -93,7 +96,12 @@ pub struct Facets {
     pub category: BTreeMap<String, u64>,
     /// Brands.
     pub brand: BTreeMap<String, u64>,
+    /// Per attribute key, its values (the [`ATTRIBUTE_FACET_VALUES`] most frequent).
+    pub attributes: BTreeMap<String, BTreeMap<String, u64>>,
 }
+
+/// The most values of one attribute key whose counts a search returns (the most frequent).
+pub const ATTRIBUTE_FACET_VALUES: usize = 50;
 
 /// Hits, facets and the total number of matches.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -134,34 +142,39 @@ impl SearchIndex {
         category_facets.add_facet(category_root.clone());
         let mut brand_facets = FacetCollector::for_field("brand");
         brand_facets.add_facet(Facet::root());
+        // A facet collector counts the direct children of the facets it is given, so each
+        // key's values are counted under `/<key>`; the keys come from the index itself.
+        let keys = attribute_keys(&searcher, &f)?;
+        let mut attribute_facets = FacetCollector::for_field("attribute");
+        for key in &keys {
+            attribute_facets.add_facet(Facet::from_path([key]));
+        }
+        let facet_collectors = (category_facets, brand_facets, attribute_facets);
 
         let top = TopDocs::with_limit(limit).and_offset(request.offset);
-        let (hits, total, categories, brands): (Vec<(f32, DocAddress)>, usize, _, _) =
+        let (hits, total, (categories, brands, attributes)): (Vec<(f32, DocAddress)>, usize, _) =
             match request.sort {
-                SearchSort::Relevance => searcher.search(
-                    &query,
-                    &(top.order_by_score(), Count, category_facets, brand_facets),
-                )?,
+                SearchSort::Relevance => {
+                    searcher.search(&query, &(top.order_by_score(), Count, facet_collectors))?
+                }
                 SearchSort::PriceAsc | SearchSort::PriceDesc => {
                     let order = if request.sort == SearchSort::PriceAsc {
                         Order::Asc
                     } else {
                         Order::Desc
                     };
-                    let (docs, total, c, b) = searcher.search(
+                    let (docs, total, facets) = searcher.search(
                         &query,
                         &(
                             top.order_by_fast_field::<u64>("price", order),
                             Count,
-                            category_facets,
-                            brand_facets,
+                            facet_collectors,
                         ),
                     )?;
                     (
                         docs.into_iter().map(|(_, a)| (0.0, a)).collect(),
                         total,
-                        c,
-                        b,
+                        facets,
                     )
                 }
             };
@@ -172,6 +185,19 @@ impl SearchIndex {
         }
         for (facet, count) in brands.get(Facet::root()) {
             facets.brand.insert(facet.to_path().join("/"), count);
+        }
+        for key in &keys {
+            let values: BTreeMap<String, u64> = attributes
+                .top_k(Facet::from_path([key]), ATTRIBUTE_FACET_VALUES)
+                .into_iter()
+                .filter_map(|(facet, count)| {
+                    facet.to_path().get(1).map(|v| ((*v).to_owned(), count))
+                })
+                .collect();
+            // A key only documents outside the matches have (or only deleted ones) is left out.
+            if !values.is_empty() {
+                facets.attributes.insert(key.clone(), values);
+            }
         }
 
         let docs: Vec<(f32, ProductDoc, TantivyDocument)> = hits
@@ -308,6 +334,18 @@ fn build_query(f: &Fields, words: &[String], request: &SearchRequest) -> Boolean
             IndexRecordOption::Basic,
         )));
     }
+    for (key, values) in &request.attributes {
+        let any_of: Vec<(Occur, Box<dyn Query>)> = values
+            .iter()
+            .map(|value| {
+                let term = Term::from_facet(f.attribute, &Facet::from_path([key, value]));
+                let query: Box<dyn Query> =
+                    Box::new(TermQuery::new(term, IndexRecordOption::Basic));
+                (Occur::Should, query)
+            })
+            .collect();
+        filter(Box::new(BooleanQuery::new(any_of)));
+    }
     if request.min_price.is_some() || request.max_price.is_some() {
         let bound = |v: Option<u64>| match v {
             Some(v) => Bound::Included(Term::from_field_u64(f.price, v)),
@@ -325,6 +363,21 @@ fn build_query(f: &Fields, words: &[String], request: &SearchRequest) -> Boolean
         )));
     }
     BooleanQuery::new(clauses)
+}
+
+/// Every attribute key in the index (of any document: the facet counts tell which the
+/// matches have). Read from `attribute_key`'s term dictionaries, which hold one term per
+/// distinct key, so this costs the number of keys, not of values or documents.
+fn attribute_keys(searcher: &Searcher, f: &Fields) -> Result<BTreeSet<String>, ProjectionError> {
+    let mut keys = BTreeSet::new();
+    for segment in searcher.segment_readers() {
+        let index = segment.inverted_index(f.attribute_key)?;
+        let mut terms = index.terms().stream()?;
+        while terms.advance() {
+            keys.insert(String::from_utf8_lossy(terms.key()).into_owned());
+        }
+    }
+    Ok(keys)
 }
 
 /// Highlights the words of the hits that matched a query word (exactly, within its typos,

@@ -3,6 +3,7 @@
 mod parking;
 mod read_models;
 mod rebuild;
+mod recommendations;
 mod restart;
 mod search;
 mod support;

@@ -19,7 +19,15 @@ use uuid::Uuid;
 
 use crate::support::{address, start_all, Shop};
 
-const ALL: [&str; 6] = ["catalog", "stock", "carts", "orders", "customers", "sales"];
+const ALL: [&str; 7] = [
+    "catalog",
+    "stock",
+    "carts",
+    "orders",
+    "customers",
+    "sales",
+    "recommendations",
+];
 
 /// A realistic slice of shop life for shoppers `range`: products with price changes, stock
 /// in two warehouses, customers (some forgotten), carts, and orders that are confirmed,
@@ -72,12 +80,24 @@ async fn history(shop: &Shop, range: std::ops::Range<usize>) {
 
         let order = Uuid::new_v4();
         let placed_at = format!("2026-03-{:02}T10:00:00Z", 1 + i % 5);
-        shop.place(order, customer, &[(&sku, 2, 1_000)], &placed_at)
-            .await;
+        // Every fourth order also holds a SKU never created (bought together with it).
+        let mut lines = vec![(sku.as_str(), 2, 1_000)];
+        if i % 4 == 0 {
+            lines.push(("SKU-EXTRA", 1, 500));
+        }
+        shop.place(order, customer, &lines, &placed_at).await;
         shop.reserve(&sku, order, 2).await;
+        if i % 6 == 5 {
+            // An order that stays placed (its lines wait for a confirmation).
+            let waiting = Uuid::new_v4();
+            shop.place(waiting, customer, &[(&sku, 1, 1_000)], &placed_at)
+                .await;
+        }
         match i % 4 {
             0..=2 => {
-                shop.confirm(order, &[&sku], 2_000).await;
+                let skus: Vec<&str> = lines.iter().map(|l| l.0).collect();
+                let total = lines.iter().map(|l| i64::from(l.1) * l.2).sum();
+                shop.confirm(order, &skus, total).await;
                 if i % 4 != 0 {
                     shop.ship_and_deliver(
                         order,

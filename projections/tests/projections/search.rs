@@ -313,3 +313,61 @@ async fn a_typo_in_a_name_word_ranks_products_named_so_first() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The schema of `SEARCH_VERSION` 3 (before attributes were facets), as that release wrote it.
+fn schema_v3() -> tantivy::schema::Schema {
+    use tantivy::schema::{FacetOptions, NumericOptions, TextOptions, STORED, STRING, TEXT};
+    let mut b = tantivy::schema::Schema::builder();
+    let num = NumericOptions::default()
+        .set_indexed()
+        .set_fast()
+        .set_stored();
+    b.add_text_field("sku", STRING | STORED);
+    b.add_text_field("name", TEXT | STORED);
+    b.add_text_field("description", TEXT | STORED);
+    b.add_text_field("brand_text", TEXT);
+    b.add_facet_field("brand", FacetOptions::default());
+    b.add_facet_field("category", FacetOptions::default());
+    b.add_text_field("category_text", TEXT);
+    b.add_text_field("attributes", TEXT);
+    b.add_text_field("tolerant", TEXT);
+    b.add_u64_field("price", num.clone());
+    b.add_u64_field("available", num);
+    b.add_text_field("status", STRING);
+    b.add_text_field("doc", TextOptions::default().set_stored());
+    b.build()
+}
+
+#[tokio::test]
+async fn an_index_of_the_previous_schema_is_rebuilt_with_attribute_facets() {
+    let shop = Shop::new().await;
+    fixture(&shop).await;
+    let events = shop.settled_log(Position::START).await;
+    let dir = std::env::temp_dir().join(format!("mercato-search-{}", uuid::Uuid::new_v4()));
+    {
+        // What a version 3 replica left behind: a committed index without attribute facets.
+        std::fs::create_dir_all(&dir).unwrap();
+        let index = tantivy::Index::create_in_dir(&dir, schema_v3()).unwrap();
+        let mut writer: tantivy::IndexWriter =
+            index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let payload = json!({"version": 3, "position": events.last().unwrap().position,
+                             "last_event_id": null});
+        let mut prepared = writer.prepare_commit().unwrap();
+        prepared.set_payload(&payload.to_string());
+        prepared.commit().unwrap();
+    }
+    let index = SearchIndex::open(&dir).unwrap();
+    assert!(
+        index.is_fresh(),
+        "an index of another schema starts over (its consumer replays the stream)"
+    );
+    assert_eq!(index.position().0, Position::START);
+    index.apply(events).await.unwrap();
+    let all = index.search_blocking(&req("")).unwrap();
+    assert_eq!(all.total, 5);
+    assert_eq!(
+        all.facets.attributes["colour"],
+        [("black".to_owned(), 5)].into_iter().collect()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,6 +6,7 @@ pub(crate) mod catalog;
 pub(crate) mod customers;
 pub(crate) mod events;
 pub(crate) mod orders;
+pub(crate) mod recommendations;
 pub(crate) mod search;
 
 use axum::routing::get;
@@ -22,6 +23,10 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/products", get(catalog::list_products))
         .route("/v1/products/{sku}", get(catalog::get_product))
+        .route(
+            "/v1/products/{sku}/recommendations",
+            get(recommendations::recommendations),
+        )
         .route("/v1/stock/{sku}", get(catalog::get_stock))
         .route("/v1/search", get(search::search))
         .route("/v1/carts/{id}", get(carts::get_cart))

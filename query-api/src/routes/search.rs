@@ -1,10 +1,10 @@
 //! Catalog search on this replica's index.
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use mercato_projections::search::{SearchRequest, SearchSort};
-use mercato_web::{Problem, Query};
+use mercato_web::{FieldError, Problem};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
@@ -14,7 +14,12 @@ use crate::consistency::{wait, Source};
 use crate::respond::{cached, CATALOG_CACHE};
 use crate::AppState;
 
-/// Search parameters.
+/// Attribute filters are the query parameters named `attr.<key>`.
+const ATTRIBUTE_PREFIX: &str = "attr.";
+/// The most attribute filters (`attr.<key>=<value>` pairs) one search takes.
+const MAX_ATTRIBUTE_FILTERS: usize = 50;
+
+/// Search parameters (besides the attribute filters, `attr.<key>=<value>`).
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -64,11 +69,14 @@ pub(crate) struct SearchHitDto {
     highlights: HighlightsDto,
 }
 
-/// Facet counts.
+/// Facet counts over every match (filters applied), not only the page.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct FacetsDto {
     category: BTreeMap<String, u64>,
     brand: BTreeMap<String, u64>,
+    /// Per attribute key, its values and how many matches have each (at most the 50 most
+    /// frequent values of a key).
+    attributes: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// Search results.
@@ -82,14 +90,26 @@ pub(crate) struct SearchResults {
 }
 
 /// Typo-tolerant, search-as-you-type catalog search with facets and filters.
-#[utoipa::path(get, path = "/v1/search", tag = "catalog", params(SearchParams, ReadHeaders),
-    responses((status = 200, body = SearchResults), (status = 304), (status = 400), (status = 503)))]
+///
+/// Attribute filters: `attr.<key>=<value>` (e.g. `attr.colour=red&attr.size=M`). A product
+/// matches when it has, for every key named, one of the values given for it: filters of
+/// different keys must all hold, repeats of a key (`attr.colour=red&attr.colour=blue`) are
+/// alternatives. Keys and values match exactly (case included).
+#[utoipa::path(get, path = "/v1/search", tag = "catalog",
+    params(SearchParams,
+        ("attr.{key}" = Option<String>, Query,
+         description = "Attribute filter, e.g. `attr.colour=red`: products whose attribute `key` \
+                        has this value. Repeat a key for alternatives; different keys must all match."),
+        ReadHeaders),
+    responses((status = 200, body = SearchResults), (status = 304),
+              (status = 400, description = "a bad parameter, cursor or attribute filter"), (status = 503)))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn search(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(params): Query<SearchParams>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
+    let (params, attributes) = parse(query.as_deref().unwrap_or_default())?;
     let limit = page_limit(params.limit)? as usize;
     let offset = match params.cursor.as_deref() {
         Some(c) => decode_cursor(c)?.parse::<usize>().map_err(|_| {
@@ -128,6 +148,7 @@ pub(crate) async fn search(
         min_price,
         max_price,
         in_stock: params.in_stock.unwrap_or(false),
+        attributes,
         sort,
         limit,
         offset,
@@ -160,10 +181,96 @@ pub(crate) async fn search(
         facets: FacetsDto {
             category: result.facets.category,
             brand: result.facets.brand,
+            attributes: result.facets.attributes,
         },
         total: result.total,
         next_cursor,
         has_more,
     };
     cached(&headers, &body, CATALOG_CACHE)
+}
+
+/// The search parameters, and the attribute filters (key -> accepted values) taken out of
+/// the query string first: a struct cannot name parameters whose names hold a key.
+fn parse(query: &str) -> Result<(SearchParams, BTreeMap<String, Vec<String>>), Problem> {
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    let mut attributes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut filters = 0;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        let Some(key) = name.strip_prefix(ATTRIBUTE_PREFIX) else {
+            rest.append_pair(&name, &value);
+            continue;
+        };
+        let refuse = |message: &str| {
+            Problem::bad_request("invalid_attribute_filter", message).field_errors([
+                FieldError::new(name.as_ref(), "invalid_attribute_filter", message),
+            ])
+        };
+        // The same limits as the attributes a product may have.
+        let is_text = |text: &str, max: usize| {
+            (1..=max).contains(&text.chars().count())
+                && !text.trim().is_empty()
+                && !text.chars().any(char::is_control)
+        };
+        if !is_text(key, 64) {
+            return Err(refuse(
+                "an attribute filter is attr.<key>=<value> with a key of 1-64 characters",
+            ));
+        }
+        if !is_text(&value, 256) {
+            return Err(refuse("an attribute filter's value is 1-256 characters"));
+        }
+        filters += 1;
+        if filters > MAX_ATTRIBUTE_FILTERS {
+            return Err(refuse("at most 50 attribute filters"));
+        }
+        let values = attributes.entry(key.to_owned()).or_default();
+        if !values.iter().any(|v| *v == value) {
+            values.push(value.into_owned());
+        }
+    }
+    let params = mercato_web::parse_query(&rest.finish())?;
+    Ok((params, attributes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn attribute_filters_are_taken_out_of_the_query_and_grouped_by_key() {
+        let (params, attributes) =
+            parse("q=shirt&attr.colour=red&attr.size=M&attr.colour=blue&attr.colour=red&limit=5")
+                .unwrap();
+        assert_eq!(params.q, "shirt");
+        assert_eq!(params.limit, Some(5));
+        assert_eq!(attributes["colour"], ["red", "blue"]);
+        assert_eq!(attributes["size"], ["M"]);
+        let (_, attributes) = parse("attr.fit%20type=slim%2Fregular").unwrap();
+        assert_eq!(attributes["fit type"], ["slim/regular"]);
+    }
+
+    #[test]
+    fn a_bad_attribute_filter_or_an_unknown_parameter_is_a_400() {
+        for query in [
+            "attr.=red",
+            "attr.colour=",
+            "attr.colour=%20",
+            "attrs.colour=red",
+            "colour=red",
+        ] {
+            let problem = parse(query).unwrap_err();
+            assert_eq!(problem.status().as_u16(), 400, "{query}");
+        }
+        assert_eq!(
+            parse("attr.=red").unwrap_err().code(),
+            "invalid_attribute_filter"
+        );
+        assert_eq!(parse("colour=red").unwrap_err().code(), "invalid_query");
+        let many: Vec<String> = (0..51).map(|i| format!("attr.k{i}=v")).collect();
+        assert_eq!(
+            parse(&many.join("&")).unwrap_err().code(),
+            "invalid_attribute_filter"
+        );
+    }
 }

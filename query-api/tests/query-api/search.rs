@@ -142,3 +142,107 @@ async fn search_over_http_tolerates_typos_and_serves_prefixes_facets_filters_and
         .await;
     assert_eq!(r["total"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_filters_narrow_a_search_and_facets_count_every_match_not_the_page() {
+    let s = Stack::start().await;
+    let admin = s.admin().await;
+    let shirts: &[(&str, &str, &str)] = &[
+        ("SH-1", "red", "M"),
+        ("SH-2", "red", "L"),
+        ("SH-3", "red", "L"),
+        ("SH-4", "blue", "M"),
+        ("SH-5", "blue", "L"),
+    ];
+    for (sku, colour, size) in shirts {
+        s.product_with(
+            &admin,
+            sku,
+            &format!("Cotton Shirt {sku}"),
+            "Acme",
+            &["clothing", "shirts"],
+            2_500,
+            "A plain shirt",
+            json!({"colour": colour, "size": size, "material": "cotton"}),
+        )
+        .await;
+    }
+    // Red too, but no shirt: outside the matches, so outside the counts.
+    let last = s
+        .product_with(
+            &admin,
+            "SO-1",
+            "Wool Sock",
+            "Acme",
+            &["clothing", "socks"],
+            500,
+            "A warm sock",
+            json!({"colour": "red", "fit type": "slim/regular"}),
+        )
+        .await;
+    let search = |q: &str| {
+        let path = format!("/v1/search?{q}");
+        let last = last.clone();
+        let s = &s;
+        async move { s.read_after(&path, None, &last).await }
+    };
+    let sorted = |r: &Value| {
+        let mut v: Vec<String> = skus(r).into_iter().map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+
+    // Counts over all five shirts, while the page holds two.
+    let r = search("q=shirt&limit=2").await;
+    assert_eq!(r["total"], 5);
+    assert_eq!(r["hits"].as_array().unwrap().len(), 2);
+    assert_eq!(r["has_more"], true);
+    assert_eq!(
+        r["facets"]["attributes"],
+        json!({"colour": {"blue": 2, "red": 3}, "material": {"cotton": 5}, "size": {"L": 3, "M": 2}})
+    );
+
+    // A filter narrows the matches and the counts; repeats of a key are alternatives,
+    // different keys must all hold.
+    let r = search("q=shirt&attr.colour=red&limit=2").await;
+    assert_eq!(r["total"], 3);
+    assert_eq!(
+        r["facets"]["attributes"],
+        json!({"colour": {"red": 3}, "material": {"cotton": 3}, "size": {"L": 2, "M": 1}})
+    );
+    let r = search("q=shirt&attr.colour=red&attr.colour=blue").await;
+    assert_eq!(r["total"], 5);
+    let r = search("q=shirt&attr.colour=red&attr.size=M").await;
+    assert_eq!(sorted(&r), ["SH-1"]);
+    let r = search("attr.colour=red").await;
+    assert_eq!(sorted(&r), ["SH-1", "SH-2", "SH-3", "SO-1"]);
+    assert_eq!(
+        r["facets"]["attributes"]["fit type"],
+        json!({"slim/regular": 1})
+    );
+    let r = search("attr.fit%20type=slim%2Fregular").await;
+    assert_eq!(sorted(&r), ["SO-1"]);
+    let r = search("q=shirt&attr.colour=green").await;
+    assert_eq!(r["total"], 0);
+    assert_eq!(r["facets"]["attributes"], json!({}));
+    let r = search("q=shirt&attr.Colour=red").await;
+    assert_eq!(r["total"], 0, "keys match exactly");
+
+    // Bad filters are problems.
+    let long_value = format!("attr.colour={}", "r".repeat(257));
+    let long_key = format!("attr.{}=red", "k".repeat(65));
+    for (query, code) in [
+        ("attr.=red", "invalid_attribute_filter"),
+        ("attr.colour=", "invalid_attribute_filter"),
+        (long_value.as_str(), "invalid_attribute_filter"),
+        (long_key.as_str(), "invalid_attribute_filter"),
+        // (Control characters are refused before any route, as everywhere.)
+        ("attr.colour=%01", "invalid_text"),
+        ("colour=red", "invalid_query"),
+    ] {
+        let a = s.get(&format!("/v1/search?{query}"), None, &[]).await;
+        assert_eq!(a.status, 400, "{query}: {}", a.body);
+        assert_eq!(a.body["code"], code, "{query}");
+        assert_eq!(a.headers["content-type"], "application/problem+json");
+    }
+}

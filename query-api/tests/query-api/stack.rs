@@ -43,7 +43,7 @@ impl Answer {
 }
 
 pub struct Stack {
-    _db: TestDatabase,
+    db: TestDatabase,
     _nats: TestNats,
     _relay: RunningRelay,
     command: String,
@@ -132,7 +132,7 @@ impl Stack {
         tokio::spawn(query.run(shutdown.clone()));
 
         Self {
-            _db: db,
+            db,
             _nats: nats,
             _relay: relay,
             command: command_base,
@@ -266,6 +266,11 @@ impl Stack {
         )
     }
 
+    /// The test's database.
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.db.pool
+    }
+
     /// Creates and publishes a product: the publication's position.
     #[allow(clippy::too_many_arguments)]
     pub async fn product(
@@ -278,13 +283,40 @@ impl Stack {
         price: i64,
         description: &str,
     ) -> String {
+        let attributes = json!({"colour": "black"});
+        self.product_with(
+            admin,
+            sku,
+            name,
+            brand,
+            category,
+            price,
+            description,
+            attributes,
+        )
+        .await
+    }
+
+    /// Creates and publishes a product with `attributes`: the publication's position.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn product_with(
+        &self,
+        admin: &str,
+        sku: &str,
+        name: &str,
+        brand: &str,
+        category: &[&str],
+        price: i64,
+        description: &str,
+        attributes: Value,
+    ) -> String {
         self.ok(
             201,
             "/v1/products",
             Some(admin),
             json!({"sku": sku, "name": name, "description": description, "brand": brand,
                    "category": category, "price": {"amount": price, "currency": "EUR"},
-                   "attributes": {"colour": "black"}, "images": []}),
+                   "attributes": attributes, "images": []}),
         )
         .await;
         self.ok(
@@ -307,6 +339,39 @@ impl Stack {
         )
         .await
         .position()
+    }
+}
+
+impl Stack {
+    /// A customer's checkout of `items` (sku, quantity) in a cart of its own: the order id.
+    pub async fn checkout(
+        &self,
+        token: &str,
+        items: &[(&str, u32)],
+        payment_token: &str,
+    ) -> String {
+        let cart = self
+            .ok(201, "/v1/carts", Some(token), json!({"currency": "EUR"}))
+            .await;
+        let cart = cart.body["id"].as_str().unwrap().to_owned();
+        for (sku, quantity) in items {
+            self.ok(
+                200,
+                &format!("/v1/carts/{cart}/items"),
+                Some(token),
+                json!({"sku": sku, "quantity": quantity}),
+            )
+            .await;
+        }
+        let placed = self
+            .ok(
+                202,
+                &format!("/v1/carts/{cart}/checkout"),
+                Some(token),
+                checkout_body(payment_token),
+            )
+            .await;
+        placed.body["order_id"].as_str().unwrap().to_owned()
     }
 }
 
