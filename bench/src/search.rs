@@ -86,6 +86,7 @@ impl Shopper {
             q: self.q.clone(),
             category: self.category.clone(),
             brand: None,
+            attributes: Default::default(),
             min_price: self.min_price,
             max_price: self.max_price,
             in_stock: self.in_stock,

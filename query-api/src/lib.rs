@@ -218,6 +218,9 @@ pub fn router(
         routes::orders::list_returns,
         routes::admin::projections,
         routes::events::events,
+        routes::pricing::list_promotions,
+        routes::pricing::get_promotion,
+        routes::pricing::tax_rates,
     ),
     modifiers(&Conventions, &Revalidation)
 )]

@@ -187,6 +187,7 @@ async fn serve_runs_the_whole_shop_in_one_process() {
         "customers",
         "sales",
         "recommendations",
+        "pricing",
     ] {
         assert!(
             status

@@ -281,7 +281,7 @@ async fn every_read_model_reflects_the_commands() {
             .fetch_all(pool)
             .await
             .unwrap();
-    assert_eq!(states.len(), 7);
+    assert_eq!(states.len(), 8);
     assert!(states.iter().all(|(_, s)| s == "live"), "{states:?}");
 
     for w in workers {

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::support::{address, start_all, Shop};
 
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "catalog",
     "stock",
     "carts",
@@ -27,6 +27,7 @@ const ALL: [&str; 7] = [
     "customers",
     "sales",
     "recommendations",
+    "pricing",
 ];
 
 /// A realistic slice of shop life for shoppers `range`: products with price changes, stock

@@ -3,13 +3,15 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use mercato_web::{Caller, Path, Problem, MERCATO_CART_TOKEN};
+use mercato_aggregates::pricing::Priced;
+use mercato_web::{Caller, Path, Problem, Query, MERCATO_CART_TOKEN};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::pricing::{self, CartCoupon, CartLineRow, Destination};
 use super::{db, MoneyDto, ReadHeaders};
 use crate::consistency::{wait, Source};
 use crate::respond::{cached, PRIVATE_CACHE};
@@ -22,10 +24,51 @@ pub(crate) struct CartLineView {
     name: String,
     quantity: i32,
     unit_price: MoneyDto,
+    /// `unit_price * quantity`.
     line_total: MoneyDto,
+    /// The promotions' share of the line.
+    discount: MoneyDto,
+    /// Tax on the line (zero until a destination is known).
+    tax: MoneyDto,
+    /// What the line costs after its discount (with its tax when prices exclude it).
+    total: MoneyDto,
 }
 
-/// A cart.
+/// A coupon code in the cart.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CouponView {
+    code: String,
+    /// It takes money off (or makes shipping free) now.
+    applied: bool,
+    /// Why not: `promotion_not_running`, `promotion_usage_limit_reached`,
+    /// `promotion_requires_sign_in`, `promotion_not_active`, `minimum_subtotal`,
+    /// `currency_mismatch`, `no_eligible_lines` or `not_combinable`.
+    reason: Option<String>,
+}
+
+/// A promotion applied to the cart.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CartDiscountView {
+    promotion_id: Uuid,
+    name: String,
+    /// `null` for an automatic promotion.
+    code: Option<String>,
+    amount: MoneyDto,
+    free_shipping: bool,
+}
+
+/// The tax in the cart's prices.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CartTaxView {
+    amount: MoneyDto,
+    /// Percent (`"19"`).
+    rate: String,
+    prices_include_tax: bool,
+}
+
+/// A cart, priced: its lines at list prices, the promotions that apply now (automatic ones
+/// and its coupons), and the tax of the destination given as `?country=` (the checkout
+/// prices it again, with the tax of the shipping address, and holds the promotions' uses).
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CartView {
     id: Uuid,
@@ -33,25 +76,36 @@ pub(crate) struct CartView {
     /// `open` or `checked_out`.
     status: String,
     lines: Vec<CartLineView>,
+    coupons: Vec<CouponView>,
+    /// The lines at list prices.
+    subtotal: MoneyDto,
+    discounts: Vec<CartDiscountView>,
+    discount_total: MoneyDto,
+    /// `null` on an open cart without `?country=`.
+    tax: Option<CartTaxView>,
+    /// What the cart costs: subtotal less discounts, plus tax when prices exclude it.
     total: MoneyDto,
     order_id: Option<Uuid>,
     updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A customer's cart (its owner or the admin), or an anonymous cart (its `Mercato-Cart-Token`).
-#[utoipa::path(get, path = "/v1/carts/{id}", tag = "carts", params(("id" = Uuid, Path), ReadHeaders),
+#[utoipa::path(get, path = "/v1/carts/{id}", tag = "carts", params(("id" = Uuid, Path), Destination, ReadHeaders),
     security(("bearer" = [])),
-    responses((status = 200, body = CartView), (status = 304), (status = 401), (status = 403), (status = 404), (status = 503)))]
+    responses((status = 200, body = CartView), (status = 304), (status = 400), (status = 401), (status = 403), (status = 404), (status = 503)))]
 #[tracing::instrument(skip(state, headers, caller))]
 pub(crate) async fn get_cart(
     State(state): State<AppState>,
     headers: HeaderMap,
     caller: Option<Caller>,
     Path(id): Path<Uuid>,
+    Query(destination): Query<Destination>,
 ) -> Result<Response, Problem> {
+    let country = destination.country()?;
     wait(&state, &headers, Source::Tables(&["carts"])).await?;
     let Some(row) = sqlx::query(
-        "SELECT customer_id, status, currency, total_amount, order_id, updated_at FROM read.carts WHERE cart_id = $1",
+        "SELECT customer_id, status, currency, total_amount, order_id, updated_at, coupons, pricing \
+         FROM read.carts WHERE cart_id = $1",
     )
     .bind(id)
     .fetch_optional(&state.pool)
@@ -63,32 +117,140 @@ pub(crate) async fn get_cart(
     let customer_id: Option<Uuid> = row.try_get("customer_id").map_err(db)?;
     authorize(&state, &headers, caller.as_ref(), id, customer_id).await?;
     let currency: String = row.try_get("currency").map_err(db)?;
-    let lines = sqlx::query(
-        "SELECT sku, name, quantity, unit_price_amount, line_total_amount FROM read.cart_lines \
-         WHERE cart_id = $1 ORDER BY added_at, sku",
+    let money = |amount: i64| MoneyDto::new(amount, &currency);
+    let rows = sqlx::query(
+        "SELECT sku, name, quantity, unit_price_amount, line_total_amount, category, brand \
+         FROM read.cart_lines WHERE cart_id = $1 ORDER BY added_at, sku",
     )
     .bind(id)
     .fetch_all(&state.pool)
     .await
-    .map_err(db)?
-    .iter()
-    .map(|r| {
-        Ok(CartLineView {
-            sku: r.try_get("sku")?,
-            name: r.try_get("name")?,
-            quantity: r.try_get("quantity")?,
-            unit_price: MoneyDto::new(r.try_get("unit_price_amount")?, &currency),
-            line_total: MoneyDto::new(r.try_get("line_total_amount")?, &currency),
-        })
-    })
-    .collect::<Result<_, sqlx::Error>>()
     .map_err(db)?;
+    let coupons: Vec<CartCoupon> =
+        serde_json::from_value(row.try_get("coupons").map_err(db)?).map_err(Problem::internal)?;
+    let stored: Option<serde_json::Value> = row.try_get("pricing").map_err(db)?;
+    let (priced, refused) = match stored {
+        // A checked-out cart shows the pricing it was checked out with.
+        Some(stored) => (
+            Some(serde_json::from_value::<Priced>(stored).map_err(Problem::internal)?),
+            Vec::new(),
+        ),
+        None => {
+            let lines = rows
+                .iter()
+                .map(|r| {
+                    Ok(CartLineRow {
+                        sku: r.try_get("sku")?,
+                        quantity: r.try_get("quantity")?,
+                        unit_price_amount: r.try_get("unit_price_amount")?,
+                        category: r.try_get("category")?,
+                        brand: r.try_get("brand")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(db)?;
+            wait(&state, &headers, Source::Tables(&["pricing"])).await?;
+            let postal = destination.postal_code.as_deref().unwrap_or("");
+            let signed_in = customer_id.is_some();
+            match pricing::price_cart(
+                &state,
+                &currency,
+                &lines,
+                &coupons,
+                signed_in,
+                country.as_ref(),
+                postal,
+            )
+            .await?
+            {
+                Some((priced, refused)) => (Some(priced), refused),
+                None => (None, Vec::new()),
+            }
+        }
+    };
+    let lines = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let line_total: i64 = r.try_get("line_total_amount")?;
+            let p = priced.as_ref().and_then(|p| p.lines.get(i));
+            Ok(CartLineView {
+                sku: r.try_get("sku")?,
+                name: r.try_get("name")?,
+                quantity: r.try_get("quantity")?,
+                unit_price: money(r.try_get("unit_price_amount")?),
+                line_total: money(line_total),
+                discount: money(p.map_or(0, |p| p.discount.amount())),
+                tax: money(p.map_or(0, |p| p.tax.amount())),
+                total: money(p.map_or(line_total, |p| p.total.amount())),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(db)?;
+    let coupons = coupons
+        .iter()
+        .map(|c| {
+            let applied = priced.as_ref().is_some_and(|p| {
+                p.discounts
+                    .iter()
+                    .any(|d| d.promotion_id.as_uuid() == c.promotion_id)
+            });
+            let passed = priced.as_ref().and_then(|p| {
+                p.passed_over
+                    .iter()
+                    .find(|o| o.promotion_id.as_uuid() == c.promotion_id)
+                    .and_then(|o| serde_json::to_value(o.reason).ok())
+                    .and_then(|v| v.as_str().map(str::to_owned))
+            });
+            let refused = refused
+                .iter()
+                .find(|(code, _)| *code == c.code)
+                .map(|(_, r)| (*r).to_owned());
+            CouponView {
+                code: c.code.clone(),
+                applied,
+                reason: refused.or(passed),
+            }
+        })
+        .collect();
+    let stored_total: i64 = row.try_get("total_amount").map_err(db)?;
+    let status: String = row.try_get("status").map_err(db)?;
     let view = CartView {
         id,
         customer_id,
-        status: row.try_get("status").map_err(db)?,
         lines,
-        total: MoneyDto::new(row.try_get("total_amount").map_err(db)?, &currency),
+        coupons,
+        subtotal: money(
+            priced
+                .as_ref()
+                .map_or(stored_total, |p| p.subtotal.amount()),
+        ),
+        discounts: priced
+            .as_ref()
+            .map(|p| {
+                p.discounts
+                    .iter()
+                    .map(|d| CartDiscountView {
+                        promotion_id: d.promotion_id.as_uuid(),
+                        name: d.name.as_str().to_owned(),
+                        code: d.code.as_ref().map(|c| c.as_str().to_owned()),
+                        amount: money(d.amount.amount()),
+                        free_shipping: d.free_shipping,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        discount_total: money(priced.as_ref().map_or(0, |p| p.discount_total.amount())),
+        tax: priced
+            .as_ref()
+            .filter(|_| country.is_some() || status == "checked_out")
+            .map(|p| CartTaxView {
+                amount: money(p.tax.amount()),
+                rate: p.tax_rule.rate.to_string(),
+                prices_include_tax: p.tax_rule.prices_include_tax,
+            }),
+        total: money(priced.as_ref().map_or(stored_total, |p| p.total.amount())),
+        status,
         order_id: row.try_get("order_id").map_err(db)?,
         updated_at: row.try_get("updated_at").map_err(db)?,
     };

@@ -6,6 +6,7 @@ pub(crate) mod catalog;
 pub(crate) mod customers;
 pub(crate) mod events;
 pub(crate) mod orders;
+pub(crate) mod pricing;
 pub(crate) mod recommendations;
 pub(crate) mod search;
 
@@ -37,6 +38,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/admin/returns", get(orders::list_returns))
         .route("/v1/admin/projections", get(admin::projections))
         .route("/v1/admin/events", get(events::events))
+        .route("/v1/promotions", get(pricing::list_promotions))
+        .route("/v1/promotions/{id}", get(pricing::get_promotion))
+        .route("/v1/tax/rates", get(pricing::tax_rates))
 }
 
 /// An amount of money in minor units.

@@ -408,6 +408,7 @@ async fn every_read_model_serves_what_the_command_api_wrote() {
             "catalog",
             "customers",
             "orders",
+            "pricing",
             "recommendations",
             "sales",
             "search",
