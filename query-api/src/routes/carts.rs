@@ -170,12 +170,13 @@ pub(crate) async fn get_cart(
     };
     let lines = rows
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
+        .map(|r| {
             let line_total: i64 = r.try_get("line_total_amount")?;
-            let p = priced.as_ref().and_then(|p| p.lines.get(i));
+            let sku: String = r.try_get("sku")?;
+            let p = priced
+                .as_ref()
+                .and_then(|p| p.lines.iter().find(|l| l.sku.as_str() == sku));
             Ok(CartLineView {
-                sku: r.try_get("sku")?,
                 name: r.try_get("name")?,
                 quantity: r.try_get("quantity")?,
                 unit_price: money(r.try_get("unit_price_amount")?),
@@ -183,6 +184,7 @@ pub(crate) async fn get_cart(
                 discount: money(p.map_or(0, |p| p.discount.amount())),
                 tax: money(p.map_or(0, |p| p.tax.amount())),
                 total: money(p.map_or(line_total, |p| p.total.amount())),
+                sku,
             })
         })
         .collect::<Result<_, sqlx::Error>>()

@@ -255,6 +255,10 @@ pub(crate) async fn price_cart(
     if pricing_lines.is_empty() {
         return Ok(None);
     }
+    // In SKU order, as the cart aggregate prices them at checkout (ties in spreading a
+    // discount go to the earlier line).
+    let mut pricing_lines = pricing_lines;
+    pricing_lines.sort_by(|a, b| a.sku.cmp(&b.sku));
     let coupon_ids: Vec<Uuid> = coupons.iter().map(|c| c.promotion_id).collect();
     let rows = sqlx::query(
         "SELECT promotion_id, terms, active, uses FROM read.promotions \

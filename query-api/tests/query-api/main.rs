@@ -6,6 +6,7 @@ mod e2e;
 mod events;
 mod http;
 mod lifecycle;
+mod promotions;
 mod recommendations;
 mod search;
 mod stack;

@@ -177,6 +177,28 @@ impl Stack {
         Self::send(req).await
     }
 
+    /// Any command: `method` on the command API, with a bearer token or a cart token.
+    pub async fn command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        cart_token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = self.http.request(method, format!("{}{path}", self.command));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(t) = cart_token {
+            req = req.header(CART_TOKEN, t);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        Self::send(req).await
+    }
+
     /// A POST that must succeed with `status`.
     pub async fn ok(&self, status: u16, path: &str, token: Option<&str>, body: Value) -> Answer {
         let a = self.post(path, token, body).await;
@@ -310,12 +332,40 @@ impl Stack {
         description: &str,
         attributes: Value,
     ) -> String {
+        let price = json!({"amount": price, "currency": "EUR"});
+        self.product_in(
+            admin,
+            sku,
+            name,
+            brand,
+            category,
+            price,
+            description,
+            attributes,
+        )
+        .await
+    }
+
+    /// Creates and publishes a product priced `price` (`{"amount", "currency"}`): the
+    /// publication's position.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn product_in(
+        &self,
+        admin: &str,
+        sku: &str,
+        name: &str,
+        brand: &str,
+        category: &[&str],
+        price: Value,
+        description: &str,
+        attributes: Value,
+    ) -> String {
         self.ok(
             201,
             "/v1/products",
             Some(admin),
             json!({"sku": sku, "name": name, "description": description, "brand": brand,
-                   "category": category, "price": {"amount": price, "currency": "EUR"},
+                   "category": category, "price": price,
                    "attributes": attributes, "images": []}),
         )
         .await;
