@@ -19,6 +19,7 @@ pub mod personal;
 pub mod pricing;
 pub mod product;
 pub mod promotion;
+pub mod shipping;
 pub mod stock;
 pub mod tax;
 pub mod upcasting;

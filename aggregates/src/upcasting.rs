@@ -336,11 +336,12 @@ mod tests {
                 category: CategoryPath::parse("apparel/shirts").unwrap(),
                 attributes: Attributes::default(),
                 images: vec![],
+                weight_grams: None,
             },
             price: eur(1999),
         };
         assert_eq!(envelope.payload, expected);
-        assert_eq!(expected.event_version(), "2.0");
+        assert_eq!(expected.event_version(), "2.1");
     }
 
     #[test]

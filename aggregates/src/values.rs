@@ -82,6 +82,9 @@ pub enum ValueError {
     /// Not a percentage in (0, 100] with at most three decimals.
     #[error("percentage must be greater than 0 and at most 100, with at most three decimals")]
     InvalidPercentage,
+    /// Not 1-64 characters of `A-Z a-z 0-9 . _ -`.
+    #[error("shipping method id must be 1-64 characters of letters, digits, '.', '_' or '-'")]
+    InvalidShippingMethodId,
     /// Not 1-16 characters of uppercase letters, digits, ' ' or '-'.
     #[error("postal code prefix must be 1-16 characters of letters, digits, ' ' or '-'")]
     InvalidPostalPrefix,
@@ -111,6 +114,7 @@ impl ValueError {
             ValueError::InvalidCouponCode => "invalid_coupon_code",
             ValueError::InvalidPercentage => "invalid_percentage",
             ValueError::InvalidPostalPrefix => "invalid_postal_prefix",
+            ValueError::InvalidShippingMethodId => "invalid_shipping_method_id",
         }
     }
 }

@@ -206,6 +206,7 @@ impl CatalogLookup for FixedCatalog {
                 sellable: true,
                 category: None,
                 brand: None,
+                weight_grams: None,
             }))
         })
     }

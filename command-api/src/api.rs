@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::{Modify, OpenApi};
 
 use crate::config::CommandApiConfig;
-use crate::routes::{auth, carts, customers, orders, products, promotions, returns, stock};
+use crate::routes::{auth, carts, customers, orders, pricing, products, returns, stock};
 use crate::state::{AppState, Deps};
 
 /// The OpenAPI 3.1 document of the command API.
@@ -42,13 +42,15 @@ use crate::state::{AppState, Deps};
         carts::checkout,
         carts::apply_coupon,
         carts::remove_coupon,
-        promotions::create,
-        promotions::update,
-        promotions::activate,
-        promotions::deactivate,
-        promotions::set_tax_rate,
-        promotions::remove_tax_rate,
-        promotions::set_tax_settings,
+        pricing::create_promotion,
+        pricing::update_promotion,
+        pricing::activate_promotion,
+        pricing::deactivate_promotion,
+        pricing::set_tax_rate,
+        pricing::remove_tax_rate,
+        pricing::set_tax_settings,
+        pricing::define_shipping_method,
+        pricing::retire_shipping_method,
         orders::cancel,
         orders::ship,
         orders::deliver,
@@ -61,7 +63,7 @@ use crate::state::{AppState, Deps};
     tags(
         (name = "auth"), (name = "customers"), (name = "catalog"), (name = "stock"),
         (name = "carts"), (name = "orders"), (name = "returns"), (name = "promotions"),
-        (name = "tax")
+        (name = "tax"), (name = "shipping")
     )
 )]
 pub struct ApiDoc;
@@ -184,18 +186,25 @@ pub(crate) fn router(state: AppState, deps: Option<Dependencies>) -> Router {
             "/v1/carts/{id}/coupons/{code}",
             delete(carts::remove_coupon),
         )
-        .route("/v1/promotions", post(promotions::create))
-        .route("/v1/promotions/{id}", patch(promotions::update))
-        .route("/v1/promotions/{id}/activate", post(promotions::activate))
+        .route("/v1/promotions", post(pricing::create_promotion))
+        .route("/v1/promotions/{id}", patch(pricing::update_promotion))
+        .route(
+            "/v1/promotions/{id}/activate",
+            post(pricing::activate_promotion),
+        )
         .route(
             "/v1/promotions/{id}/deactivate",
-            post(promotions::deactivate),
+            post(pricing::deactivate_promotion),
         )
         .route(
             "/v1/tax/rates/{country}",
-            put(promotions::set_tax_rate).delete(promotions::remove_tax_rate),
+            put(pricing::set_tax_rate).delete(pricing::remove_tax_rate),
         )
-        .route("/v1/tax/settings", put(promotions::set_tax_settings))
+        .route("/v1/tax/settings", put(pricing::set_tax_settings))
+        .route(
+            "/v1/shipping-methods/{id}",
+            put(pricing::define_shipping_method).delete(pricing::retire_shipping_method),
+        )
         .route("/v1/orders/{id}/cancel", post(orders::cancel))
         .route("/v1/orders/{id}/shipments", post(orders::ship))
         .route("/v1/orders/{id}/deliveries", post(orders::deliver))

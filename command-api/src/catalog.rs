@@ -41,6 +41,7 @@ impl CatalogLookup for StoreCatalog {
             sellable: product.is_sellable(),
             category: Some(details.category.clone()),
             brand: Some(details.brand.clone()),
+            weight_grams: details.weight_grams,
         }))
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use mercato_aggregates::cart::{Cart, CartError};
 use mercato_aggregates::order::NewOrderLine;
+use mercato_aggregates::shipping::ShippingMethodId;
 use mercato_aggregates::values::{CustomerId, Email, OrderId, PaymentMethodToken, PostalAddress};
 use mercato_aggregates::{DataSubject, Personal};
 use mercato_event_store::privacy;
@@ -40,6 +41,9 @@ pub(crate) struct Checkout {
     pub buyer: Buyer,
     pub shipping_address: PostalAddress,
     pub payment_token: PaymentMethodToken,
+    /// The shipping method chosen (the request prices it into the frozen cart; the sweeper,
+    /// which only places the order of a frozen cart, never needs it).
+    pub shipping_method: Option<ShippingMethodId>,
 }
 
 /// What a checkout request needs to place its order, recorded before the cart is frozen.
@@ -231,6 +235,7 @@ impl Row {
                 buyer,
                 shipping_address,
                 payment_token: PaymentMethodToken::new(self.payment_token)?,
+                shipping_method: None,
             },
             promotions: self.promotions,
         };

@@ -8,6 +8,7 @@ use mercato_aggregates::order::Order;
 use mercato_aggregates::payment::{Payment, PaymentGateway, PaymentServices};
 use mercato_aggregates::product::Product;
 use mercato_aggregates::promotion::Promotion;
+use mercato_aggregates::shipping::ShippingPolicy;
 use mercato_aggregates::stock::Stock;
 use mercato_aggregates::tax::TaxPolicy;
 use mercato_aggregates::upcasting::upcasters;
@@ -27,6 +28,7 @@ pub(crate) struct Stores {
     pub customers: AggregateStore<Customer>,
     pub promotions: AggregateStore<Promotion>,
     pub tax: AggregateStore<TaxPolicy>,
+    pub shipping: AggregateStore<ShippingPolicy>,
 }
 
 impl Stores {
@@ -44,6 +46,7 @@ impl Stores {
             promotions: AggregateStore::new(pool.clone(), (), snapshots)
                 .with_upcasters(upcasters()),
             tax: AggregateStore::new(pool.clone(), (), snapshots).with_upcasters(upcasters()),
+            shipping: AggregateStore::new(pool.clone(), (), snapshots).with_upcasters(upcasters()),
             pool,
         }
     }

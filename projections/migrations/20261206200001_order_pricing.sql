@@ -6,7 +6,8 @@ ALTER TABLE read.orders
     ADD COLUMN tax_amount         bigint  NOT NULL DEFAULT 0,
     ADD COLUMN discounts          jsonb   NOT NULL DEFAULT '[]',
     ADD COLUMN tax_rate           text,
-    ADD COLUMN prices_include_tax boolean;
+    ADD COLUMN prices_include_tax boolean,
+    ADD COLUMN shipping           jsonb;
 ALTER TABLE read.order_lines
     ADD COLUMN discount_amount bigint NOT NULL DEFAULT 0,
     ADD COLUMN tax_amount      bigint NOT NULL DEFAULT 0,
@@ -45,5 +46,14 @@ ALTER TABLE read.carts
     ADD COLUMN coupons jsonb NOT NULL DEFAULT '[]',
     ADD COLUMN pricing jsonb;
 ALTER TABLE read.cart_lines
-    ADD COLUMN category text[],
-    ADD COLUMN brand    text;
+    ADD COLUMN category     text[],
+    ADD COLUMN brand        text,
+    ADD COLUMN weight_grams integer;
+
+-- The shop's shipping methods (the `pricing` projection).
+CREATE TABLE read.shipping_methods (
+    method_id  text PRIMARY KEY,
+    name       text NOT NULL,
+    method     jsonb NOT NULL,
+    updated_at timestamptz NOT NULL
+);

@@ -211,6 +211,7 @@ pub fn router(
         routes::catalog::get_stock,
         routes::search::search,
         routes::carts::get_cart,
+        routes::carts::shipping_options,
         routes::orders::list_orders,
         routes::orders::get_order,
         routes::customers::me,

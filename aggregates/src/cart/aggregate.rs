@@ -34,6 +34,8 @@ struct Line {
     category: Option<CategoryPath>,
     #[serde(default)]
     brand: Option<Brand>,
+    #[serde(default)]
+    weight_grams: Option<u32>,
 }
 
 /// A shopping cart (aggregate id: the cart UUID).
@@ -81,6 +83,7 @@ impl Cart {
                 unit_price: line.unit_price,
                 category: line.category.clone(),
                 brand: line.brand.clone(),
+                weight_grams: line.weight_grams,
             })
             .collect()
     }
@@ -205,6 +208,7 @@ impl Cart {
                     name: entry.name,
                     category: entry.category,
                     brand: entry.brand,
+                    weight_grams: entry.weight_grams,
                     unit_price: entry.unit_price,
                     quantity_added: quantity,
                     line_quantity,
@@ -272,10 +276,25 @@ impl Cart {
                 let lines = self.lines()?;
                 let total = Money::sum(self.currency()?, lines.iter().map(|l| l.line_total))
                     .map_err(|_| CartError::AmountOverflow)?;
-                let pricing = pricing
-                    .map(|p| pricing::price(&self.pricing_lines(), &p.promotions, p.tax))
-                    .transpose()
-                    .map_err(CartError::Pricing)?;
+                let pricing = match pricing {
+                    None => None,
+                    Some(p) => {
+                        let lines = self.pricing_lines();
+                        let priced = pricing::price(&lines, &p.promotions, p.tax)
+                            .map_err(CartError::Pricing)?;
+                        Some(match p.shipping {
+                            None => priced,
+                            Some(s) => pricing::with_shipping(
+                                priced,
+                                &lines,
+                                s.method_id,
+                                &s.method,
+                                &s.country,
+                            )
+                            .map_err(CartError::Shipping)?,
+                        })
+                    }
+                };
                 CartEvent::CartCheckedOut {
                     order_id,
                     customer_id,
@@ -331,6 +350,7 @@ impl Aggregate for Cart {
                 name,
                 category,
                 brand,
+                weight_grams,
                 unit_price,
                 line_quantity,
                 ..
@@ -343,6 +363,7 @@ impl Aggregate for Cart {
                         unit_price,
                         category,
                         brand,
+                        weight_grams,
                     },
                 );
             }

@@ -2,7 +2,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Currency;
 use crate::pricing::{PromotionRule, TaxRule};
-use crate::values::{CartId, CouponCode, CustomerId, OrderId, PromotionId, Quantity, Sku};
+use crate::shipping::{ShippingMethod, ShippingMethodId};
+use crate::values::{
+    CartId, CountryCode, CouponCode, CustomerId, OrderId, PromotionId, Quantity, Sku,
+};
 
 /// What a checkout prices the cart with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,6 +15,19 @@ pub struct CheckoutPricing {
     pub promotions: Vec<PromotionRule>,
     /// The tax of the destination.
     pub tax: TaxRule,
+    /// The shipping chosen, if the shop ships with methods.
+    pub shipping: Option<ShippingChoice>,
+}
+
+/// The shipping method a checkout chose, and where to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippingChoice {
+    /// The method's id.
+    pub method_id: ShippingMethodId,
+    /// The method as it is now.
+    pub method: ShippingMethod,
+    /// The destination.
+    pub country: CountryCode,
 }
 
 /// Commands of the [`super::Cart`] aggregate.

@@ -1,5 +1,5 @@
 use crate::money::Currency;
-use crate::pricing::PricingError;
+use crate::pricing::{PricingError, ShippingUnavailable};
 use crate::values::{CouponCode, Sku};
 
 /// Why a cart command was refused.
@@ -67,6 +67,9 @@ pub enum CartError {
     /// The pricing failed (lines in mixed currencies, or too large amounts).
     #[error("the cart cannot be priced: {0}")]
     Pricing(PricingError),
+    /// The chosen shipping method cannot ship this cart.
+    #[error("{0}")]
+    Shipping(ShippingUnavailable),
 }
 
 impl CartError {
@@ -89,6 +92,7 @@ impl CartError {
             CartError::TooManyCoupons { .. } => "too_many_coupons",
             CartError::CouponNotInCart(_) => "coupon_not_in_cart",
             CartError::Pricing(_) => "pricing_failed",
+            CartError::Shipping(_) => "shipping_unavailable",
         }
     }
 }
@@ -110,7 +114,8 @@ impl CartError {
             | CartError::CustomerMismatch
             | CartError::AmountOverflow
             | CartError::TooManyCoupons { .. }
-            | CartError::Pricing(_) => K::Invalid,
+            | CartError::Pricing(_)
+            | CartError::Shipping(_) => K::Invalid,
             CartError::CouponNotInCart(_) => K::NotFound,
             CartError::CatalogUnavailable => K::Unavailable,
         }

@@ -48,6 +48,9 @@ pub enum CartEvent {
         /// Brand captured from the catalog (1.1).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         brand: Option<Brand>,
+        /// Weight of one unit in grams, captured from the catalog (1.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weight_grams: Option<u32>,
         /// Price captured from the catalog (applies to the whole line).
         unit_price: Money,
         /// Units added by this command.

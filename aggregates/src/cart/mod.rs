@@ -11,7 +11,7 @@ mod services;
 mod tests;
 
 pub use aggregate::{Cart, CartStatus};
-pub use commands::{CartCommand, CheckoutPricing};
+pub use commands::{CartCommand, CheckoutPricing, ShippingChoice};
 pub use errors::CartError;
 pub use events::{CartEvent, CartLine};
 pub use services::{CartServices, CatalogEntry, CatalogLookup, CatalogUnavailable};

@@ -18,6 +18,8 @@ pub struct CatalogEntry {
     pub category: Option<CategoryPath>,
     /// Brand, captured into the cart line (brand promotions match on it).
     pub brand: Option<Brand>,
+    /// Weight of one unit in grams, captured into the cart line (shipping rates by weight).
+    pub weight_grams: Option<u32>,
 }
 
 /// The catalog could not be asked (the command may be retried).

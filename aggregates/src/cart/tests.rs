@@ -36,6 +36,7 @@ fn entry(name: &str, price: crate::Money, sellable: bool) -> CatalogEntry {
         sellable,
         category: None,
         brand: None,
+        weight_grams: None,
     }
 }
 
@@ -75,6 +76,7 @@ fn mug_added(quantity_added: u32, line_quantity: u32) -> CartEvent {
         name: ProductName::new("Mug").unwrap(),
         category: None,
         brand: None,
+        weight_grams: None,
         unit_price: eur(1000),
         quantity_added: qty(quantity_added),
         line_quantity: qty(line_quantity),
@@ -148,6 +150,7 @@ fn add_reports_cart_total_over_all_lines() {
             name: ProductName::new("Plate").unwrap(),
             category: None,
             brand: None,
+            weight_grams: None,
             unit_price: eur(250),
             quantity_added: qty(4),
             line_quantity: qty(4),
@@ -200,6 +203,7 @@ fn line_count_is_limited() {
             name: ProductName::new("x").unwrap(),
             category: None,
             brand: None,
+            weight_grams: None,
             unit_price: eur(1),
             quantity_added: qty(1),
             line_quantity: qty(1),
@@ -502,6 +506,7 @@ fn coupons_are_held_by_code_and_priced_at_checkout() {
         pricing: Some(CheckoutPricing {
             promotions: vec![rule],
             tax,
+            shipping: None,
         }),
     };
     run(&mut cart, check_out).unwrap();

@@ -192,6 +192,9 @@ pub struct OwedRefund {
     pub reason: RefundReason,
     /// The units.
     pub lines: Vec<RefundLine>,
+    /// The shipping (a whole order cancelled before it shipped).
+    #[serde(default)]
+    pub shipping: Option<Money>,
 }
 
 /// An order (aggregate id: the order UUID).
@@ -221,6 +224,9 @@ pub struct Order {
     /// A guest's personal data was erased (`OrderPersonalDataErased`).
     #[serde(default)]
     pub(super) personal_data_erased: bool,
+    /// What the customer pays for shipping.
+    #[serde(default)]
+    pub(super) shipping_paid: Option<Money>,
 }
 
 impl Order {
@@ -394,9 +400,14 @@ impl Order {
         RefundId::new(uuid::Uuid::new_v5(&order, format!("refund-{n}").as_bytes()))
     }
 
-    fn owe(&mut self, reason: RefundReason, lines: Vec<RefundLine>) {
-        if self.captured.is_none() && !lines.is_empty() {
-            self.owed.push(OwedRefund { reason, lines });
+    fn owe(&mut self, reason: RefundReason, lines: Vec<RefundLine>, shipping: Option<Money>) {
+        let shipping = shipping.filter(|s| !s.is_zero());
+        if self.captured.is_none() && (!lines.is_empty() || shipping.is_some()) {
+            self.owed.push(OwedRefund {
+                reason,
+                lines,
+                shipping,
+            });
         }
     }
 }
@@ -433,8 +444,10 @@ impl Aggregate for Order {
                 guest_email,
                 lines,
                 total,
+                shipping,
                 ..
             } => {
+                self.shipping_paid = shipping.map(|s| s.total);
                 self.id = Some(order_id);
                 self.customer_id = customer_id;
                 self.guest_email = guest_email;
@@ -479,7 +492,7 @@ impl Aggregate for Order {
                 for line in &mut self.lines {
                     line.cancelled += line.unshipped();
                 }
-                self.owe(RefundReason::Cancellation, owed);
+                self.owe(RefundReason::Cancellation, owed, self.shipping_paid);
                 self.status = OrderStatus::Cancelled;
             }
             OrderEvent::OrderRemainderCancelled { lines, status, .. } => {
@@ -489,7 +502,7 @@ impl Aggregate for Order {
                         line.cancelled += units.quantity.get();
                     }
                 }
-                self.owe(RefundReason::Cancellation, owed);
+                self.owe(RefundReason::Cancellation, owed, None);
                 self.status = status;
             }
             OrderEvent::OrderShipped {
@@ -590,7 +603,7 @@ impl Aggregate for Order {
                         line.returned += received;
                     }
                 }
-                self.owe(RefundReason::Return { return_id }, owed);
+                self.owe(RefundReason::Return { return_id }, owed, None);
                 if let Some(r) = self.returns.get_mut(&return_id) {
                     r.received = true;
                 }
@@ -600,6 +613,7 @@ impl Aggregate for Order {
                 amount,
                 reason,
                 lines,
+                ..
             } => {
                 if let Some(i) = self.owed.iter().position(|o| o.reason == reason) {
                     self.owed.remove(i);

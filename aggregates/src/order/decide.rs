@@ -7,8 +7,8 @@ use cqrs_es::Aggregate;
 
 use super::aggregate::{total_of, unshipped_units, RefundState};
 use super::{
-    LineUnits, Order, OrderCommand, OrderError, OrderEvent, OrderLine, OrderStatus, ReceivedLine,
-    RefundLine, RefundReason, Return,
+    LineUnits, Order, OrderCommand, OrderError, OrderEvent, OrderLine, OrderStatus, OwedRefund,
+    ReceivedLine, RefundLine, RefundReason, Return,
 };
 use crate::money::Money;
 use crate::personal::{DataSubject, Personal};
@@ -57,17 +57,24 @@ impl Order {
         event
     }
 
-    /// A request to refund `lines` (capped at what is refundable), if anything can be.
-    fn refund_request(&self, reason: RefundReason, lines: Vec<RefundLine>) -> Option<OrderEvent> {
+    /// A request to refund `owed` (capped at what is refundable), if anything can be.
+    fn refund_request(&self, owed: OwedRefund) -> Option<OrderEvent> {
         self.captured?;
+        let OwedRefund {
+            reason,
+            lines,
+            shipping,
+        } = owed;
+        let currency = self.currency();
         let refundable = self.refundable().amount();
-        let mut left = total_of(&lines, self.currency()).amount().min(refundable);
-        let amount = Money::new(left, self.currency()).ok()?;
+        let owed_total = total_of(&lines, currency).amount() + shipping.map_or(0, |s| s.amount());
+        let mut left = owed_total.min(refundable);
+        let amount = Money::new(left, currency).ok()?;
         if amount.is_zero() {
             return None;
         }
-        // A cap takes its share off the last lines first: each line's amount is what it
-        // really paid back, and they add up to the refund.
+        // A cap takes its share off the shipping, then the last lines, first: each part's
+        // amount is what it really paid back, and they add up to the refund.
         let lines = lines
             .into_iter()
             .filter_map(|line| {
@@ -79,36 +86,36 @@ impl Order {
                     .map(|amount| RefundLine { amount, ..line })
             })
             .collect();
+        let shipping = shipping
+            .and_then(|s| Money::new(s.amount().min(left), currency).ok())
+            .filter(|m| !m.is_zero());
         Some(OrderEvent::OrderRefundRequested {
             refund_id: self.next_refund_id(),
             amount,
             reason,
             lines,
+            shipping,
         })
     }
 
     /// `events` followed by the refund requests of whatever they leave owed or refundable:
-    /// `owed_now` (the value of units they cancel or take back) when the payment is
-    /// captured, or everything owed so far once it is.
+    /// `owed_now` (the value of units they cancel or take back, and the shipping of a whole
+    /// cancelled order) when the payment is captured, or everything owed so far once it is.
     fn with_refunds(
         &self,
         mut events: Vec<OrderEvent>,
-        owed_now: Option<(RefundReason, Vec<RefundLine>)>,
+        owed_now: Option<OwedRefund>,
     ) -> Vec<OrderEvent> {
         let mut next = self.after(&events);
-        let mut due: Vec<(RefundReason, Vec<RefundLine>)> = next
-            .owed
-            .iter()
-            .map(|o| (o.reason.clone(), o.lines.clone()))
-            .collect();
+        let mut due: Vec<OwedRefund> = next.owed.clone();
         if next.captured.is_none() {
             due.clear();
         }
         if let Some(now) = owed_now.filter(|_| next.captured.is_some()) {
             due.push(now);
         }
-        for (reason, lines) in due {
-            if let Some(request) = next.refund_request(reason, lines) {
+        for owed in due {
+            if let Some(request) = next.refund_request(owed) {
                 next.apply(request.clone());
                 events.push(request);
             }
@@ -171,8 +178,8 @@ impl Order {
         }
         let subtotal = Money::sum(currency, placed.iter().map(|l| l.line_total))
             .map_err(|_| OrderError::AmountOverflow)?;
-        let (total, discounts, tax, tax_rule) = match pricing {
-            None => (subtotal, Vec::new(), None, None),
+        let (total, discounts, tax, tax_rule, shipping) = match pricing {
+            None => (subtotal, Vec::new(), None, None, None),
             Some(priced) => {
                 // The pricing must be of these very lines, and add up.
                 if priced.lines.len() != placed.len() || !priced.reconciles() {
@@ -194,6 +201,7 @@ impl Order {
                     priced.discounts,
                     Some(priced.tax),
                     Some(priced.tax_rule),
+                    priced.shipping,
                 )
             }
         };
@@ -211,6 +219,7 @@ impl Order {
             discounts,
             tax,
             tax_rule,
+            shipping,
             ship_to_country: shipping_address.country().clone(),
             shipping_address: Personal::new(subject, shipping_address),
             payment_method,
@@ -396,6 +405,7 @@ impl Order {
                     amount,
                     reason: RefundReason::MerchantRequest,
                     lines: vec![],
+                    shipping: None,
                 }
             }
             OrderCommand::RecordRefund { refund_id, amount } => {
@@ -505,7 +515,13 @@ impl Order {
         } else {
             OrderEvent::OrderCancelled { reason }
         };
-        Ok(self.with_refunds(vec![event], Some((RefundReason::Cancellation, value))))
+        // A whole order cancelled before anything shipped gives its shipping back too.
+        let owed = OwedRefund {
+            reason: RefundReason::Cancellation,
+            lines: value,
+            shipping: (!shipped_any).then_some(self.shipping_paid).flatten(),
+        };
+        Ok(self.with_refunds(vec![event], Some(owed)))
     }
 
     fn deliver(
@@ -629,7 +645,11 @@ impl Order {
         };
         Ok(self.with_refunds(
             vec![event],
-            Some((RefundReason::Return { return_id }, value)),
+            Some(OwedRefund {
+                reason: RefundReason::Return { return_id },
+                lines: value,
+                shipping: None,
+            }),
         ))
     }
 

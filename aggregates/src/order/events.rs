@@ -6,7 +6,7 @@ use super::{CancellationReason, LineUnits, OrderStatus, ReceivedLine};
 use crate::money::Money;
 use crate::payment::DeclineReason;
 use crate::personal::Personal;
-use crate::pricing::{AppliedDiscount, TaxRule};
+use crate::pricing::{AppliedDiscount, PricedShipping, TaxRule};
 use crate::values::{
     Carrier, CountryCode, CustomerId, Email, OrderId, PaymentId, PaymentMethodToken, PostalAddress,
     ProductName, Quantity, RefundId, ReturnId, ReturnReason, Sku, TrackingNumber, WarehouseId,
@@ -106,6 +106,9 @@ pub enum OrderEvent {
         /// The tax rate charged and whether prices included it (version 2.1).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tax_rule: Option<TaxRule>,
+        /// The shipping charged, included in `total` (version 2.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shipping: Option<PricedShipping>,
         /// Where to ship (personal data).
         shipping_address: Personal<PostalAddress>,
         /// The shipping address's country (not personal data: tax and sales reports).
@@ -243,6 +246,10 @@ pub enum OrderEvent {
         reason: RefundReason,
         /// The units it pays back (empty for a merchant's refund of an amount).
         lines: Vec<RefundLine>,
+        /// The shipping it pays back (a whole order cancelled before it shipped; version
+        /// 1.1, absent before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shipping: Option<Money>,
     },
     /// Money was refunded (version 1.1 names the refund and its lines; a 1.0 event, written
     /// by the admin's refund before refunds were requested, has neither).
@@ -303,7 +310,9 @@ impl DomainEvent for OrderEvent {
 
     fn event_version(&self) -> String {
         match self {
-            OrderEvent::OrderShipped { .. } | OrderEvent::OrderRefunded { .. } => "1.1",
+            OrderEvent::OrderShipped { .. }
+            | OrderEvent::OrderRefunded { .. }
+            | OrderEvent::OrderRefundRequested { .. } => "1.1",
             OrderEvent::OrderPlaced { .. } => "2.1",
             OrderEvent::OrderDelivered { .. } => "2.0",
             _ => "1.0",

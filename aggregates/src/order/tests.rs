@@ -67,6 +67,7 @@ fn placed() -> OrderEvent {
         discounts: vec![],
         tax: None,
         tax_rule: None,
+        shipping: None,
         ship_to_country: address().country().clone(),
         shipping_address: Personal::new(DataSubject::Customer(customer_id(1)), address()),
         payment_method: token(),
@@ -621,6 +622,7 @@ fn cancel_of_a_captured_order_requests_a_full_refund() {
                 amount: eur(3500),
                 reason: RefundReason::Cancellation,
                 lines: vec![refund_line("MUG", 2, 2000), refund_line("PLATE", 3, 1500)],
+                shipping: None,
             },
         ]);
 }
@@ -642,6 +644,7 @@ fn a_capture_recorded_after_the_cancellation_is_refunded_in_full() {
                     amount: eur(3500),
                     reason: RefundReason::Cancellation,
                     lines: vec![refund_line("MUG", 2, 2000), refund_line("PLATE", 3, 1500)],
+                    shipping: None,
                 },
             ]);
     }
@@ -687,6 +690,7 @@ fn cancel_after_a_partial_shipment_cancels_and_refunds_the_rest() {
                 amount: eur(2500),
                 reason: RefundReason::Cancellation,
                 lines: vec![refund_line("MUG", 1, 1000), refund_line("PLATE", 3, 1500)],
+                shipping: None,
             },
         ]);
 }
@@ -938,6 +942,7 @@ fn a_return_within_the_window_is_received_and_refunded() {
                     return_id: return_id(1)
                 },
                 lines: vec![refund_line("MUG", 1, 1000)],
+                shipping: None,
             },
         ]
     );
@@ -1069,6 +1074,7 @@ fn a_merchant_refund_is_requested_then_recorded() {
             amount: eur(1000),
             reason: RefundReason::MerchantRequest,
             lines: vec![],
+            shipping: None,
         }]);
     let mut history = delivered();
     history.push(OrderEvent::OrderRefundRequested {
@@ -1076,6 +1082,7 @@ fn a_merchant_refund_is_requested_then_recorded() {
         amount: eur(1000),
         reason: RefundReason::MerchantRequest,
         lines: vec![],
+        shipping: None,
     });
     // Pending refunds count against what can still be refunded.
     fixture()
@@ -1550,6 +1557,7 @@ fn priced_place(percent: u32, tax: u32, inclusive: bool, quantities: [u32; 2]) -
             unit_price: l.unit_price,
             category: None,
             brand: None,
+            weight_grams: None,
         })
         .collect();
     let rule = PromotionRule {
@@ -1698,4 +1706,99 @@ fn refund_requested(events: &[OrderEvent]) -> i64 {
             _ => 0,
         })
         .sum()
+}
+
+#[test]
+fn a_whole_order_cancelled_before_it_shipped_gives_its_shipping_back_and_a_partial_one_not() {
+    use crate::pricing::{self, PricingLine, TaxRule};
+    use crate::shipping::{ShippingMethod, ShippingMethodId, ShippingRate};
+    let lines = vec![new_line("MUG", 2, 1000), new_line("PLATE", 1, 500)];
+    let pricing_lines: Vec<PricingLine> = lines
+        .iter()
+        .map(|l| PricingLine {
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            category: None,
+            brand: None,
+            weight_grams: Some(600),
+        })
+        .collect();
+    let method = ShippingMethod {
+        name: ProductName::new("Parcel").unwrap(),
+        countries: vec![address().country().clone()],
+        rate: ShippingRate::ByWeight {
+            base: eur(300),
+            per_kg: eur(100),
+        },
+        free_above: None,
+    };
+    let priced = pricing::price(&pricing_lines, &[], TaxRule::none(true)).unwrap();
+    let priced = pricing::with_shipping(
+        priced,
+        &pricing_lines,
+        ShippingMethodId::new("parcel").unwrap(),
+        &method,
+        address().country(),
+    )
+    .unwrap();
+    // 1.8 kg: 3.00 + 2 x 1.00.
+    assert_eq!(priced.shipping.as_ref().unwrap().total, eur(500));
+    assert!(priced.reconciles());
+    let OrderCommand::PlaceOrder {
+        order_id,
+        customer_id,
+        guest_email,
+        shipping_address,
+        payment_method,
+        placed_at,
+        ..
+    } = place(vec![])
+    else {
+        unreachable!()
+    };
+    let placed = OrderCommand::PlaceOrder {
+        order_id,
+        customer_id,
+        guest_email,
+        lines,
+        pricing: Some(priced),
+        shipping_address,
+        payment_method,
+        placed_at,
+    };
+    let run = |order: &mut Order, command| execute(order, command, &()).unwrap();
+    let paid = |cancel_after_shipping: bool| {
+        let mut order = Order::default();
+        run(&mut order, placed.clone());
+        assert_eq!(order.total(), Some(eur(3000)));
+        for s in ["MUG", "PLATE"] {
+            run(
+                &mut order,
+                OrderCommand::RecordStockReserved { sku: sku(s) },
+            );
+        }
+        run(
+            &mut order,
+            OrderCommand::RecordPaymentAuthorized {
+                payment_id: payment_id(1),
+                amount: eur(3000),
+            },
+        );
+        run(&mut order, OrderCommand::ConfirmOrder);
+        run(
+            &mut order,
+            OrderCommand::RecordPaymentCaptured {
+                payment_id: payment_id(1),
+                amount: eur(3000),
+            },
+        );
+        if cancel_after_shipping {
+            run(&mut order, ship("T1", vec![units("MUG", 1)]));
+        }
+        refund_requested(&run(&mut order, cancel_by_customer()))
+    };
+    assert_eq!(paid(false), 3000);
+    // One mug left: the rest (a mug and the plate) is refunded, the parcel's shipping not.
+    assert_eq!(paid(true), 1500);
 }

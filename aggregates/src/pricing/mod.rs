@@ -20,7 +20,11 @@ pub use rate::Rate;
 pub use rules::{Discount, PromotionRule, Stacking, Target, TaxRule};
 
 use crate::money::{Currency, Money};
-use crate::values::{Brand, CategoryPath, CouponCode, PromotionId, PromotionName, Quantity, Sku};
+use crate::shipping::{ShippingMethod, ShippingMethodId};
+use crate::values::{
+    Brand, CategoryPath, CountryCode, CouponCode, ProductName, PromotionId, PromotionName,
+    Quantity, Sku,
+};
 
 /// A line to price: what the cart captured from the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +39,9 @@ pub struct PricingLine {
     pub category: Option<CategoryPath>,
     /// The product's brand, when known (brand promotions match on it).
     pub brand: Option<Brand>,
+    /// Weight of one unit in grams, when known (weight-based shipping rates use it).
+    #[serde(default)]
+    pub weight_grams: Option<u32>,
 }
 
 /// A priced line. `total` is what the customer pays for it: `line_total - discount`, plus
@@ -118,6 +125,27 @@ pub struct Priced {
     pub total: Money,
     /// The tax applied.
     pub tax_rule: TaxRule,
+    /// The shipping chosen, priced after the goods (absent: none charged).
+    #[serde(default)]
+    pub shipping: Option<PricedShipping>,
+}
+
+/// The shipping of a priced cart: the method's quote, less a free-shipping promotion, with
+/// the destination's tax (inside the quote when prices include tax, added otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricedShipping {
+    /// The method.
+    pub method_id: ShippingMethodId,
+    /// Its name.
+    pub name: ProductName,
+    /// What the method charges for this parcel.
+    pub amount: Money,
+    /// Taken off by a free-shipping promotion.
+    pub discount: Money,
+    /// Tax on the shipping.
+    pub tax: Money,
+    /// What the customer pays for shipping.
+    pub total: Money,
 }
 
 impl Priced {
@@ -139,12 +167,25 @@ impl Priced {
         });
         let sum = |f: fn(&PricedLine) -> i64| self.lines.iter().map(f).sum::<i64>();
         let applied: i64 = self.discounts.iter().map(|d| d.amount.amount()).sum();
+        let (shipping_tax, shipping_total, shipping_adds_up) = match &self.shipping {
+            None => (0, 0, true),
+            Some(s) => {
+                let net = s.amount.amount() - s.discount.amount();
+                let expected = if inclusive { net } else { net + s.tax.amount() };
+                (
+                    s.tax.amount(),
+                    s.total.amount(),
+                    net >= 0 && s.total.amount() == expected,
+                )
+            }
+        };
         lines_add_up
+            && shipping_adds_up
             && sum(|l| l.line_total.amount()) == self.subtotal.amount()
             && sum(|l| l.discount.amount()) == self.discount_total.amount()
             && applied == self.discount_total.amount()
-            && sum(|l| l.tax.amount()) == self.tax.amount()
-            && sum(|l| l.total.amount()) == self.total.amount()
+            && sum(|l| l.tax.amount()) + shipping_tax == self.tax.amount()
+            && sum(|l| l.total.amount()) + shipping_total == self.total.amount()
     }
 }
 
@@ -278,7 +319,79 @@ pub fn price(
         discounts,
         passed_over,
         tax_rule: tax,
+        shipping: None,
     })
+}
+
+/// Why a parcel cannot be shipped by a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ShippingUnavailable {
+    /// The method does not ship to the country, or charges in another currency.
+    #[error("this shipping method does not ship there")]
+    NotToDestination,
+    /// The charge does not fit in 64-bit minor units.
+    #[error("amount overflow")]
+    AmountOverflow,
+}
+
+/// The weight of the goods in grams (units without a known weight weigh nothing).
+pub fn weight_of(lines: &[PricingLine]) -> u64 {
+    lines
+        .iter()
+        .map(|l| u64::from(l.weight_grams.unwrap_or(0)) * u64::from(l.quantity.get()))
+        .sum()
+}
+
+/// `priced` with shipping by `method` to `country` (ADR 0021: after the promotions and the
+/// goods' tax; a free-shipping promotion takes the charge off; the threshold counts the
+/// goods after discounts; the charge is taxed at the goods' rate).
+pub fn with_shipping(
+    mut priced: Priced,
+    lines: &[PricingLine],
+    method_id: ShippingMethodId,
+    method: &ShippingMethod,
+    country: &CountryCode,
+) -> Result<Priced, ShippingUnavailable> {
+    let currency = priced.total.currency();
+    let money = |a: i64| Money::new(a, currency).map_err(|_| ShippingUnavailable::AmountOverflow);
+    let goods = money(priced.subtotal.amount() - priced.discount_total.amount())?;
+    let amount = method
+        .quote(country, weight_of(lines), goods)
+        .ok_or(ShippingUnavailable::NotToDestination)?;
+    let discount = if priced.free_shipping() {
+        amount
+    } else {
+        Money::zero(currency)
+    };
+    let net = amount.amount() - discount.amount();
+    let rule = priced.tax_rule;
+    let (tax, total) = if rule.prices_include_tax {
+        (rule.rate.included_in(net), net)
+    } else {
+        let t = rule.rate.of(net);
+        (
+            t,
+            net.checked_add(t)
+                .ok_or(ShippingUnavailable::AmountOverflow)?,
+        )
+    };
+    priced.tax = money(priced.tax.amount() + tax)?;
+    priced.total = money(
+        priced
+            .total
+            .amount()
+            .checked_add(total)
+            .ok_or(ShippingUnavailable::AmountOverflow)?,
+    )?;
+    priced.shipping = Some(PricedShipping {
+        method_id,
+        name: method.name.clone(),
+        amount,
+        discount,
+        tax: money(tax)?,
+        total: money(total)?,
+    });
+    Ok(priced)
 }
 
 /// What each promotion takes off, applied in sequence.

@@ -15,6 +15,7 @@ fn line(sku: &str, quantity: u32, price: i64, currency: &str) -> PricingLine {
         unit_price: Money::new(price, cur(currency)).unwrap(),
         category: Some(CategoryPath::new(["kitchen", "teapots"]).unwrap()),
         brand: Some(Brand::new("Kyusu").unwrap()),
+        weight_grams: None,
     }
 }
 

@@ -18,6 +18,10 @@ pub struct ProductDetails {
     pub attributes: Attributes,
     /// Image URLs, first is the main image (at most [`ProductDetails::MAX_IMAGES`]).
     pub images: Vec<ImageUrl>,
+    /// Shipping weight of one unit in grams (weight-based shipping rates use it; absent
+    /// in events before version 2.1 of `ProductCreated` and 1.1 of `ProductDetailsUpdated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_grams: Option<u32>,
 }
 
 impl ProductDetails {

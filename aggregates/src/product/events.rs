@@ -53,7 +53,8 @@ impl DomainEvent for ProductEvent {
 
     fn event_version(&self) -> String {
         match self {
-            ProductEvent::ProductCreated { .. } => "2.0",
+            ProductEvent::ProductCreated { .. } => "2.1",
+            ProductEvent::ProductDetailsUpdated { .. } => "1.1",
             _ => "1.0",
         }
         .to_owned()

@@ -15,6 +15,7 @@ fn details(name: &str) -> ProductDetails {
         category: CategoryPath::parse("apparel/shirts").unwrap(),
         attributes: Attributes::default(),
         images: vec![ImageUrl::new("https://cdn.example.com/tshirt.png").unwrap()],
+        weight_grams: Some(250),
     }
 }
 
@@ -226,7 +227,7 @@ fn sellable_only_while_published() {
 #[test]
 fn event_types_and_versions_are_stable() {
     assert_eq!(created().event_type(), "ProductCreated");
-    assert_eq!(created().event_version(), "2.0");
+    assert_eq!(created().event_version(), "2.1");
     assert_eq!(
         ProductEvent::ProductDiscontinued.event_type(),
         "ProductDiscontinued"

@@ -7,6 +7,7 @@ use axum::Extension;
 use mercato_aggregates::cart::{Cart, CartCommand, CartStatus};
 use mercato_aggregates::money::Currency;
 use mercato_aggregates::promotion::PromotionError;
+use mercato_aggregates::shipping::ShippingMethodId;
 use mercato_aggregates::values::{
     CartId, CouponCode, CustomerId, Email, PaymentMethodToken, Quantity,
 };
@@ -80,6 +81,9 @@ pub(crate) struct CheckoutBody {
     /// Signed-in customers are written to at their account's address and must not send it.
     #[schema(value_type = Option<mercato_web::schema::Email>)]
     email: Option<String>,
+    /// The shipping method (`GET /v1/carts/{id}/shipping-options` lists those that ship
+    /// the cart to an address); required when the shop has shipping methods.
+    shipping_method: Option<String>,
 }
 
 /// The order the checkout placed; it proceeds asynchronously.
@@ -374,6 +378,10 @@ pub(crate) async fn checkout(
         "payment_token",
         PaymentMethodToken::new(&body.payment_token),
     );
+    let shipping_method = body
+        .shipping_method
+        .as_deref()
+        .map(|m| f.check("shipping_method", ShippingMethodId::new(m.trim())));
     f.finish()?;
     let cart = authorize(&state, caller.as_ref(), &headers, cart_id).await?;
     if caller.is_none() && cart.customer_id().is_some() {
@@ -387,6 +395,7 @@ pub(crate) async fn checkout(
         buyer,
         shipping_address: address.unwrap(),
         payment_token: token.unwrap(),
+        shipping_method: shipping_method.map(Option::unwrap),
     };
     let ctx = context(&req, caller.as_ref());
     let (order_id, w) =

@@ -4,8 +4,8 @@ pub(crate) mod auth;
 pub(crate) mod carts;
 pub(crate) mod customers;
 pub(crate) mod orders;
+pub(crate) mod pricing;
 pub(crate) mod products;
-pub(crate) mod promotions;
 pub(crate) mod returns;
 pub(crate) mod stock;
 

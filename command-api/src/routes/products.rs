@@ -57,6 +57,9 @@ pub(crate) struct CreateProduct {
     attributes: BTreeMap<String, String>,
     #[serde(default)]
     images: Vec<String>,
+    /// Shipping weight of one unit in grams (for weight-based shipping rates).
+    #[schema(maximum = 1000000)]
+    weight_grams: Option<u32>,
 }
 
 /// Detail changes; omitted fields keep their value.
@@ -69,6 +72,9 @@ pub(crate) struct UpdateProduct {
     category: Option<CategoryDto>,
     attributes: Option<BTreeMap<String, String>>,
     images: Option<Vec<String>>,
+    /// Shipping weight of one unit in grams.
+    #[schema(maximum = 1000000)]
+    weight_grams: Option<u32>,
 }
 
 /// A new price (same currency as before).
@@ -106,6 +112,7 @@ pub(crate) async fn create(
     let price = body.price.check("price", state.config().max_amount, &mut f);
     let attributes = f.check("attributes", Attributes::new(body.attributes.clone()));
     let images = images(&body.images, &mut f);
+    let weight_grams = body.weight_grams.filter(|w| check_weight(*w, &mut f));
     f.finish()?;
     let sku = sku.unwrap();
     let command = ProductCommand::CreateProduct {
@@ -117,6 +124,7 @@ pub(crate) async fn create(
             category: category.unwrap(),
             attributes: attributes.unwrap(),
             images,
+            weight_grams,
         },
         price: price.unwrap(),
     };
@@ -185,6 +193,9 @@ pub(crate) async fn update(
     }
     if let Some(v) = &body.images {
         details.images = images(v, &mut f);
+    }
+    if let Some(w) = body.weight_grams.filter(|w| check_weight(*w, &mut f)) {
+        details.weight_grams = Some(w);
     }
     f.finish()?;
     let command = ProductCommand::UpdateProductDetails { details };
@@ -285,3 +296,16 @@ lifecycle!(
     ProductCommand::DiscontinueProduct,
     "Discontinues a product for good (admin)."
 );
+
+/// A unit weighs at most a tonne.
+fn check_weight(grams: u32, f: &mut Fields) -> bool {
+    let ok = grams <= 1_000_000;
+    if !ok {
+        f.push(
+            "weight_grams",
+            "invalid_weight",
+            "a unit weighs at most 1,000,000 g",
+        );
+    }
+    ok
+}

@@ -79,7 +79,9 @@ pub(crate) async fn check_out(
         let now = Utc::now();
         let customer = checkout.buyer.customer_id();
         let address = &checkout.shipping_address;
-        let offer = promotions::offer(stores, &cart, customer, order_id, address, now).await?;
+        let method = checkout.shipping_method.as_ref();
+        let offer =
+            promotions::offer(stores, &cart, customer, order_id, address, method, now).await?;
         let pending = PendingCheckout {
             cart_id,
             order_id: order_id.as_uuid(),

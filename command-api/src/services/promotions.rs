@@ -5,14 +5,15 @@
 //! promotions (the Promotion aggregates stay the source of truth).
 
 use chrono::{DateTime, Utc};
-use mercato_aggregates::cart::{Cart, CheckoutPricing};
+use mercato_aggregates::cart::{Cart, CheckoutPricing, ShippingChoice};
 use mercato_aggregates::pricing::{self, PassedOverReason, PromotionRule};
 use mercato_aggregates::promotion::{Promotion, PromotionCommand, PromotionError};
+use mercato_aggregates::shipping::{ShippingMethod, ShippingMethodId, ShippingPolicy};
 use mercato_aggregates::tax::TaxPolicy;
 use mercato_aggregates::values::{CouponCode, CustomerId, OrderId, PostalAddress, PromotionId};
 use mercato_aggregates::ErrorKind;
 use mercato_event_store::EventStoreError;
-use mercato_web::Problem;
+use mercato_web::{FieldError, Problem};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -27,15 +28,17 @@ pub(crate) struct Offer {
     pub limited: Vec<PromotionId>,
 }
 
-/// The pricing of `cart` for `customer` shipping to `address` at `now`: its automatic
-/// promotions that apply now, its coupons (a coupon that cannot be used is refused with a
-/// problem naming it), and the destination's tax.
+/// The pricing of `cart` for `customer` shipping to `address` by `shipping_method` at `now`:
+/// its automatic promotions that apply now, its coupons (a coupon that cannot be used is
+/// refused with a problem naming it), the destination's tax, and the shipping (required
+/// when the shop has shipping methods).
 pub(crate) async fn offer(
     stores: &Stores,
     cart: &Cart,
     customer: Option<CustomerId>,
     order_id: OrderId,
     address: &PostalAddress,
+    shipping_method: Option<&ShippingMethodId>,
     now: DateTime<Utc>,
 ) -> Result<Offer, Problem> {
     let mut promotions: Vec<(Promotion, Option<CouponCode>)> = Vec::new();
@@ -93,13 +96,85 @@ pub(crate) async fn offer(
                 .any(|(p, _)| p.id() == Some(*id) && p.is_limited())
         })
         .collect();
+    let shipping = shipping(stores, cart, &priced, address, shipping_method).await?;
     Ok(Offer {
         pricing: CheckoutPricing {
             promotions: rules,
             tax,
+            shipping,
         },
         limited,
     })
+}
+
+/// The shipping method chosen, checked: it must exist and ship the cart to the address. A
+/// shop with no shipping methods charges none, and then none may be chosen.
+async fn shipping(
+    stores: &Stores,
+    cart: &Cart,
+    priced: &pricing::Priced,
+    address: &PostalAddress,
+    chosen: Option<&ShippingMethodId>,
+) -> Result<Option<ShippingChoice>, Problem> {
+    let (policy, _) = stores
+        .shipping
+        .load(ShippingPolicy::ID)
+        .await
+        .map_err(store_problem)?;
+    let country = address.country().clone();
+    let lines = cart.pricing_lines();
+    let ships = |method: &ShippingMethod| {
+        pricing::with_shipping(
+            priced.clone(),
+            &lines,
+            ShippingMethodId::new("check").ok()?,
+            method,
+            &country,
+        )
+        .ok()
+    };
+    let Some(chosen) = chosen else {
+        if policy.methods().is_empty() {
+            return Ok(None);
+        }
+        let available: Vec<&str> = policy
+            .methods()
+            .iter()
+            .filter(|(_, m)| ships(m).is_some())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if available.is_empty() {
+            return Err(refusal(
+                ErrorKind::Invalid,
+                "no_shipping_to_destination",
+                format!("no shipping method ships this cart to {country}"),
+            ));
+        }
+        return Err(Problem::validation([FieldError::new(
+            "shipping_method",
+            "required",
+            format!("choose a shipping method: {}", available.join(", ")),
+        )]));
+    };
+    let Some(method) = policy.methods().get(chosen) else {
+        return Err(Problem::validation([FieldError::new(
+            "shipping_method",
+            "unknown_shipping_method",
+            format!("no shipping method {chosen}"),
+        )]));
+    };
+    if ships(method).is_none() {
+        return Err(refusal(
+            ErrorKind::Invalid,
+            "shipping_unavailable",
+            format!("{chosen} does not ship this cart to {country}"),
+        ));
+    }
+    Ok(Some(ShippingChoice {
+        method_id: chosen.clone(),
+        method: method.clone(),
+        country,
+    }))
 }
 
 async fn load(stores: &Stores, id: PromotionId) -> Result<Promotion, Problem> {

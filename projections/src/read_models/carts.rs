@@ -100,6 +100,7 @@ impl Projection for Carts {
                     name,
                     category,
                     brand,
+                    weight_grams,
                     unit_price,
                     line_quantity,
                     line_total,
@@ -119,6 +120,7 @@ impl Projection for Carts {
                         added_at,
                         category: category.map(Vec::from),
                         brand: brand.map(String::from),
+                        weight_grams: weight_grams.and_then(|w| i32::try_from(w).ok()),
                     });
                     changed_lines.insert(key);
                     new_total = Some(cart_total.amount());
@@ -257,6 +259,8 @@ struct LineRow {
     category: Option<Vec<String>>,
     /// Captured with the line (brand promotions match on it).
     brand: Option<String>,
+    /// Captured with the line (weight-based shipping rates use it).
+    weight_grams: Option<i32>,
 }
 
 /// The key of a `cart_lines` row.

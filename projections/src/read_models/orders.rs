@@ -117,6 +117,7 @@ impl Projection for Orders {
                 discounts,
                 tax,
                 tax_rule,
+                shipping,
                 shipping_address,
                 ship_to_country,
                 placed_at,
@@ -141,6 +142,7 @@ impl Projection for Orders {
                     row.tax_amount = tax.map_or(0, |m| m.amount());
                     row.tax_rate = tax_rule.map(|t| t.rate.to_string());
                     row.prices_include_tax = tax_rule.map(|t| t.prices_include_tax);
+                    row.shipping = shipping.as_ref().map(ShippingView::from);
                     row.shipping_address = shipping_address
                         .expose()
                         .map(serde_json::to_value)
@@ -337,6 +339,7 @@ impl Projection for Orders {
                     amount,
                     reason,
                     lines: paid_back,
+                    ..
                 } => {
                     o.refund_pending_amount += amount.amount();
                     let return_id = match &reason {
@@ -531,6 +534,31 @@ struct OrderRow {
     discounts: Vec<DiscountView>,
     tax_rate: Option<String>,
     prices_include_tax: Option<bool>,
+    shipping: Option<ShippingView>,
+}
+
+/// The shipping charged on an order, in minor units of its currency.
+#[derive(Debug, Serialize, Deserialize)]
+struct ShippingView {
+    method_id: String,
+    name: String,
+    amount: i64,
+    discount: i64,
+    tax: i64,
+    total: i64,
+}
+
+impl From<&mercato_aggregates::pricing::PricedShipping> for ShippingView {
+    fn from(s: &mercato_aggregates::pricing::PricedShipping) -> Self {
+        ShippingView {
+            method_id: s.method_id.as_str().to_owned(),
+            name: s.name.as_str().to_owned(),
+            amount: s.amount.amount(),
+            discount: s.discount.amount(),
+            tax: s.tax.amount(),
+            total: s.total.amount(),
+        }
+    }
 }
 
 /// A promotion applied to an order, as the order view shows it.
@@ -602,6 +630,7 @@ impl OrderRow {
             discounts: Vec::new(),
             tax_rate: None,
             prices_include_tax: None,
+            shipping: None,
         }
     }
 

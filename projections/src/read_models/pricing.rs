@@ -1,11 +1,12 @@
-//! Pricing: the promotions (with the uses they hold) and the shop's tax rates, for the
-//! back office's lists and for pricing a cart's view (the checkout prices from the
-//! aggregates themselves).
+//! Pricing: the promotions (with the uses they hold), the shop's tax rates and its shipping
+//! methods, for the back office's lists and for pricing a cart's view and its shipping
+//! options (the checkout prices from the aggregates themselves).
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use mercato_aggregates::promotion::{apply_changes, PromotionEvent, PromotionTerms};
+use mercato_aggregates::shipping::{ShippingEvent, ShippingMethod};
 use mercato_aggregates::tax::TaxEvent;
 use mercato_event_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
@@ -29,7 +30,7 @@ impl Projection for Pricing {
         1
     }
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["Promotion", "TaxPolicy"]
+        &["Promotion", "TaxPolicy", "ShippingPolicy"]
     }
     fn event_types(&self) -> &'static [&'static str] {
         &[
@@ -42,10 +43,17 @@ impl Projection for Pricing {
             "TaxRateSet",
             "TaxRateRemoved",
             "TaxInclusionSet",
+            "ShippingMethodDefined",
+            "ShippingMethodRetired",
         ]
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["promotions", "tax_rates", "tax_settings"]
+        &[
+            "promotions",
+            "tax_rates",
+            "tax_settings",
+            "shipping_methods",
+        ]
     }
 
     async fn apply(
@@ -69,8 +77,27 @@ impl Projection for Pricing {
         // `None`: the rate was removed.
         let mut rates: HashMap<String, Option<RateRow>> = HashMap::new();
         let mut settings = None;
+        // `None`: the method was retired.
+        let mut methods: HashMap<String, Option<MethodRow>> = HashMap::new();
         for event in events {
             let at = event.recorded_at;
+            if event.aggregate_type == "ShippingPolicy" {
+                match decode::<ShippingEvent>(event)? {
+                    ShippingEvent::ShippingMethodDefined { method_id, method } => {
+                        let row = MethodRow {
+                            method_id: method_id.as_str().to_owned(),
+                            name: method.name.as_str().to_owned(),
+                            method,
+                            updated_at: at,
+                        };
+                        methods.insert(row.method_id.clone(), Some(row));
+                    }
+                    ShippingEvent::ShippingMethodRetired { method_id } => {
+                        methods.insert(method_id.as_str().to_owned(), None);
+                    }
+                }
+                continue;
+            }
             if event.aggregate_type == "TaxPolicy" {
                 match decode::<TaxEvent>(event)? {
                     TaxEvent::TaxRateSet {
@@ -157,6 +184,14 @@ impl Projection for Pricing {
         rows::delete(conn, "tax_rates", &[("key", "text")], &removed).await?;
         let kept: Vec<RateRow> = kept.into_iter().filter_map(|(_, r)| r).collect();
         rows::upsert(conn, "tax_rates", &["key"], &kept).await?;
+        let (kept, retired): (Vec<_>, Vec<_>) = methods.into_iter().partition(|(_, m)| m.is_some());
+        let retired: Vec<MethodKey> = retired
+            .into_iter()
+            .map(|(method_id, _)| MethodKey { method_id })
+            .collect();
+        rows::delete(conn, "shipping_methods", &[("method_id", "text")], &retired).await?;
+        let kept: Vec<MethodRow> = kept.into_iter().filter_map(|(_, m)| m).collect();
+        rows::upsert(conn, "shipping_methods", &["method_id"], &kept).await?;
         if let Some(settings) = settings {
             rows::upsert(conn, "tax_settings", &["shop"], &[settings]).await?;
         }
@@ -214,4 +249,21 @@ struct SettingsRow {
     shop: String,
     prices_include_tax: bool,
     updated_at: DateTime<Utc>,
+}
+
+/// A row of `shipping_methods`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MethodRow {
+    method_id: String,
+    name: String,
+    /// The [`ShippingMethod`] as JSON.
+    method: ShippingMethod,
+    updated_at: DateTime<Utc>,
+}
+
+/// The key of a `shipping_methods` row.
+#[derive(Debug, Serialize)]
+struct MethodKey {
+    method_id: String,
 }

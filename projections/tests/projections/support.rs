@@ -45,6 +45,7 @@ impl CatalogLookup for FixedCatalog {
             sellable: true,
             category: None,
             brand: None,
+            weight_grams: None,
         }))
     }
 }

@@ -118,14 +118,7 @@ pub(crate) async fn get_cart(
     authorize(&state, &headers, caller.as_ref(), id, customer_id).await?;
     let currency: String = row.try_get("currency").map_err(db)?;
     let money = |amount: i64| MoneyDto::new(amount, &currency);
-    let rows = sqlx::query(
-        "SELECT sku, name, quantity, unit_price_amount, line_total_amount, category, brand \
-         FROM read.cart_lines WHERE cart_id = $1 ORDER BY added_at, sku",
-    )
-    .bind(id)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(db)?;
+    let rows = cart_lines(&state, id).await?;
     let coupons: Vec<CartCoupon> =
         serde_json::from_value(row.try_get("coupons").map_err(db)?).map_err(Problem::internal)?;
     let stored: Option<serde_json::Value> = row.try_get("pricing").map_err(db)?;
@@ -136,19 +129,7 @@ pub(crate) async fn get_cart(
             Vec::new(),
         ),
         None => {
-            let lines = rows
-                .iter()
-                .map(|r| {
-                    Ok(CartLineRow {
-                        sku: r.try_get("sku")?,
-                        quantity: r.try_get("quantity")?,
-                        unit_price_amount: r.try_get("unit_price_amount")?,
-                        category: r.try_get("category")?,
-                        brand: r.try_get("brand")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .map_err(db)?;
+            let lines = pricing_rows(&rows)?;
             wait(&state, &headers, Source::Tables(&["pricing"])).await?;
             let postal = destination.postal_code.as_deref().unwrap_or("");
             let signed_in = customer_id.is_some();
@@ -163,7 +144,7 @@ pub(crate) async fn get_cart(
             )
             .await?
             {
-                Some((priced, refused)) => (Some(priced), refused),
+                Some(p) => (Some(p.priced), p.refused),
                 None => (None, Vec::new()),
             }
         }
@@ -307,4 +288,138 @@ async fn authorize(
             "send `Authorization: Bearer <token>` or the cart's Mercato-Cart-Token",
         )),
     }
+}
+
+/// A cart's lines, as the view lists them.
+async fn cart_lines(state: &AppState, id: Uuid) -> Result<Vec<sqlx::postgres::PgRow>, Problem> {
+    sqlx::query(
+        "SELECT sku, name, quantity, unit_price_amount, line_total_amount, category, brand, \
+           weight_grams FROM read.cart_lines WHERE cart_id = $1 ORDER BY added_at, sku",
+    )
+    .bind(id)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db)
+}
+
+/// The lines as the pricing reads them.
+fn pricing_rows(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<CartLineRow>, Problem> {
+    rows.iter()
+        .map(|r| {
+            Ok(CartLineRow {
+                sku: r.try_get("sku")?,
+                quantity: r.try_get("quantity")?,
+                unit_price_amount: r.try_get("unit_price_amount")?,
+                category: r.try_get("category")?,
+                brand: r.try_get("brand")?,
+                weight_grams: r.try_get("weight_grams")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(db)
+}
+
+/// A way to ship a cart.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ShippingOptionView {
+    method_id: String,
+    name: String,
+    /// What the method charges for this parcel.
+    amount: MoneyDto,
+    /// Taken off by a free-shipping promotion.
+    discount: MoneyDto,
+    /// Tax on the shipping.
+    tax: MoneyDto,
+    /// What the shipping costs the shopper.
+    total: MoneyDto,
+    /// What the whole cart costs with this method.
+    cart_total: MoneyDto,
+}
+
+/// The ways a cart ships.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ShippingOptions {
+    options: Vec<ShippingOptionView>,
+}
+
+/// The shipping methods that ship the cart to `country`, each priced for it (its weight,
+/// its goods after discounts for a free-shipping threshold, free-shipping promotions, and
+/// the destination's tax). The checkout takes one of them as `shipping_method`.
+#[utoipa::path(get, path = "/v1/carts/{id}/shipping-options", tag = "carts", params(("id" = Uuid, Path), Destination, ReadHeaders),
+    security(("bearer" = [])),
+    responses((status = 200, body = ShippingOptions), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 503)))]
+#[tracing::instrument(skip(state, headers, caller))]
+pub(crate) async fn shipping_options(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Option<Caller>,
+    Path(id): Path<Uuid>,
+    Query(destination): Query<Destination>,
+) -> Result<Response, Problem> {
+    let Some(country) = destination.country()? else {
+        return Err(Problem::bad_request(
+            "country_required",
+            "send ?country= (ISO 3166-1 alpha-2), and ?postal_code= for a regional tax rate",
+        ));
+    };
+    wait(&state, &headers, Source::Tables(&["carts", "pricing"])).await?;
+    let Some(row) = sqlx::query(
+        "SELECT customer_id, status, currency, coupons FROM read.carts WHERE cart_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(db)?
+    else {
+        return Err(Problem::not_found(
+            "cart_not_found",
+            format!("no cart {id}"),
+        ));
+    };
+    let customer_id: Option<Uuid> = row.try_get("customer_id").map_err(db)?;
+    authorize(&state, &headers, caller.as_ref(), id, customer_id).await?;
+    let status: String = row.try_get("status").map_err(db)?;
+    if status != "open" {
+        return Err(Problem::conflict(
+            "cart_checked_out",
+            "this cart was already checked out",
+        ));
+    }
+    let currency: String = row.try_get("currency").map_err(db)?;
+    let coupons: Vec<CartCoupon> =
+        serde_json::from_value(row.try_get("coupons").map_err(db)?).map_err(Problem::internal)?;
+    let lines = pricing_rows(&cart_lines(&state, id).await?)?;
+    let postal = destination.postal_code.as_deref().unwrap_or("");
+    let signed_in = customer_id.is_some();
+    let options = match pricing::price_cart(
+        &state,
+        &currency,
+        &lines,
+        &coupons,
+        signed_in,
+        Some(&country),
+        postal,
+    )
+    .await?
+    {
+        None => Vec::new(),
+        Some(cart) => pricing::shipping_options(&state, &cart, &country).await?,
+    };
+    let money = |m: mercato_aggregates::Money| MoneyDto::new(m.amount(), m.currency().as_str());
+    let options = options
+        .into_iter()
+        .filter_map(|p| {
+            let s = p.shipping.as_ref()?;
+            Some(ShippingOptionView {
+                method_id: s.method_id.as_str().to_owned(),
+                name: s.name.as_str().to_owned(),
+                amount: money(s.amount),
+                discount: money(s.discount),
+                tax: money(s.tax),
+                total: money(s.total),
+                cart_total: money(p.total),
+            })
+        })
+        .collect();
+    cached(&headers, &ShippingOptions { options }, PRIVATE_CACHE)
 }

@@ -31,6 +31,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/stock/{sku}", get(catalog::get_stock))
         .route("/v1/search", get(search::search))
         .route("/v1/carts/{id}", get(carts::get_cart))
+        .route(
+            "/v1/carts/{id}/shipping-options",
+            get(carts::shipping_options),
+        )
         .route("/v1/orders", get(orders::list_orders))
         .route("/v1/orders/{id}", get(orders::get_order))
         .route("/v1/customers/me", get(customers::me))

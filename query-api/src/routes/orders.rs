@@ -67,6 +67,32 @@ pub(crate) struct DiscountView {
     free_shipping: bool,
 }
 
+/// The shipping charged, as stored.
+#[derive(Debug, Deserialize)]
+struct StoredShipping {
+    method_id: String,
+    name: String,
+    amount: i64,
+    discount: i64,
+    tax: i64,
+    total: i64,
+}
+
+/// The shipping charged.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OrderShippingView {
+    method_id: String,
+    name: String,
+    /// What the method charged.
+    amount: MoneyDto,
+    /// Taken off by a free-shipping promotion.
+    discount: MoneyDto,
+    /// Tax on the shipping.
+    tax: MoneyDto,
+    /// What the customer pays for shipping (part of `total`).
+    total: MoneyDto,
+}
+
 /// The tax charged.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct TaxView {
@@ -192,9 +218,12 @@ pub(crate) struct OrderView {
     discounts: Vec<DiscountView>,
     /// Sum of the discounts.
     discount_total: MoneyDto,
-    /// The tax charged.
+    /// The tax charged (on the goods and the shipping).
     tax: TaxView,
-    /// What the customer pays: subtotal less discounts, plus tax when prices exclude it.
+    /// The shipping chosen; `null` when the shop charges none.
+    shipping: Option<OrderShippingView>,
+    /// What the customer pays: subtotal less discounts, plus shipping, plus tax when prices
+    /// exclude it.
     total: MoneyDto,
     payment: PaymentView,
     shipment: ShipmentView,
@@ -587,6 +616,18 @@ fn order_view(row: &PgRow, lines: &[PgRow], returns: &[PgRow]) -> Result<OrderVi
             rate: row.try_get("tax_rate")?,
             prices_include_tax: row.try_get("prices_include_tax")?,
         },
+        shipping: row
+            .try_get::<Option<serde_json::Value>, _>("shipping")?
+            .map(|v| json_column::<StoredShipping>("shipping", v))
+            .transpose()?
+            .map(|s| OrderShippingView {
+                method_id: s.method_id,
+                name: s.name,
+                amount: money(s.amount),
+                discount: money(s.discount),
+                tax: money(s.tax),
+                total: money(s.total),
+            }),
         total: money(row.try_get("total_amount")?),
         payment: PaymentView {
             state: row.try_get("payment_state")?,

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use mercato_aggregates::money::{Currency, Money};
 use mercato_aggregates::pricing::{self, Priced, PricingLine, PromotionRule, Rate, TaxRule};
 use mercato_aggregates::promotion::PromotionTerms;
+use mercato_aggregates::shipping::{ShippingMethod, ShippingMethodId};
 use mercato_aggregates::values::{Brand, CategoryPath, CountryCode, PromotionId, Quantity, Sku};
 use mercato_web::{Caller, Path, Problem, Query};
 use serde::{Deserialize, Serialize};
@@ -212,6 +213,7 @@ pub(crate) struct CartLineRow {
     pub unit_price_amount: i64,
     pub category: Option<Vec<String>>,
     pub brand: Option<String>,
+    pub weight_grams: Option<i32>,
 }
 
 /// A coupon in a cart, as the cart read model holds it.
@@ -232,7 +234,7 @@ pub(crate) async fn price_cart(
     signed_in: bool,
     country: Option<&CountryCode>,
     postal_code: &str,
-) -> Result<Option<(Priced, Vec<(String, &'static str)>)>, Problem> {
+) -> Result<Option<CartPricing>, Problem> {
     let invalid = |e: String| {
         tracing::warn!(error = %e, "a cart row does not hold valid values");
         Problem::internal(e)
@@ -248,6 +250,7 @@ pub(crate) async fn price_cart(
                     .map_err(|_| mercato_aggregates::ValueError::InvalidCurrency)?,
                 category: l.category.clone().map(CategoryPath::new).transpose()?,
                 brand: l.brand.clone().map(Brand::new).transpose()?,
+                weight_grams: l.weight_grams.and_then(|w| u32::try_from(w).ok()),
             })
         })
         .collect::<Result<Vec<_>, mercato_aggregates::ValueError>>()
@@ -310,7 +313,20 @@ pub(crate) async fn price_cart(
         prices_include_tax: inclusive,
     };
     let priced = pricing::price(&pricing_lines, &rules, tax).map_err(|e| invalid(e.to_string()))?;
-    Ok(Some((priced, refused)))
+    Ok(Some(CartPricing {
+        priced,
+        refused,
+        lines: pricing_lines,
+    }))
+}
+
+/// An open cart priced now.
+pub(crate) struct CartPricing {
+    pub priced: Priced,
+    /// Coupons that cannot apply, with the reason.
+    pub refused: Vec<(String, &'static str)>,
+    /// The lines as priced (in SKU order).
+    pub lines: Vec<PricingLine>,
 }
 
 fn rule(id: Uuid, terms: PromotionTerms) -> PromotionRule {
@@ -354,4 +370,31 @@ async fn tax_of(
         .map_err(|e| Problem::internal(e.to_string()))?
         .unwrap_or(zero);
     Ok((rate, inclusive))
+}
+
+/// The cart priced with each shipping method that ships it to `country`, cheapest first.
+pub(crate) async fn shipping_options(
+    state: &AppState,
+    cart: &CartPricing,
+    country: &CountryCode,
+) -> Result<Vec<Priced>, Problem> {
+    let rows =
+        sqlx::query("SELECT method_id, method FROM read.shipping_methods ORDER BY method_id")
+            .fetch_all(&state.pool)
+            .await
+            .map_err(db)?;
+    let mut options = Vec::new();
+    for row in rows {
+        let id: String = row.try_get("method_id").map_err(db)?;
+        let method: ShippingMethod = serde_json::from_value(row.try_get("method").map_err(db)?)
+            .map_err(Problem::internal)?;
+        let id = ShippingMethodId::new(id).map_err(Problem::internal)?;
+        if let Ok(priced) =
+            pricing::with_shipping(cart.priced.clone(), &cart.lines, id, &method, country)
+        {
+            options.push(priced);
+        }
+    }
+    options.sort_by_key(|p| p.total.amount());
+    Ok(options)
 }

@@ -615,3 +615,204 @@ async fn bad_promotion_and_tax_input_gets_a_problem_and_changes_nothing() {
     let rates = s.get("/v1/tax/rates", None, &[]).await;
     assert_eq!(rates.body["rates"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipping_is_listed_for_a_cart_chosen_at_checkout_priced_into_the_order_and_refunded_on_cancellation(
+) {
+    let s = Stack::start().await;
+    let admin = s.admin().await;
+    let put = |path: String, body: Value| {
+        let admin = admin.clone();
+        let s = &s;
+        async move {
+            s.command(Method::PUT, &path, Some(&admin), None, Some(body))
+                .await
+        }
+    };
+    // A teapot of 1.2 kg at 40.00; cups of 300 g at 10.00.
+    s.ok(201, "/v1/products", Some(&admin), json!({"sku": "POT", "name": "Teapot", "brand": "Kyusu",
+        "category": ["kitchen"], "price": {"amount": 4000, "currency": "EUR"}, "weight_grams": 1200})).await;
+    s.ok(200, "/v1/products/POT/publish", Some(&admin), json!({}))
+        .await;
+    s.receive(&admin, "POT", "main", 10).await;
+    for (path, body, status) in [
+        (
+            "/v1/shipping-methods/standard".to_owned(),
+            json!({"name": "Standard", "countries": ["GB", "DE"],
+            "rate": {"flat": {"amount": 490, "currency": "EUR"}}, "free_above": {"amount": 10000, "currency": "EUR"}}),
+            200,
+        ),
+        (
+            "/v1/shipping-methods/express".to_owned(),
+            json!({"name": "Express", "countries": ["GB"],
+            "rate": {"by_weight": {"base": {"amount": 900, "currency": "EUR"}, "per_kg": {"amount": 200, "currency": "EUR"}}}}),
+            200,
+        ),
+        // Bad input: no country, mixed currencies, a bad id, a negative rate.
+        (
+            "/v1/shipping-methods/nowhere".to_owned(),
+            json!({"name": "X", "countries": [], "rate": {"flat": {"amount": 1, "currency": "EUR"}}}),
+            422,
+        ),
+        (
+            "/v1/shipping-methods/mixed".to_owned(),
+            json!({"name": "X", "countries": ["GB"], "rate": {"flat": {"amount": 1, "currency": "EUR"}},
+            "free_above": {"amount": 1, "currency": "USD"}}),
+            422,
+        ),
+        (
+            "/v1/shipping-methods/bad%20id".to_owned(),
+            json!({"name": "X", "countries": ["GB"], "rate": {"flat": {"amount": 1, "currency": "EUR"}}}),
+            400,
+        ),
+        (
+            "/v1/shipping-methods/neg".to_owned(),
+            json!({"name": "X", "countries": ["GB"], "rate": {"flat": {"amount": -1, "currency": "EUR"}}}),
+            422,
+        ),
+    ] {
+        let a = put(path.clone(), body).await;
+        assert_eq!(a.status, status, "{path}: {}", a.body);
+    }
+
+    let (cart, token) = guest_cart(&s, "EUR", &[("POT", 2)]).await;
+    // 2.4 kg: express is 9.00 + 3 x 2.00 = 15.00; standard 4.90. DE has standard only.
+    let options = |country: &'static str| {
+        let (s, cart, token) = (&s, cart.clone(), token.clone());
+        async move {
+            let a = s
+                .get(
+                    &format!("/v1/carts/{cart}/shipping-options?country={country}"),
+                    None,
+                    &[("Mercato-Cart-Token", &token)],
+                )
+                .await;
+            if a.status == 404 {
+                return Vec::new(); // not in the read model yet
+            }
+            assert_eq!(a.status, 200, "{}", a.body);
+            a.body["options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| {
+                    (
+                        o["method_id"].as_str().unwrap().to_owned(),
+                        amount(&o["total"]),
+                        amount(&o["cart_total"]),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let gb = loop {
+        let gb = options("GB").await;
+        if gb.len() == 2 {
+            break gb;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        gb,
+        vec![
+            ("standard".into(), 490, 8_490),
+            ("express".into(), 1_500, 9_500)
+        ]
+    );
+    assert_eq!(options("DE").await, vec![("standard".into(), 490, 8_490)]);
+    assert_eq!(options("US").await, vec![]);
+    let no_country = s
+        .get(
+            &format!("/v1/carts/{cart}/shipping-options"),
+            None,
+            &[("Mercato-Cart-Token", &token)],
+        )
+        .await;
+    assert_eq!(
+        (no_country.status, no_country.body["code"].as_str()),
+        (400, Some("country_required"))
+    );
+
+    let checkout = |method: Option<&str>, country: &str| {
+        let mut body = checkout_body("tok_visa");
+        body["email"] = json!("ship@example.com");
+        body["shipping_address"]["country"] = json!(country);
+        if let Some(m) = method {
+            body["shipping_method"] = json!(m);
+        }
+        let (s, cart, token) = (&s, cart.clone(), token.clone());
+        async move {
+            s.post_as_cart(&format!("/v1/carts/{cart}/checkout"), &token, body)
+                .await
+        }
+    };
+    for (method, country, status, code) in [
+        (None, "GB", 422, "validation_failed"),
+        (Some("drone"), "GB", 422, "validation_failed"),
+        (Some("express"), "DE", 422, "shipping_unavailable"),
+        (Some("standard"), "US", 422, "shipping_unavailable"),
+        (None, "US", 422, "no_shipping_to_destination"),
+    ] {
+        let a = checkout(method, country).await;
+        assert_eq!(
+            (a.status, a.body["code"].as_str()),
+            (status, Some(code)),
+            "{method:?} {country}: {}",
+            a.body
+        );
+    }
+    let placed = checkout(Some("express"), "GB").await;
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    let order = placed.body["order_id"].as_str().unwrap();
+    let path = format!("/v1/orders/{order}");
+    let o = s
+        .eventually(&path, Some(&admin), |o| o["payment"]["state"] == "captured")
+        .await;
+    assert_eq!(o["shipping"]["method_id"], "express");
+    assert_eq!(amount(&o["shipping"]["total"]), 1_500);
+    assert_eq!(amount(&o["total"]), 9_500);
+    assert_eq!(amount(&o["payment"]["captured"]), 9_500);
+    // Cancelled before it shipped: the shipping comes back with the goods.
+    s.ok(
+        200,
+        &format!("/v1/orders/{order}/cancel"),
+        Some(&admin),
+        json!({}),
+    )
+    .await;
+    let o = s
+        .eventually(&path, Some(&admin), |o| o["payment"]["state"] == "refunded")
+        .await;
+    assert_eq!(amount(&o["payment"]["refunded"]), 9_500);
+
+    // A free-shipping coupon takes the charge off.
+    promotion(
+        &s,
+        &admin,
+        json!({"name": "Ships free", "code": "SHIPFREE", "discount": {"free_shipping": {}}}),
+    )
+    .await;
+    let (cart, token) = guest_cart(&s, "EUR", &[("POT", 1)]).await;
+    assert_eq!(
+        apply_coupon(&s, &cart, &token, "shipfree").await.status,
+        200
+    );
+    let mut body = checkout_body("tok_visa");
+    body["email"] = json!("free@example.com");
+    body["shipping_method"] = json!("express");
+    let placed = s
+        .post_as_cart(&format!("/v1/carts/{cart}/checkout"), &token, body)
+        .await;
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    let order = placed.body["order_id"].as_str().unwrap();
+    let o = s
+        .eventually(&format!("/v1/orders/{order}"), Some(&admin), |o| {
+            o["payment"]["state"] == "captured"
+        })
+        .await;
+    // 1.2 kg: 9.00 + 2 x 2.00 = 13.00, all of it taken off.
+    assert_eq!(amount(&o["shipping"]["amount"]), 1_300);
+    assert_eq!(amount(&o["shipping"]["discount"]), 1_300);
+    assert_eq!(amount(&o["total"]), 4_000);
+    assert_eq!(o["discounts"][0]["free_shipping"], true);
+}

@@ -1,4 +1,5 @@
-//! Promotions and coupons (admin only), and the shop's tax policy.
+//! What prices a cart (admin only): promotions and coupons, the tax policy, and the shipping
+//! methods.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,9 +9,12 @@ use chrono::{DateTime, Utc};
 use mercato_aggregates::money::Money;
 use mercato_aggregates::pricing::{Discount, Rate, Stacking, Target};
 use mercato_aggregates::promotion::{PromotionChanges, PromotionCommand, PromotionTerms};
+use mercato_aggregates::shipping::{
+    ShippingCommand, ShippingMethod, ShippingMethodId, ShippingPolicy, ShippingRate,
+};
 use mercato_aggregates::tax::{TaxCommand, TaxPolicy};
 use mercato_aggregates::values::{
-    CountryCode, CouponCode, PostalPrefix, PromotionId, PromotionName,
+    CountryCode, CouponCode, PostalPrefix, ProductName, PromotionId, PromotionName,
 };
 use mercato_web::{Caller, Json, Path, Problem};
 use serde::de::DeserializeOwned;
@@ -162,7 +166,7 @@ fn discount(f: &mut Fields, state: &AppState, value: serde_json::Value) -> Optio
 #[utoipa::path(post, path = "/v1/promotions", tag = "promotions", request_body = CreatePromotion,
     security(("bearer" = [])),
     responses((status = 201, body = PromotionCreated), (status = 401), (status = 403), (status = 409), (status = 422)))]
-pub(crate) async fn create(
+pub(crate) async fn create_promotion(
     State(state): State<AppState>,
     caller: Caller,
     Extension(req): Extension<RequestContext>,
@@ -247,7 +251,7 @@ pub(crate) async fn create(
 #[utoipa::path(patch, path = "/v1/promotions/{id}", tag = "promotions", request_body = UpdatePromotion,
     params(("id" = Uuid, Path), Precondition), security(("bearer" = [])),
     responses((status = 200, body = WriteResult), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
-pub(crate) async fn update(
+pub(crate) async fn update_promotion(
     State(state): State<AppState>,
     caller: Caller,
     Extension(req): Extension<RequestContext>,
@@ -345,7 +349,7 @@ async fn switch(
 #[utoipa::path(post, path = "/v1/promotions/{id}/activate", tag = "promotions",
     params(("id" = Uuid, Path), Precondition), security(("bearer" = [])),
     responses((status = 200, body = WriteResult), (status = 401), (status = 403), (status = 404), (status = 409)))]
-pub(crate) async fn activate(
+pub(crate) async fn activate_promotion(
     State(state): State<AppState>,
     caller: Caller,
     Extension(req): Extension<RequestContext>,
@@ -367,7 +371,7 @@ pub(crate) async fn activate(
 #[utoipa::path(post, path = "/v1/promotions/{id}/deactivate", tag = "promotions",
     params(("id" = Uuid, Path), Precondition), security(("bearer" = [])),
     responses((status = 200, body = WriteResult), (status = 401), (status = 403), (status = 404), (status = 409)))]
-pub(crate) async fn deactivate(
+pub(crate) async fn deactivate_promotion(
     State(state): State<AppState>,
     caller: Caller,
     Extension(req): Extension<RequestContext>,
@@ -510,5 +514,119 @@ fn parse_country(raw: &str) -> Result<CountryCode, Problem> {
         Problem::bad_request("invalid_path_parameter", e.to_string()).field_errors([
             mercato_web::FieldError::new("country", e.code(), e.to_string()),
         ])
+    })
+}
+
+/// A shipping method.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DefineShippingMethod {
+    /// Shown to shoppers (1-200 characters).
+    name: String,
+    /// ISO 3166-1 alpha-2 codes of the countries it ships to.
+    countries: Vec<String>,
+    /// `{"flat": {"amount": 490, "currency": "EUR"}}` or `{"by_weight": {"base": {...},
+    /// "per_kg": {...}}}` (per started kilogram).
+    #[schema(value_type = Object)]
+    rate: serde_json::Value,
+    /// Free when the goods cost at least this much after discounts.
+    free_above: Option<MoneyDto>,
+}
+
+/// Creates or replaces a shipping method (admin).
+#[utoipa::path(put, path = "/v1/shipping-methods/{id}", tag = "shipping", request_body = DefineShippingMethod,
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 400), (status = 401), (status = 403), (status = 422)))]
+pub(crate) async fn define_shipping_method(
+    State(state): State<AppState>,
+    caller: Caller,
+    Extension(req): Extension<RequestContext>,
+    Path(id): Path<String>,
+    Json(body): Json<DefineShippingMethod>,
+) -> Result<Response, Problem> {
+    caller.require_admin()?;
+    let method_id = parse_method(&id)?;
+    let mut f = Fields::default();
+    let name = f.check("name", ProductName::new(body.name));
+    let countries: Vec<Option<CountryCode>> = body
+        .countries
+        .iter()
+        .enumerate()
+        .map(|(i, c)| f.check(&format!("countries[{i}]"), CountryCode::new(c.trim())))
+        .collect();
+    let rate: Option<ShippingRate> = typed(&mut f, "rate", "invalid_rate", body.rate);
+    if let Some(rate) = &rate {
+        let amounts = match rate {
+            ShippingRate::Flat(m) => vec![("rate.flat", *m)],
+            ShippingRate::ByWeight { base, per_kg } => {
+                vec![
+                    ("rate.by_weight.base", *base),
+                    ("rate.by_weight.per_kg", *per_kg),
+                ]
+            }
+        };
+        for (field, m) in amounts {
+            let dto = MoneyDto {
+                amount: m.amount(),
+                currency: m.currency().to_string(),
+            };
+            dto.check(field, state.config().max_amount, &mut f);
+        }
+    }
+    let free_above = money(&mut f, &state, "free_above", body.free_above);
+    f.finish()?;
+    let method = ShippingMethod {
+        name: name.unwrap(),
+        countries: countries.into_iter().map(Option::unwrap).collect(),
+        rate: rate.unwrap(),
+        free_above: free_above.unwrap(),
+    };
+    let command = ShippingCommand::DefineShippingMethod { method_id, method };
+    shipping(&state, &caller, &req, command).await
+}
+
+/// Stops offering a shipping method (admin); orders that chose it keep their charge.
+#[utoipa::path(delete, path = "/v1/shipping-methods/{id}", tag = "shipping",
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = WriteResult), (status = 400), (status = 401), (status = 403), (status = 404)))]
+pub(crate) async fn retire_shipping_method(
+    State(state): State<AppState>,
+    caller: Caller,
+    Extension(req): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    caller.require_admin()?;
+    let method_id = parse_method(&id)?;
+    shipping(
+        &state,
+        &caller,
+        &req,
+        ShippingCommand::RetireShippingMethod { method_id },
+    )
+    .await
+}
+
+async fn shipping(
+    state: &AppState,
+    caller: &Caller,
+    req: &RequestContext,
+    command: ShippingCommand,
+) -> Result<Response, Problem> {
+    let w = execute(
+        &state.stores().shipping,
+        ShippingPolicy::ID,
+        command,
+        &context(req, Some(caller)),
+        None,
+    )
+    .await
+    .map_err(store_problem)?;
+    Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
+}
+
+fn parse_method(raw: &str) -> Result<ShippingMethodId, Problem> {
+    ShippingMethodId::new(raw).map_err(|e| {
+        Problem::bad_request("invalid_path_parameter", e.to_string())
+            .field_errors([mercato_web::FieldError::new("id", e.code(), e.to_string())])
     })
 }
