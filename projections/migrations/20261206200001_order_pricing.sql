@@ -57,3 +57,13 @@ CREATE TABLE read.shipping_methods (
     method     jsonb NOT NULL,
     updated_at timestamptz NOT NULL
 );
+
+-- Sales: the discounts, tax and shipping inside the revenue (the `sales` projection, v3).
+ALTER TABLE read.sales_orders
+    ADD COLUMN discount_amount bigint NOT NULL DEFAULT 0,
+    ADD COLUMN tax_amount      bigint NOT NULL DEFAULT 0,
+    ADD COLUMN shipping_amount bigint NOT NULL DEFAULT 0;
+ALTER TABLE read.sales_daily
+    ADD COLUMN discount_amount bigint NOT NULL DEFAULT 0,
+    ADD COLUMN tax_amount      bigint NOT NULL DEFAULT 0,
+    ADD COLUMN shipping_amount bigint NOT NULL DEFAULT 0;

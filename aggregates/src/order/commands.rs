@@ -77,9 +77,9 @@ pub enum OrderCommand {
         guest_email: Option<Email>,
         /// Lines with captured prices, one per SKU.
         lines: Vec<NewOrderLine>,
-        /// The checkout's pricing of those lines (promotions and tax); `None`: list prices,
-        /// no tax.
-        pricing: Option<Priced>,
+        /// The checkout's pricing of those lines (promotions, tax and shipping); `None`: list
+        /// prices, no tax, no shipping. Boxed: it is most of the command's size.
+        pricing: Option<Box<Priced>>,
         /// Where to ship.
         shipping_address: PostalAddress,
         /// The payment provider's token for the customer's payment method.

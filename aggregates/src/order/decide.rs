@@ -181,6 +181,7 @@ impl Order {
         let (total, discounts, tax, tax_rule, shipping) = match pricing {
             None => (subtotal, Vec::new(), None, None, None),
             Some(priced) => {
+                let priced = *priced;
                 // The pricing must be of these very lines, and add up.
                 if priced.lines.len() != placed.len() || !priced.reconciles() {
                     return Err(OrderError::PricingMismatch);

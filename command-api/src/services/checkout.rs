@@ -179,7 +179,7 @@ pub(crate) async fn place_order(
         customer_id: checkout.buyer.customer_id(),
         guest_email: checkout.buyer.guest_email(),
         lines,
-        pricing: cart.checkout_pricing().cloned(),
+        pricing: cart.checkout_pricing().cloned().map(Box::new),
         shipping_address: checkout.shipping_address.clone(),
         payment_method: checkout.payment_token.clone(),
         placed_at: chrono::Utc::now(),

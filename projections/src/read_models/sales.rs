@@ -1,7 +1,9 @@
 //! Sales analytics: revenue and units per day and per SKU, refunds, orders by status.
 //!
 //! Revenue is recognised when an order is confirmed (its total, on the day it was placed, in
-//! its currency). Refunds are negative revenue on the day they were made (the recorded
+//! its currency), with the discounts, tax and shipping inside it beside it per day. Per SKU,
+//! a line's revenue is what the customer paid for it (after its discounts, with its tax),
+//! the same measure its refunds are shares of. Refunds are negative revenue on the day they were made (the recorded
 //! refund's day): per day in `sales_daily.refunded_amount`, and per SKU for the units a
 //! refund pays back (cancelled or returned units; a merchant's refund of an amount has no
 //! units and counts per day only), so `revenue - refunded` is the net, per day and per SKU.
@@ -31,7 +33,7 @@ impl Projection for Sales {
         "sales"
     }
     fn version(&self) -> i32 {
-        2
+        3
     }
     fn aggregate_types(&self) -> &'static [&'static str] {
         &["Order"]
@@ -82,6 +84,9 @@ impl Projection for Sales {
                 OrderEvent::OrderPlaced {
                     lines,
                     total,
+                    discounts,
+                    tax,
+                    shipping,
                     placed_at,
                     ..
                 } => {
@@ -91,7 +96,7 @@ impl Projection for Sales {
                             .map(|l| {
                                 serde_json::json!({
                                     "sku": l.sku.as_str(), "name": l.name.as_str(),
-                                    "quantity": l.quantity.get(), "line_total": l.line_total.amount(),
+                                    "quantity": l.quantity.get(), "line_total": l.paid().amount(),
                                 })
                             })
                             .collect();
@@ -103,6 +108,9 @@ impl Projection for Sales {
                             lines: serde_json::Value::Array(lines),
                             status: "placed".to_owned(),
                             confirmed: false,
+                            discount_amount: discounts.iter().map(|d| d.amount.amount()).sum(),
+                            tax_amount: tax.map_or(0, |t| t.amount()),
+                            shipping_amount: shipping.map_or(0, |s| s.total.amount()),
                         });
                         changed.insert(order_id);
                     }
@@ -116,6 +124,9 @@ impl Projection for Sales {
                         let day = daily.entry((o.day, o.currency.clone())).or_default();
                         day.orders += 1;
                         add(event, &mut day.revenue_amount, o.total_amount)?;
+                        add(event, &mut day.discount_amount, o.discount_amount)?;
+                        add(event, &mut day.tax_amount, o.tax_amount)?;
+                        add(event, &mut day.shipping_amount, o.shipping_amount)?;
                         for line in &lines {
                             let units = line["quantity"].as_i64().unwrap_or(0);
                             add(event, &mut day.units, units)?;
@@ -190,12 +201,24 @@ impl Projection for Sales {
             .into_iter()
             .map(|((day, currency), d)| {
                 serde_json::json!({"day": day, "currency": currency, "orders": d.orders,
-                    "units": d.units, "revenue_amount": d.revenue_amount})
+                    "units": d.units, "revenue_amount": d.revenue_amount,
+                    "discount_amount": d.discount_amount, "tax_amount": d.tax_amount,
+                    "shipping_amount": d.shipping_amount})
             })
             .collect();
         if !daily.is_empty() {
             sqlx::query(
-                "INSERT INTO sales_daily (day, currency, orders, units, revenue_amount)                  SELECT day, currency, orders, units, revenue_amount                  FROM jsonb_populate_recordset(NULL::sales_daily, $1)                  ON CONFLICT (day, currency) DO UPDATE SET orders = sales_daily.orders + EXCLUDED.orders,                    units = sales_daily.units + EXCLUDED.units,                    revenue_amount = sales_daily.revenue_amount + EXCLUDED.revenue_amount",
+                "INSERT INTO sales_daily (day, currency, orders, units, revenue_amount, discount_amount, \
+                   tax_amount, shipping_amount) \
+                 SELECT day, currency, orders, units, revenue_amount, discount_amount, tax_amount, \
+                   shipping_amount \
+                 FROM jsonb_populate_recordset(NULL::sales_daily, $1) \
+                 ON CONFLICT (day, currency) DO UPDATE SET orders = sales_daily.orders + EXCLUDED.orders, \
+                   units = sales_daily.units + EXCLUDED.units, \
+                   revenue_amount = sales_daily.revenue_amount + EXCLUDED.revenue_amount, \
+                   discount_amount = sales_daily.discount_amount + EXCLUDED.discount_amount, \
+                   tax_amount = sales_daily.tax_amount + EXCLUDED.tax_amount, \
+                   shipping_amount = sales_daily.shipping_amount + EXCLUDED.shipping_amount",
             )
             .bind(serde_json::Value::Array(daily))
             .execute(&mut *conn)
@@ -281,6 +304,12 @@ struct SalesOrderRow {
     lines: serde_json::Value,
     status: String,
     confirmed: bool,
+    /// The promotions' amount inside `total_amount`.
+    discount_amount: i64,
+    /// The tax inside `total_amount`.
+    tax_amount: i64,
+    /// The shipping inside `total_amount`.
+    shipping_amount: i64,
 }
 
 /// What a batch adds to a day's sales.
@@ -289,6 +318,9 @@ struct DailyDelta {
     orders: i64,
     units: i64,
     revenue_amount: i64,
+    discount_amount: i64,
+    tax_amount: i64,
+    shipping_amount: i64,
 }
 
 /// What a batch adds to a SKU's sales on a day.

@@ -43,6 +43,12 @@ pub(crate) struct DaySales {
     /// Refunds made that day (of orders of any day): negative revenue.
     refunded: MoneyDto,
     net: MoneyDto,
+    /// The promotions' amounts taken off those orders (not in `revenue`).
+    discounts: MoneyDto,
+    /// The tax inside `revenue` (owed to the tax authorities).
+    tax: MoneyDto,
+    /// The shipping inside `revenue`.
+    shipping: MoneyDto,
 }
 
 /// Sales of one SKU over the period.
@@ -101,7 +107,8 @@ pub(crate) async fn sales(
     }
     wait(&state, &headers, Source::Tables(&["sales"])).await?;
     let days = sqlx::query(
-        "SELECT day, currency, orders, units, revenue_amount, refunded_amount FROM read.sales_daily \
+        "SELECT day, currency, orders, units, revenue_amount, refunded_amount, discount_amount, \
+           tax_amount, shipping_amount FROM read.sales_daily \
          WHERE day BETWEEN $1 AND $2 ORDER BY day, currency",
     )
     .bind(params.from)
@@ -121,6 +128,9 @@ pub(crate) async fn sales(
             revenue: MoneyDto::new(revenue, &currency),
             refunded: MoneyDto::new(refunded, &currency),
             net: MoneyDto::new(revenue - refunded, &currency),
+            discounts: MoneyDto::new(r.try_get("discount_amount")?, &currency),
+            tax: MoneyDto::new(r.try_get("tax_amount")?, &currency),
+            shipping: MoneyDto::new(r.try_get("shipping_amount")?, &currency),
         })
     })
     .collect::<Result<_, sqlx::Error>>()

@@ -315,6 +315,24 @@ async fn each_kind_of_promotion_prices_the_cart_view_and_the_order_alike() {
     assert_eq!(amount(&o["total"]), 5_040);
     assert_eq!(amount(&o["payment"]["captured"]), 5_040);
     assert_eq!(priced(&o["lines"]), lines);
+    // The day's sales show the discounts and the tax inside the revenue.
+    let today = chrono::Utc::now().date_naive();
+    let sales = s
+        .eventually(
+            &format!("/v1/admin/sales?from={today}&to={today}"),
+            Some(&admin),
+            |r| r["days"][0]["orders"] == 1,
+        )
+        .await;
+    let day = &sales["days"][0];
+    assert_eq!(
+        (
+            amount(&day["revenue"]),
+            amount(&day["discounts"]),
+            amount(&day["tax"])
+        ),
+        (5_040, 1_800, 840)
+    );
 
     // Cancelled after capture: the refund is what was paid, so captured - refunded = 0.
     s.ok(
