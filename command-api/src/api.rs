@@ -370,7 +370,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(ids.len(), 25);
+        assert_eq!(ids.len(), 36);
     }
 
     fn matches(pattern: &str) -> impl Fn(&str) -> bool {

@@ -303,6 +303,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(revalidating, 11, "every read of a read model revalidates");
+        assert_eq!(revalidating, 15, "every read of a read model revalidates");
     }
 }

@@ -193,6 +193,31 @@ impl Stack {
     }
 
     /// Registers and logs in shopper `i`: the access token.
+    /// A 10% coupon `code` with `uses` uses, and the destination's VAT (prices exclude it),
+    /// so every checkout prices a promotion, holds one of its uses and computes tax.
+    pub(super) async fn pricing(&self, admin: &str, code: &str, uses: usize) -> anyhow::Result<()> {
+        self.post(
+            "/v1/promotions",
+            Some(admin),
+            json!({"name": "Bench", "code": code, "discount": {"percent": 10}, "usage_limit": uses}),
+        )
+        .await?;
+        for (path, body) in [
+            ("/v1/tax/settings", json!({"prices_include_tax": false})),
+            ("/v1/tax/rates/GB", json!({"rate": 20})),
+        ] {
+            let resp = self
+                .http
+                .put(format!("{}{path}", self.base))
+                .bearer_auth(admin)
+                .json(&body)
+                .send()
+                .await?;
+            anyhow::ensure!(resp.status().is_success(), "PUT {path}: {}", resp.status());
+        }
+        Ok(())
+    }
+
     pub(super) async fn shopper(&self, i: usize) -> anyhow::Result<String> {
         let email = format!("shopper{i}@bench.test");
         self.post(
@@ -218,12 +243,13 @@ impl Stack {
         shoppers: &[String],
         skus: &[String],
         hot: bool,
+        coupon: Option<&str>,
     ) -> anyhow::Result<Outcome> {
         let start = Instant::now();
         let runs = shoppers
             .iter()
             .zip(shares(args.checkouts, shoppers.len()))
-            .map(|(token, share)| self.shopper_run(token, share, skus, hot));
+            .map(|(token, share)| self.shopper_run(token, share, skus, hot, coupon));
         let mut commands = histogram();
         let mut to_confirmed = histogram();
         let (mut confirmed, mut cancelled) = (0, 0);
@@ -250,6 +276,7 @@ impl Stack {
         share: usize,
         skus: &[String],
         hot: bool,
+        coupon: Option<&str>,
     ) -> anyhow::Result<Outcome> {
         let start = Instant::now();
         let mut commands = histogram();
@@ -273,6 +300,16 @@ impl Stack {
                     &format!("/v1/carts/{cart}/items"),
                     Some(token),
                     json!({"sku": sku, "quantity": 1}),
+                )
+                .await?;
+                record(&mut commands, t.elapsed());
+            }
+            if let Some(code) = coupon {
+                let t = Instant::now();
+                self.post(
+                    &format!("/v1/carts/{cart}/coupons"),
+                    Some(token),
+                    json!({"code": code}),
                 )
                 .await?;
                 record(&mut commands, t.elapsed());

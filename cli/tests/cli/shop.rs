@@ -207,7 +207,7 @@ async fn serve_runs_the_whole_shop_in_one_process() {
     let rebuilt = ops(&db, &nats, &["projections", "rebuild", "--all"]);
     assert_eq!(
         rebuilt.lines().filter(|l| l.contains("live at")).count(),
-        7,
+        8,
         "{rebuilt}"
     );
     let after: Value = http

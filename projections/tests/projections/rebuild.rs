@@ -88,6 +88,50 @@ async fn history(shop: &Shop, range: std::ops::Range<usize>) {
         }
         shop.place(order, customer, &lines, &placed_at).await;
         shop.reserve(&sku, order, 2).await;
+        // Pricing: a promotion whose use the order holds (given back when it is cancelled),
+        // a tax rate, the tax setting, and shipping methods (one of three retired).
+        let promotion = Uuid::new_v4();
+        shop.promotion_cmd(
+            promotion,
+            json!({"CreatePromotion": {"promotion_id": promotion,
+            "terms": {"name": format!("Promotion {i}"), "code": format!("PROMO-{i}"),
+                "discount": {"percent": "12.5"}, "applies_to": {"brand": brand},
+                "usage_limit": 5}, "active": true}}),
+        )
+        .await;
+        shop.promotion_cmd(
+            promotion,
+            json!({"ReserveRedemption": {"order_id": order,
+            "customer_id": customer, "at": placed_at}}),
+        )
+        .await;
+        if i % 4 == 3 {
+            shop.promotion_cmd(promotion, json!({"ReleaseRedemption": {"order_id": order}}))
+                .await;
+        }
+        if i % 5 == 4 {
+            shop.promotion_cmd(promotion, json!("DeactivatePromotion"))
+                .await;
+        }
+        let country = ["DE", "FR", "ES"][i % 3];
+        shop.tax_cmd(
+            json!({"SetTaxRate": {"country": country, "postal_prefix": null,
+            "rate": format!("{}.5", 5 + i % 20)}}),
+        )
+        .await;
+        shop.tax_cmd(json!({"SetPricesIncludeTax": {"prices_include_tax": i % 2 == 0}}))
+            .await;
+        let method = format!("method-{}", i % 3);
+        shop.shipping_cmd(
+            json!({"DefineShippingMethod": {"method_id": method, "method": {
+            "name": "Parcel", "countries": [country],
+            "rate": {"flat": {"amount": 100 + i, "currency": "EUR"}}, "free_above": null}}}),
+        )
+        .await;
+        if i % 3 == 2 {
+            shop.shipping_cmd(json!({"RetireShippingMethod": {"method_id": method}}))
+                .await;
+        }
         if i % 6 == 5 {
             // An order that stays placed (its lines wait for a confirmation).
             let waiting = Uuid::new_v4();

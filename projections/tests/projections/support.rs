@@ -11,7 +11,10 @@ use mercato_aggregates::cart::{
 use mercato_aggregates::customer::Customer;
 use mercato_aggregates::order::{Order, OrderCommand};
 use mercato_aggregates::product::{Product, ProductCommand};
+use mercato_aggregates::promotion::Promotion;
+use mercato_aggregates::shipping::ShippingPolicy;
 use mercato_aggregates::stock::{Stock, StockCommand};
+use mercato_aggregates::tax::TaxPolicy;
 use mercato_aggregates::values::Sku;
 use mercato_event_store::testing::TestDatabase;
 use mercato_event_store::{AggregateStore, EventMetadata, LogReader, Position, SnapshotPolicy};
@@ -31,6 +34,9 @@ pub struct Shop {
     carts: AggregateStore<Cart>,
     orders: AggregateStore<Order>,
     customers: AggregateStore<Customer>,
+    promotions: AggregateStore<Promotion>,
+    tax: AggregateStore<TaxPolicy>,
+    shipping: AggregateStore<ShippingPolicy>,
 }
 
 /// Prices every SKU at 1000 EUR cents (enough for carts in tests).
@@ -73,6 +79,9 @@ impl Shop {
             carts: AggregateStore::new(p(), CartServices::new(Arc::new(FixedCatalog)), &never),
             orders: AggregateStore::new(p(), (), &never),
             customers: AggregateStore::new(p(), (), &never),
+            promotions: AggregateStore::new(p(), (), &never),
+            tax: AggregateStore::new(p(), (), &never),
+            shipping: AggregateStore::new(p(), (), &never),
             db,
             nats,
             _relay: relay,
@@ -265,6 +274,32 @@ impl Shop {
             json!({"RecordPaymentCaptured": {"payment_id": payment, "amount": amount}}),
         )
         .await
+    }
+
+    pub async fn promotion_cmd(&self, promotion: Uuid, c: Value) -> Option<Position> {
+        self.promotions
+            .execute(&promotion.to_string(), cmd(c), &meta(), None)
+            .await
+            .unwrap()
+            .position
+    }
+
+    /// A command on the shop's tax policy.
+    pub async fn tax_cmd(&self, c: Value) -> Option<Position> {
+        self.tax
+            .execute(TaxPolicy::ID, cmd(c), &meta(), None)
+            .await
+            .unwrap()
+            .position
+    }
+
+    /// A command on the shop's shipping policy.
+    pub async fn shipping_cmd(&self, c: Value) -> Option<Position> {
+        self.shipping
+            .execute(ShippingPolicy::ID, cmd(c), &meta(), None)
+            .await
+            .unwrap()
+            .position
     }
 
     pub async fn customer_cmd(&self, customer: Uuid, c: Value) -> Option<Position> {
