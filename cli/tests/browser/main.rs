@@ -182,6 +182,77 @@ async fn a_guest_finds_a_product_with_a_typo_filters_by_brand_and_buys_it() {
 }
 
 #[tokio::test]
+async fn a_shopper_applies_a_coupon_and_pays_the_priced_total_with_tax_and_shipping() {
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    let (serve, shop) = serve(&db, &nats);
+    stock_catalog(&serve).await;
+    // The merchant: 10% with the code SPRING, 19% VAT on top of prices in DE, and a flat
+    // 4.90 EUR shipping method to DE.
+    let api = format!("http://{}", serve.command_api_addr.as_ref().unwrap());
+    let http = reqwest::Client::new();
+    let admin = Shop {
+        http: http.clone(),
+        command: api.clone(),
+        query: String::new(),
+    }
+    .admin_token()
+    .await;
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/v1/promotions",
+            json!({"name": "Spring", "code": "SPRING", "discount": {"percent": 10}}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/tax/settings",
+            json!({"prices_include_tax": false}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/tax/rates/DE",
+            json!({"rate": 19}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/shipping-methods/standard",
+            json!({"name": "Standard", "countries": ["DE"],
+            "rate": {"flat": {"amount": 490, "currency": "EUR"}}}),
+        ),
+    ] {
+        let resp = http
+            .request(method, format!("{api}{path}"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    }
+    let browser = Browser::open(&shop, Scripts::On).await;
+    browser.go("/products/TEA-ACME").await;
+    browser.fill("quantity", "2").await;
+    browser.click("Add to cart").await;
+    browser.wait_for_text("Added TEA-ACME to your cart").await;
+    browser.fill("code", "spring").await;
+    browser.click("Apply").await;
+    // 2 x 25.00 less 10%.
+    let cart = browser.wait_for_text("applied").await;
+    assert!(cart.contains("Spring (SPRING) −5.00 EUR"), "{cart}");
+    assert!(cart.contains("Total 45.00 EUR"), "{cart}");
+    browser.screenshot("cart-coupon").await;
+    // 45.00 + shipping 4.90 + 19% tax on each (8.55 + 0.93): the rows add up to the total.
+    let order = check_out(&browser, Some("grace@example.com"), "tok_visa").await;
+    let page = reload_until(&browser, &order, "Confirmed").await;
+    assert!(page.contains("Shipping: Standard 4.90 EUR"), "{page}");
+    assert!(page.contains("Tax (19%) 9.48 EUR"), "{page}");
+    assert!(page.contains("Total 59.38 EUR"), "{page}");
+    browser.screenshot("order-priced").await;
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn the_core_flow_works_without_javascript() {
     let db = TestDatabase::new().await;
     let nats = TestNats::new().await;

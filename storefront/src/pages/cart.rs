@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::account::Me;
-use super::layout::{csrf, field_error, form_error, ErrorPage, Money};
+use super::layout::{csrf, field_error, form_error, totals, Discount, ErrorPage, Money, Tax};
 use super::{reader, refused, render, see_other, Sku};
 use crate::client::{ApiError, Auth};
 use crate::form::Form;
@@ -25,11 +25,56 @@ pub(crate) struct CartLine {
     pub line_total: Money,
 }
 
+/// A coupon code in the cart, and whether it takes something off now.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Coupon {
+    pub code: String,
+    pub applied: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct CartView {
     pub status: String,
     pub lines: Vec<CartLine>,
+    #[serde(default)]
+    pub subtotal: Option<Money>,
+    #[serde(default)]
+    pub discounts: Vec<Discount>,
+    #[serde(default)]
+    pub coupons: Vec<Coupon>,
+    #[serde(default)]
+    pub tax: Option<Tax>,
     pub total: Money,
+}
+
+/// A way to ship the cart, priced by the query API.
+#[derive(Debug, Deserialize)]
+struct ShippingOption {
+    method_id: String,
+    name: String,
+    total: Money,
+    cart_total: Money,
+}
+
+#[derive(Debug, Deserialize)]
+struct ShippingOptions {
+    options: Vec<ShippingOption>,
+}
+
+/// Why a coupon in the cart takes nothing off, in words.
+fn coupon_reason(reason: &str) -> &'static str {
+    match reason {
+        "promotion_not_running" => "it is not running now",
+        "promotion_usage_limit_reached" => "it has been used up",
+        "promotion_requires_sign_in" => "sign in to use it",
+        "promotion_not_active" => "it is not active",
+        "minimum_subtotal" => "your cart is below its minimum",
+        "no_eligible_lines" => "nothing in your cart qualifies",
+        "not_combinable" => "a better offer applies instead",
+        _ => "it does not apply",
+    }
 }
 
 /// How this session writes to and reads its cart.
@@ -46,13 +91,31 @@ fn cart_auth<'a>(session: &'a Session, cart: &'a CartRef) -> Auth<'a> {
 /// cart that is checked out, gone, or not this shopper's any more is forgotten: the next
 /// item opens a new one.
 async fn load(state: &AppState, session: &Current) -> Result<Option<CartView>, ApiError> {
+    load_to(state, session, None).await
+}
+
+/// The cart priced with the tax of `destination` (country, postal code).
+async fn load_to(
+    state: &AppState,
+    session: &Current,
+    destination: Option<(&str, &str)>,
+) -> Result<Option<CartView>, ApiError> {
     let s = session.get();
     let Some(cart) = &s.cart else {
         return Ok(None);
     };
+    let query = destination.map_or(String::new(), |(country, postal)| {
+        let mut q = form_urlencoded::Serializer::new(String::from("?"));
+        q.append_pair("country", country)
+            .append_pair("postal_code", postal);
+        q.finish()
+    });
     let read = state
         .api
-        .read::<CartView>(&format!("/v1/carts/{}", cart.id), cart_auth(&s, cart))
+        .read::<CartView>(
+            &format!("/v1/carts/{}{query}", cart.id),
+            cart_auth(&s, cart),
+        )
         .await;
     let forget = match &read {
         Ok(view) => view.status != "open",
@@ -100,7 +163,10 @@ fn lines_table(session: &Session, cart: &CartView, editable: bool) -> Markup {
                     }
                 }
             }
-            tfoot { tr { th colspan="3" { "Total" } td.num { strong { (cart.total.show()) } } @if editable { td {} } } }
+            tfoot {
+                @let tax = cart.tax.as_ref().filter(|t| t.amount.amount > 0);
+                (totals(3, u32::from(editable), cart.subtotal.as_ref(), &cart.discounts, None, tax, &cart.total))
+            }
         }
     }
 }
@@ -117,12 +183,108 @@ pub(crate) async fn show(State(state): State<AppState>, session: Current) -> Res
         @match &cart {
             Some(cart) if !cart.lines.is_empty() => {
                 (lines_table(&s, cart, true))
+                (coupons(&s, cart))
                 p { a.button href="/checkout" { "Check out" } }
             }
             _ => { p { "Your cart is empty. " a href="/search" { "Find something you like" } "." } }
         }
     };
     render(&session, "Cart", content)
+}
+
+/// The cart's coupon codes (each with a remove button) and the form to add one.
+fn coupons(session: &Session, cart: &CartView) -> Markup {
+    html! {
+        section.coupons aria-labelledby="coupons-title" {
+            h2 #coupons-title { "Coupon" }
+            @if !cart.coupons.is_empty() {
+                ul {
+                    @for c in &cart.coupons {
+                        li {
+                            code { (c.code) } " "
+                            @if c.applied {
+                                span.ok { "applied" }
+                            } @else {
+                                span.muted { "not applied: " (coupon_reason(c.reason.as_deref().unwrap_or(""))) }
+                            }
+                            form.inline method="post" action="/cart/coupons/remove" {
+                                (csrf(session))
+                                input type="hidden" name="code" value=(c.code);
+                                button.secondary type="submit" aria-label={ "Remove coupon " (c.code) } { "Remove" }
+                            }
+                        }
+                    }
+                }
+            }
+            form.inline method="post" action="/cart/coupons" {
+                (csrf(session))
+                label { "Code " input name="code" required maxlength="32" autocomplete="off"; }
+                button.secondary type="submit" { "Apply" }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CouponForm {
+    code: String,
+}
+
+/// `POST /cart/coupons`: adds a code; a refusal shows as the page's message.
+pub(crate) async fn apply_coupon(
+    State(state): State<AppState>,
+    session: Current,
+    Form(form): Form<CouponForm>,
+) -> Response {
+    coupon_write(
+        &state,
+        &session,
+        Method::POST,
+        "",
+        Some(json!({ "code": form.code.trim() })),
+    )
+    .await
+}
+
+/// `POST /cart/coupons/remove`: removes a code.
+pub(crate) async fn remove_coupon(
+    State(state): State<AppState>,
+    session: Current,
+    Form(form): Form<CouponForm>,
+) -> Response {
+    let code: String = form
+        .code
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .collect();
+    coupon_write(&state, &session, Method::DELETE, &format!("/{code}"), None).await
+}
+
+async fn coupon_write(
+    state: &AppState,
+    session: &Current,
+    method: Method,
+    suffix: &str,
+    body: Option<serde_json::Value>,
+) -> Response {
+    let s = session.get();
+    let Some(cart) = s.cart.clone() else {
+        return see_other("/cart");
+    };
+    let path = format!("/v1/carts/{}/coupons{suffix}", cart.id);
+    let result = state
+        .api
+        .write::<serde_json::Value>(method, &path, body.as_ref(), cart_auth(&s, &cart))
+        .await;
+    match result {
+        Ok(w) => session.update(|s| s.position = w.position.or(s.position.take())),
+        Err(e) if e.status().is_client_error() => {
+            session.update(|s| s.flash = Some(format!("Coupon: {e}")))
+        }
+        Err(e) => return ErrorPage::from(e).into_response(),
+    }
+    see_other("/cart")
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,6 +427,8 @@ pub(crate) struct CheckoutForm {
     country: String,
     #[serde(default)]
     payment_token: String,
+    #[serde(default)]
+    shipping_method: String,
     /// This attempt's idempotency key: a double-submitted checkout places one order.
     #[serde(default, rename = "_key")]
     key: String,
@@ -292,6 +456,7 @@ const COUNTRIES: [(&str, &str); 8] = [
 fn checkout_page(
     session: &Session,
     cart: &CartView,
+    shipping: &[ShippingOption],
     form: &CheckoutForm,
     error: Option<&ApiError>,
 ) -> Markup {
@@ -343,6 +508,19 @@ fn checkout_page(
                     (field_error(error, "shipping_address.country"))
                 }
             }
+            @if !shipping.is_empty() {
+                fieldset {
+                    legend { "Shipping to " (form.country) }
+                    @for (i, option) in shipping.iter().enumerate() {
+                        label {
+                            input type="radio" name="shipping_method" value=(option.method_id)
+                                checked[form.shipping_method == option.method_id || (form.shipping_method.is_empty() && i == 0)];
+                            (option.name) " · " (option.total.show()) span.muted { " (order total " (option.cart_total.show()) ")" }
+                        }
+                    }
+                    (field_error(error, "shipping_method"))
+                }
+            }
             fieldset {
                 legend { "Payment" }
                 p.muted { "This demo takes test card tokens only; no card number is ever asked for or stored." }
@@ -354,7 +532,7 @@ fn checkout_page(
                 }
                 (field_error(error, "payment_token"))
             }
-            button type="submit" { "Place order · " (cart.total.show()) }
+            button type="submit" { "Place order" @if shipping.is_empty() { " · " (cart.total.show()) } }
         }
     }
 }
@@ -385,7 +563,44 @@ pub(crate) async fn checkout_form(State(state): State<AppState>, session: Curren
             }
         }
     }
-    render(&session, "Checkout", checkout_page(&s, &cart, &form, None))
+    let (cart, shipping) = priced_for(&state, &session, &form, cart).await;
+    render(
+        &session,
+        "Checkout",
+        checkout_page(&s, &cart, &shipping, &form, None),
+    )
+}
+
+/// The cart priced with the tax of the form's address, and the ways it ships there (the
+/// unpriced cart, and no options, when the query API cannot say).
+async fn priced_for(
+    state: &AppState,
+    session: &Current,
+    form: &CheckoutForm,
+    cart: CartView,
+) -> (CartView, Vec<ShippingOption>) {
+    let destination = (form.country.as_str(), form.postal_code.as_str());
+    let cart = match load_to(state, session, Some(destination)).await {
+        Ok(Some(priced)) => priced,
+        _ => cart,
+    };
+    let s = session.get();
+    let Some(cart_ref) = &s.cart else {
+        return (cart, Vec::new());
+    };
+    // The serializer is not `Send`: it must not live across the read below.
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("country", &form.country)
+        .append_pair("postal_code", &form.postal_code)
+        .finish();
+    let path = format!("/v1/carts/{}/shipping-options?{query}", cart_ref.id);
+    let options = state
+        .api
+        .read::<ShippingOptions>(&path, cart_auth(&s, cart_ref))
+        .await
+        .map(|o| o.options)
+        .unwrap_or_default();
+    (cart, options)
 }
 
 #[derive(Debug, Deserialize)]
@@ -416,6 +631,9 @@ pub(crate) async fn checkout(
     }
     if s.customer.is_none() {
         body["email"] = json!(form.email);
+    }
+    if !form.shipping_method.is_empty() {
+        body["shipping_method"] = json!(form.shipping_method);
     }
     let key = (!form.key.is_empty()).then_some(form.key.as_str());
     let auth = Auth {
@@ -458,7 +676,8 @@ pub(crate) async fn checkout(
             if e.code() != "idempotency_key_in_use" {
                 form.key = Uuid::new_v4().to_string();
             }
-            let content = checkout_page(&s, &cart, &form, Some(&e));
+            let (cart, shipping) = priced_for(&state, &session, &form, cart).await;
+            let content = checkout_page(&s, &cart, &shipping, &form, Some(&e));
             refused(&s, "Checkout", content, e.status())
         }
         Err(e) => ErrorPage::from(e).into_response(),

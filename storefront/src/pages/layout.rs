@@ -281,3 +281,91 @@ mod tests {
         );
     }
 }
+
+/// A promotion taken off a cart or an order, as the APIs show it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Discount {
+    pub name: String,
+    #[serde(default)]
+    pub code: Option<String>,
+    pub amount: Money,
+    #[serde(default)]
+    pub free_shipping: bool,
+}
+
+/// The tax inside or on top of the prices.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Tax {
+    pub amount: Money,
+    #[serde(default)]
+    pub rate: Option<String>,
+    #[serde(default)]
+    pub prices_include_tax: Option<bool>,
+}
+
+/// The shipping charged.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Shipping {
+    pub name: String,
+    /// What the method charged.
+    pub amount: Money,
+    /// Taken off by a free-shipping promotion.
+    pub discount: Money,
+}
+
+impl Shipping {
+    /// The charge less its discount: before tax when prices exclude it (the tax row adds
+    /// the shipping's tax), with it inside when they include it; so the rows add up.
+    fn charged(&self) -> Money {
+        Money {
+            amount: self.amount.amount - self.discount.amount,
+            currency: self.amount.currency.clone(),
+        }
+    }
+}
+
+/// The summary rows under a table of lines: subtotal, each promotion, shipping, tax, total.
+/// `span` is how many columns the labels take; `trailing` adds empty cells after the amount.
+pub(crate) fn totals(
+    span: u32,
+    trailing: u32,
+    subtotal: Option<&Money>,
+    discounts: &[Discount],
+    shipping: Option<&Shipping>,
+    tax: Option<&Tax>,
+    total: &Money,
+) -> Markup {
+    let row = |label: Markup, amount: Markup| {
+        html! {
+            tr {
+                th colspan=(span) { (label) }
+                td.num { (amount) }
+                @for _ in 0..trailing { td {} }
+            }
+        }
+    };
+    html! {
+        @if !discounts.is_empty() {
+            @if let Some(subtotal) = subtotal { (row(html! { "Subtotal" }, html! { (subtotal.show()) })) }
+            @for d in discounts {
+                @if !d.free_shipping {
+                    (row(html! { (d.name) @if let Some(code) = &d.code { " (" code { (code) } ")" } },
+                         html! { "−" (d.amount.show()) }))
+                }
+            }
+        }
+        @if let Some(s) = shipping {
+            (row(html! { "Shipping: " (s.name) @if s.discount.amount > 0 { " (free)" } },
+                 html! { (s.charged().show()) }))
+        }
+        @if let Some(t) = tax {
+            @let rate = t.rate.as_deref().unwrap_or("0");
+            @if t.prices_include_tax == Some(true) {
+                (row(html! { "Includes tax (" (rate) "%)" }, html! { (t.amount.show()) }))
+            } @else {
+                (row(html! { "Tax (" (rate) "%)" }, html! { (t.amount.show()) }))
+            }
+        }
+        (row(html! { "Total" }, html! { strong { (total.show()) } }))
+    }
+}

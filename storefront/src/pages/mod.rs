@@ -32,6 +32,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/cart", get(cart::show))
         .route("/cart/items", post(cart::add))
         .route("/cart/items/{sku}", post(cart::change))
+        .route("/cart/coupons", post(cart::apply_coupon))
+        .route("/cart/coupons/remove", post(cart::remove_coupon))
         .route("/checkout", get(cart::checkout_form).post(cart::checkout))
         .route("/orders/{id}", get(orders::show))
         .route("/orders/{id}/status", get(orders::status))

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::layout::{csrf, page, ErrorPage, Money, Shell};
+use super::layout::{csrf, page, totals, Discount, ErrorPage, Money, Shell, Shipping, Tax};
 use super::{see_other, OrderId};
 use crate::client::{ApiError, Auth};
 use crate::form::Form;
@@ -82,6 +82,14 @@ pub(crate) struct Order {
     pub id: Uuid,
     pub status: String,
     pub lines: Vec<OrderLine>,
+    #[serde(default)]
+    pub subtotal: Option<Money>,
+    #[serde(default)]
+    pub discounts: Vec<Discount>,
+    #[serde(default)]
+    pub tax: Option<Tax>,
+    #[serde(default)]
+    pub shipping: Option<Shipping>,
     pub total: Money,
     pub payment: Payment,
     #[serde(default)]
@@ -234,7 +242,10 @@ fn order_page(session: &Session, order: &Order) -> Markup {
                     }
                 }
             }
-            tfoot { tr { th colspan="4" { "Total" } td.num { strong { (order.total.show()) } } } }
+            tfoot {
+                @let tax = order.tax.as_ref().filter(|t| t.amount.amount > 0);
+                (totals(4, 0, order.subtotal.as_ref(), &order.discounts, order.shipping.as_ref(), tax, &order.total))
+            }
         }
         h2 { "Payment" }
         p { "Payment " (order.payment.state.replace('_', " ")) "."

@@ -375,6 +375,16 @@ pub(crate) async fn product(
         Ok(p) => p,
         Err(e) => return ErrorPage::from(e).into_response(),
     };
+    // Recommendations are a nicety: the page shows without them when they cannot be read.
+    let recommended = state
+        .api
+        .read::<RecommendedList>(
+            &format!("/v1/products/{sku}/recommendations?limit=4"),
+            Auth::default(),
+        )
+        .await
+        .map(|r| r.items)
+        .unwrap_or_default();
     let content = html! {
         article.product {
             div {
@@ -411,6 +421,33 @@ pub(crate) async fn product(
                 p.muted { "SKU " (p.sku) }
             }
         }
+        @if !recommended.is_empty() {
+            section aria-labelledby="recommended-title" {
+                h2 #recommended-title { "You may also like" }
+                ul.recommendations {
+                    @for r in &recommended {
+                        li {
+                            a href={ "/products/" (r.sku) } { (r.name) } " · " (money(r.price.amount, &r.price.currency))
+                            span.muted { @if r.reason == "bought_together" { " · bought together" } @else { " · popular in this category" } }
+                        }
+                    }
+                }
+            }
+        }
     };
     render(&session, &p.name, content)
+}
+
+/// A product recommended beside another.
+#[derive(Debug, Deserialize)]
+struct Recommended {
+    sku: String,
+    name: String,
+    price: Money,
+    reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RecommendedList {
+    items: Vec<Recommended>,
 }
