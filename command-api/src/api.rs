@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use utoipa::{Modify, OpenApi};
 
 use crate::config::CommandApiConfig;
-use crate::routes::{auth, carts, customers, orders, pricing, products, returns, stock};
+use crate::routes::{
+    auth, carts, customers, orders, policies, products, promotions, returns, stock,
+};
 use crate::state::{AppState, Deps};
 
 /// The OpenAPI 3.1 document of the command API.
@@ -42,15 +44,15 @@ use crate::state::{AppState, Deps};
         carts::checkout,
         carts::apply_coupon,
         carts::remove_coupon,
-        pricing::create_promotion,
-        pricing::update_promotion,
-        pricing::activate_promotion,
-        pricing::deactivate_promotion,
-        pricing::set_tax_rate,
-        pricing::remove_tax_rate,
-        pricing::set_tax_settings,
-        pricing::define_shipping_method,
-        pricing::retire_shipping_method,
+        promotions::create_promotion,
+        promotions::update_promotion,
+        promotions::activate_promotion,
+        promotions::deactivate_promotion,
+        policies::set_tax_rate,
+        policies::remove_tax_rate,
+        policies::set_tax_settings,
+        policies::define_shipping_method,
+        policies::retire_shipping_method,
         orders::cancel,
         orders::ship,
         orders::deliver,
@@ -186,24 +188,24 @@ pub(crate) fn router(state: AppState, deps: Option<Dependencies>) -> Router {
             "/v1/carts/{id}/coupons/{code}",
             delete(carts::remove_coupon),
         )
-        .route("/v1/promotions", post(pricing::create_promotion))
-        .route("/v1/promotions/{id}", patch(pricing::update_promotion))
+        .route("/v1/promotions", post(promotions::create_promotion))
+        .route("/v1/promotions/{id}", patch(promotions::update_promotion))
         .route(
             "/v1/promotions/{id}/activate",
-            post(pricing::activate_promotion),
+            post(promotions::activate_promotion),
         )
         .route(
             "/v1/promotions/{id}/deactivate",
-            post(pricing::deactivate_promotion),
+            post(promotions::deactivate_promotion),
         )
         .route(
             "/v1/tax/rates/{country}",
-            put(pricing::set_tax_rate).delete(pricing::remove_tax_rate),
+            put(policies::set_tax_rate).delete(policies::remove_tax_rate),
         )
-        .route("/v1/tax/settings", put(pricing::set_tax_settings))
+        .route("/v1/tax/settings", put(policies::set_tax_settings))
         .route(
             "/v1/shipping-methods/{id}",
-            put(pricing::define_shipping_method).delete(pricing::retire_shipping_method),
+            put(policies::define_shipping_method).delete(policies::retire_shipping_method),
         )
         .route("/v1/orders/{id}/cancel", post(orders::cancel))
         .route("/v1/orders/{id}/shipments", post(orders::ship))

@@ -227,6 +227,9 @@ pub struct Order {
     /// What the customer pays for shipping.
     #[serde(default)]
     pub(super) shipping_paid: Option<Money>,
+    /// The tax inside `shipping_paid`.
+    #[serde(default)]
+    pub(super) shipping_tax: Option<Money>,
 }
 
 impl Order {
@@ -384,10 +387,16 @@ impl Order {
                 );
                 let amount =
                     Money::new(share, paid.currency()).map_err(|_| OrderError::AmountOverflow)?;
+                let quantity = line.line.quantity.get();
+                let tax = line.line.tax.and_then(|t| {
+                    let share = unit_share(t.amount(), quantity, done, u.quantity.get());
+                    Money::new(share, t.currency()).ok()
+                });
                 Ok(RefundLine {
                     sku: u.sku.clone(),
                     quantity: u.quantity,
                     amount,
+                    tax,
                 })
             })
             .collect()
@@ -447,7 +456,8 @@ impl Aggregate for Order {
                 shipping,
                 ..
             } => {
-                self.shipping_paid = shipping.map(|s| s.total);
+                self.shipping_paid = shipping.as_ref().map(|s| s.total);
+                self.shipping_tax = shipping.as_ref().map(|s| s.tax);
                 self.id = Some(order_id);
                 self.customer_id = customer_id;
                 self.guest_email = guest_email;

@@ -74,27 +74,55 @@ impl Order {
             return None;
         }
         // A cap takes its share off the shipping, then the last lines, first: each part's
-        // amount is what it really paid back, and they add up to the refund.
-        let lines = lines
+        // amount is what it really paid back, and they add up to the refund. A part cut by
+        // the cap pays back its tax in proportion (rounded down).
+        let scaled = |tax: i64, take: i64, whole: i64| {
+            if whole == 0 {
+                0
+            } else {
+                i64::try_from(i128::from(tax) * i128::from(take) / i128::from(whole)).unwrap_or(0)
+            }
+        };
+        let lines: Vec<RefundLine> = lines
             .into_iter()
             .filter_map(|line| {
-                let take = line.amount.amount().min(left);
+                let whole = line.amount.amount();
+                let take = whole.min(left);
                 left -= take;
+                let tax = line
+                    .tax
+                    .and_then(|t| Money::new(scaled(t.amount(), take, whole), t.currency()).ok());
                 Money::new(take, line.amount.currency())
                     .ok()
                     .filter(|m| !m.is_zero())
-                    .map(|amount| RefundLine { amount, ..line })
+                    .map(|amount| RefundLine {
+                        amount,
+                        tax,
+                        ..line
+                    })
             })
             .collect();
         let shipping = shipping
             .and_then(|s| Money::new(s.amount().min(left), currency).ok())
             .filter(|m| !m.is_zero());
+        let shipping_tax = match (shipping, self.shipping_paid, self.shipping_tax) {
+            (Some(s), Some(paid), Some(tax)) => scaled(tax.amount(), s.amount(), paid.amount()),
+            _ => 0,
+        };
+        let taxed = self.lines.iter().any(|l| l.line.tax.is_some());
+        let tax = taxed
+            .then(|| {
+                let lines_tax: i64 = lines.iter().filter_map(|l| l.tax).map(|t| t.amount()).sum();
+                Money::new(lines_tax + shipping_tax, currency).ok()
+            })
+            .flatten();
         Some(OrderEvent::OrderRefundRequested {
             refund_id: self.next_refund_id(),
             amount,
             reason,
             lines,
             shipping,
+            tax,
         })
     }
 
@@ -407,6 +435,7 @@ impl Order {
                     reason: RefundReason::MerchantRequest,
                     lines: vec![],
                     shipping: None,
+                    tax: None,
                 }
             }
             OrderCommand::RecordRefund { refund_id, amount } => {

@@ -68,6 +68,10 @@ pub struct RefundLine {
     pub quantity: Quantity,
     /// Money for them (their price, less any share a cap on the refund took off).
     pub amount: Money,
+    /// The tax inside `amount`: the units' share of the line's tax (absent for a line
+    /// without tax, and before version 1.1 of `OrderRefundRequested`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax: Option<Money>,
 }
 
 /// Events of the [`super::Order`] aggregate.
@@ -250,6 +254,10 @@ pub enum OrderEvent {
         /// 1.1, absent before).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         shipping: Option<Money>,
+        /// The tax inside `amount` (its lines' and its shipping's; version 1.1, absent for an
+        /// order without tax and for a merchant's refund of an amount).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tax: Option<Money>,
     },
     /// Money was refunded (version 1.1 names the refund and its lines; a 1.0 event, written
     /// by the admin's refund before refunds were requested, has neither).

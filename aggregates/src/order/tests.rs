@@ -188,6 +188,7 @@ fn refund_id(n: usize) -> RefundId {
 
 fn refund_line(s: &str, n: u32, amount: i64) -> RefundLine {
     RefundLine {
+        tax: None,
         sku: sku(s),
         quantity: qty(n),
         amount: eur(amount),
@@ -623,6 +624,7 @@ fn cancel_of_a_captured_order_requests_a_full_refund() {
                 reason: RefundReason::Cancellation,
                 lines: vec![refund_line("MUG", 2, 2000), refund_line("PLATE", 3, 1500)],
                 shipping: None,
+                tax: None,
             },
         ]);
 }
@@ -645,6 +647,7 @@ fn a_capture_recorded_after_the_cancellation_is_refunded_in_full() {
                     reason: RefundReason::Cancellation,
                     lines: vec![refund_line("MUG", 2, 2000), refund_line("PLATE", 3, 1500)],
                     shipping: None,
+                    tax: None,
                 },
             ]);
     }
@@ -691,6 +694,7 @@ fn cancel_after_a_partial_shipment_cancels_and_refunds_the_rest() {
                 reason: RefundReason::Cancellation,
                 lines: vec![refund_line("MUG", 1, 1000), refund_line("PLATE", 3, 1500)],
                 shipping: None,
+                tax: None,
             },
         ]);
 }
@@ -943,6 +947,7 @@ fn a_return_within_the_window_is_received_and_refunded() {
                 },
                 lines: vec![refund_line("MUG", 1, 1000)],
                 shipping: None,
+                tax: None,
             },
         ]
     );
@@ -1075,6 +1080,7 @@ fn a_merchant_refund_is_requested_then_recorded() {
             reason: RefundReason::MerchantRequest,
             lines: vec![],
             shipping: None,
+            tax: None,
         }]);
     let mut history = delivered();
     history.push(OrderEvent::OrderRefundRequested {
@@ -1083,6 +1089,7 @@ fn a_merchant_refund_is_requested_then_recorded() {
         reason: RefundReason::MerchantRequest,
         lines: vec![],
         shipping: None,
+        tax: None,
     });
     // Pending refunds count against what can still be refunded.
     fixture()
@@ -1640,7 +1647,7 @@ fn a_priced_order_records_its_discounts_and_tax_and_refuses_a_pricing_of_other_l
 proptest! {
     /// For random promotions, tax rates and returns in random steps: no refund gives back
     /// more than was captured, and returning (or cancelling) every unit gives back exactly
-    /// the order's total.
+    /// the order's total and, inside it, exactly the order's tax.
     #[test]
     fn refunds_of_a_priced_order_never_exceed_what_was_paid(
         percent in 0u32..=100_000,
@@ -1695,6 +1702,16 @@ proptest! {
             }
         }
         prop_assert_eq!(requested, total.amount());
+        // The refunds' tax is the order's tax, to the minor unit.
+        let refunded_tax: i64 = order
+            .refunds()
+            .values()
+            .flat_map(|r| &r.lines)
+            .filter_map(|l| l.tax)
+            .map(|t| t.amount())
+            .sum();
+        let order_tax: i64 = order.lines().iter().filter_map(|l| l.line.tax).map(|t| t.amount()).sum();
+        prop_assert_eq!(refunded_tax, order_tax);
     }
 }
 

@@ -19,7 +19,8 @@ use uuid::Uuid;
 
 use super::customers::AddressDto;
 use super::{
-    context, optional_json, parse_sku, parse_uuid, written, IfMatch, Precondition, WriteResult,
+    context, optional_json, parse_sku, parse_uuid, path_value, written, IfMatch, Precondition,
+    WriteResult,
 };
 use crate::error::{db_problem, refusal, store_problem, Fields};
 use crate::exec::{execute, Written};
@@ -482,7 +483,7 @@ pub(crate) async fn apply_coupon(
 #[utoipa::path(delete, path = "/v1/carts/{id}/coupons/{code}", tag = "carts",
     params(("id" = Uuid, Path), ("code" = String, Path), ("Mercato-Cart-Token" = Option<String>, Header), Precondition),
     security((), ("bearer" = [])),
-    responses((status = 200, body = WriteResult), (status = 400), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 200, body = WriteResult), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
 pub(crate) async fn remove_coupon(
     State(state): State<AppState>,
     caller: Option<Caller>,
@@ -492,11 +493,7 @@ pub(crate) async fn remove_coupon(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let cart_id = parse_uuid("id", &id)?;
-    let code = CouponCode::normalize(&code).map_err(|e| {
-        Problem::bad_request("invalid_path_parameter", e.to_string()).field_errors([
-            mercato_web::FieldError::new("code", e.code(), e.to_string()),
-        ])
-    })?;
+    let code = path_value("code", CouponCode::normalize(&code))?;
     authorize(&state, caller.as_ref(), &headers, cart_id).await?;
     let command = CartCommand::RemoveCoupon { code };
     let w = run(&state, &req, caller.as_ref(), cart_id, command, expected).await?;

@@ -4,8 +4,9 @@ pub(crate) mod auth;
 pub(crate) mod carts;
 pub(crate) mod customers;
 pub(crate) mod orders;
-pub(crate) mod pricing;
+pub(crate) mod policies;
 pub(crate) mod products;
+pub(crate) mod promotions;
 pub(crate) mod returns;
 pub(crate) mod stock;
 
@@ -203,8 +204,76 @@ pub(crate) fn parse_uuid(name: &str, raw: &str) -> Result<uuid::Uuid, Problem> {
 
 /// A SKU path parameter.
 pub(crate) fn parse_sku(raw: &str) -> Result<mercato_aggregates::values::Sku, Problem> {
-    mercato_aggregates::values::Sku::new(raw).map_err(|e| {
+    path_value("sku", mercato_aggregates::values::Sku::new(raw))
+}
+
+impl From<Money> for MoneyDto {
+    fn from(m: Money) -> Self {
+        MoneyDto {
+            amount: m.amount(),
+            currency: m.currency().to_string(),
+        }
+    }
+}
+
+/// An optional amount checked like [`MoneyDto::check`]: `Some(None)` when absent, `None` when
+/// invalid (the error is in `f`).
+pub(crate) fn optional_money(
+    f: &mut Fields,
+    state: &crate::state::AppState,
+    field: &str,
+    dto: Option<MoneyDto>,
+) -> Option<Option<Money>> {
+    match dto {
+        None => Some(None),
+        Some(m) => m.check(field, state.config().max_amount, f).map(Some),
+    }
+}
+
+/// A JSON field read as `T` (a tagged enum such as a discount or a rate), or its error in
+/// `f` under `code`.
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(
+    f: &mut Fields,
+    field: &str,
+    code: &str,
+    value: serde_json::Value,
+) -> Option<T> {
+    match serde_json::from_value(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            f.push(field, code, e.to_string());
+            None
+        }
+    }
+}
+
+/// A path parameter's value, or a 400 problem naming it.
+pub(crate) fn path_value<T>(
+    name: &str,
+    value: Result<T, mercato_aggregates::ValueError>,
+) -> Result<T, Problem> {
+    value.map_err(|e| {
         Problem::bad_request("invalid_path_parameter", e.to_string())
-            .field_errors([mercato_web::FieldError::new("sku", e.code(), e.to_string())])
+            .field_errors([mercato_web::FieldError::new(name, e.code(), e.to_string())])
     })
+}
+
+/// An admin's command on aggregate `id` of `store`, answered as every write is.
+pub(crate) async fn admin_write<A>(
+    store: &mercato_event_store::AggregateStore<A>,
+    id: &str,
+    command: A::Command,
+    req: &RequestContext,
+    caller: &Caller,
+    expected: Option<u64>,
+) -> Result<Response, Problem>
+where
+    A: cqrs_es::Aggregate + Send + Sync,
+    A::Command: Clone,
+    A::Error: mercato_aggregates::ErrorCode,
+{
+    let w = crate::exec::execute(store, id, command, &context(req, Some(caller)), expected)
+        .await
+        .map_err(crate::error::store_problem)?;
+    Ok(written(StatusCode::OK, WriteResult::from(&w), &w))
 }

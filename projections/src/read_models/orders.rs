@@ -339,6 +339,7 @@ impl Projection for Orders {
                     amount,
                     reason,
                     lines: paid_back,
+                    tax,
                     ..
                 } => {
                     o.refund_pending_amount += amount.amount();
@@ -355,6 +356,7 @@ impl Projection for Orders {
                     o.refunds.push(RefundView {
                         refund_id: Some(refund_id.as_uuid()),
                         amount: amount.amount(),
+                        tax: tax.map(|t| t.amount()),
                         reason: tag_of(&reason),
                         return_id,
                         status: "requested".to_owned(),
@@ -403,6 +405,7 @@ impl Projection for Orders {
                         None => o.refunds.push(RefundView {
                             refund_id: id,
                             amount: amount.amount(),
+                            tax: None,
                             reason: "merchant_request".to_owned(),
                             return_id: None,
                             status: "refunded".to_owned(),
@@ -677,6 +680,9 @@ struct ShipmentView {
 struct RefundView {
     refund_id: Option<Uuid>,
     amount: i64,
+    /// The tax inside `amount` (`None`: an order without tax, or a merchant's amount).
+    #[serde(default)]
+    tax: Option<i64>,
     reason: String,
     return_id: Option<Uuid>,
     status: String,

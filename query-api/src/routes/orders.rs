@@ -151,6 +151,8 @@ pub(crate) struct ParcelView {
 struct StoredRefund {
     refund_id: Option<Uuid>,
     amount: i64,
+    #[serde(default)]
+    tax: Option<i64>,
     reason: String,
     return_id: Option<Uuid>,
     status: String,
@@ -164,6 +166,9 @@ struct StoredRefund {
 pub(crate) struct RefundView {
     refund_id: Option<Uuid>,
     amount: MoneyDto,
+    /// The tax inside `amount`; `null` for an order without tax and for a merchant's refund
+    /// of an amount.
+    tax: Option<MoneyDto>,
     /// `cancellation`, `return` or `merchant_request`.
     reason: String,
     return_id: Option<Uuid>,
@@ -649,6 +654,7 @@ fn order_view(row: &PgRow, lines: &[PgRow], returns: &[PgRow]) -> Result<OrderVi
             .map(|r| RefundView {
                 refund_id: r.refund_id,
                 amount: money(r.amount),
+                tax: r.tax.map(money),
                 reason: r.reason,
                 return_id: r.return_id,
                 status: r.status,

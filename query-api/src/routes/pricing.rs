@@ -101,7 +101,7 @@ pub(crate) async fn list_promotions(
 /// One promotion (admin).
 #[utoipa::path(get, path = "/v1/promotions/{id}", tag = "promotions", params(("id" = Uuid, Path), ReadHeaders),
     security(("bearer" = [])),
-    responses((status = 200, body = PromotionView), (status = 401), (status = 403), (status = 404), (status = 503)))]
+    responses((status = 200, body = PromotionView), (status = 400), (status = 401), (status = 403), (status = 404), (status = 503)))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn get_promotion(
     State(state): State<AppState>,

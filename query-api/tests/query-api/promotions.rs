@@ -348,6 +348,8 @@ async fn each_kind_of_promotion_prices_the_cart_view_and_the_order_alike() {
         })
         .await;
     assert_eq!(amount(&o["payment"]["refunded"]), 5_040);
+    // The refund gives the tax back too: the order's 8.40.
+    assert_eq!(amount(&o["refunds"][0]["tax"]), 840);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
