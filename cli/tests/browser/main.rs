@@ -187,8 +187,8 @@ async fn a_shopper_applies_a_coupon_and_pays_the_priced_total_with_tax_and_shipp
     let nats = TestNats::new().await;
     let (serve, shop) = serve(&db, &nats);
     stock_catalog(&serve).await;
-    // The merchant: 10% with the code SPRING, 19% VAT on top of prices in DE, and a flat
-    // 4.90 EUR shipping method to DE.
+    // The merchant, through the API: 19% VAT on top of prices in DE, and a flat 4.90 EUR
+    // shipping method to DE. The coupon comes from the back office below.
     let api = format!("http://{}", serve.command_api_addr.as_ref().unwrap());
     let http = reqwest::Client::new();
     let admin = Shop {
@@ -199,11 +199,6 @@ async fn a_shopper_applies_a_coupon_and_pays_the_priced_total_with_tax_and_shipp
     .admin_token()
     .await;
     for (method, path, body) in [
-        (
-            reqwest::Method::POST,
-            "/v1/promotions",
-            json!({"name": "Spring", "code": "SPRING", "discount": {"percent": 10}}),
-        ),
         (
             reqwest::Method::PUT,
             "/v1/tax/settings",
@@ -231,6 +226,18 @@ async fn a_shopper_applies_a_coupon_and_pays_the_priced_total_with_tax_and_shipp
         assert!(resp.status().is_success(), "{path}: {}", resp.status());
     }
     let browser = Browser::open(&shop, Scripts::On).await;
+    // The merchant creates 10% off with the code SPRING, 100 uses, in the back office.
+    sign_in(&browser, "admin@mercato.test", "admin-password").await;
+    browser.go("/admin/promotions").await;
+    browser.fill("name", "Spring").await;
+    browser.fill("code", "spring").await;
+    browser.fill("percent", "10").await;
+    browser.fill("usage_limit", "100").await;
+    browser.click("Create").await;
+    let list = browser.wait_for_text("Promotion created.").await;
+    assert!(list.contains("SPRING 10% off 0 / 100"), "{list}");
+    sign_out(&browser).await;
+
     browser.go("/products/TEA-ACME").await;
     browser.fill("quantity", "2").await;
     browser.click("Add to cart").await;
@@ -249,6 +256,20 @@ async fn a_shopper_applies_a_coupon_and_pays_the_priced_total_with_tax_and_shipp
     assert!(page.contains("Tax (19%) 9.48 EUR"), "{page}");
     assert!(page.contains("Total 59.38 EUR"), "{page}");
     browser.screenshot("order-priced").await;
+
+    // The order holds one of the coupon's uses; the merchant sees it and ends the promotion.
+    sign_in(&browser, "admin@mercato.test", "admin-password").await;
+    let list = reload_until(
+        &browser,
+        &format!("http://{shop}/admin/promotions"),
+        "1 / 100",
+    )
+    .await;
+    assert!(list.contains("active"), "{list}");
+    browser.screenshot("admin-promotions").await;
+    browser.click("Deactivate").await;
+    let list = browser.wait_for_text("Promotion deactivated.").await;
+    assert!(list.contains("inactive"), "{list}");
     browser.close().await;
 }
 

@@ -1,10 +1,12 @@
 //! The back office (`/admin`): products (drafts too), stock per warehouse, orders by status
-//! (ship, deliver, refund), returns (receive), projections, and sales by day as an SVG chart.
+//! (ship, deliver, refund), returns (receive), promotions (create, activate, deactivate),
+//! projections, and sales by day as an SVG chart.
 //! Every page needs the admin's sign-in ([`Admin`]); everything goes through the APIs with
 //! their token.
 
 mod catalog;
 mod orders;
+mod promotions;
 
 use std::collections::BTreeMap;
 
@@ -45,6 +47,14 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/admin/orders/{id}/{action}", post(orders::order_action))
         .route("/admin/returns", get(orders::returns))
         .route("/admin/returns/{id}/receive", post(orders::receive_return))
+        .route(
+            "/admin/promotions",
+            get(promotions::promotions).post(promotions::create_promotion),
+        )
+        .route(
+            "/admin/promotions/{id}/{action}",
+            post(promotions::promotion_action),
+        )
 }
 
 /// A request of the signed-in admin: their session and token. Anyone else is sent to the
@@ -83,6 +93,7 @@ pub(crate) fn admin_page(session: &Current, s: &Session, title: &str, content: M
             a href="/admin/products" { "Products" }
             a href="/admin/orders" { "Orders" }
             a href="/admin/returns" { "Returns" }
+            a href="/admin/promotions" { "Promotions" }
         }
         (content)
     };
