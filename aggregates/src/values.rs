@@ -333,6 +333,13 @@ validated_string!(
     debug = plain
 );
 
+impl PostalPrefix {
+    /// A prefix as an admin typed it, trimmed and uppercased.
+    pub fn normalize(typed: &str) -> Result<Self, ValueError> {
+        PostalPrefix::new(typed.trim().to_ascii_uppercase())
+    }
+}
+
 validated_string!(
     /// An https URL of a product image.
     ImageUrl,

@@ -64,23 +64,10 @@ impl Promotion {
         if order_id.is_some_and(|o| self.holds(o)) {
             return None;
         }
-        if !self.active {
-            return Some(PromotionError::NotActive);
+        if let Some(refusal) = terms.refusal(self.active, self.uses(), customer.is_some(), at) {
+            return Some(refusal);
         }
-        let started = terms.starts_at.is_none_or(|s| s <= at);
-        let running = terms.ends_at.is_none_or(|e| at < e);
-        if !started || !running {
-            return Some(PromotionError::OutsideWindow);
-        }
-        if let Some(limit) = terms.usage_limit {
-            if self.uses() >= limit {
-                return Some(PromotionError::UsageLimitReached { limit });
-            }
-        }
-        if let Some(limit) = terms.per_customer_limit {
-            let Some(customer) = customer else {
-                return Some(PromotionError::SignInRequired);
-            };
+        if let (Some(limit), Some(customer)) = (terms.per_customer_limit, customer) {
             let used = self.held.values().filter(|c| **c == Some(customer)).count();
             if used >= limit as usize {
                 return Some(PromotionError::CustomerLimitReached { limit });
@@ -202,6 +189,36 @@ impl Promotion {
             }
         };
         Ok(vec![event])
+    }
+}
+
+impl PromotionTerms {
+    /// Why a promotion with these terms cannot take a new use at `at`, when it is `active`
+    /// and holds `uses`, for a buyer who is `signed_in` (or not), if it cannot. The count of
+    /// one customer's uses is the aggregate's to check; the query API prices a cart view
+    /// with this alone.
+    pub fn refusal(
+        &self,
+        active: bool,
+        uses: u32,
+        signed_in: bool,
+        at: DateTime<Utc>,
+    ) -> Option<PromotionError> {
+        if !active {
+            return Some(PromotionError::NotActive);
+        }
+        let started = self.starts_at.is_none_or(|s| s <= at);
+        let running = self.ends_at.is_none_or(|e| at < e);
+        if !started || !running {
+            return Some(PromotionError::OutsideWindow);
+        }
+        if let Some(limit) = self.usage_limit.filter(|l| uses >= *l) {
+            return Some(PromotionError::UsageLimitReached { limit });
+        }
+        if self.per_customer_limit.is_some() && !signed_in {
+            return Some(PromotionError::SignInRequired);
+        }
+        None
     }
 }
 

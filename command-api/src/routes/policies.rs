@@ -52,12 +52,9 @@ pub(crate) async fn set_tax_rate(
     let country = path_value("country", CountryCode::new(&country))?;
     let mut f = Fields::default();
     let rate: Option<Rate> = typed(&mut f, "rate", "invalid_percentage", body.rate);
-    let postal_prefix = body.postal_prefix.map(|p| {
-        f.check(
-            "postal_prefix",
-            PostalPrefix::new(p.trim().to_ascii_uppercase()),
-        )
-    });
+    let postal_prefix = body
+        .postal_prefix
+        .map(|p| f.check("postal_prefix", PostalPrefix::normalize(&p)));
     f.finish()?;
     let command = TaxCommand::SetTaxRate {
         country,
@@ -97,12 +94,9 @@ pub(crate) async fn remove_tax_rate(
     caller.require_admin()?;
     let country = path_value("country", CountryCode::new(&country))?;
     let mut f = Fields::default();
-    let postal_prefix = query.postal_prefix.map(|p| {
-        f.check(
-            "postal_prefix",
-            PostalPrefix::new(p.trim().to_ascii_uppercase()),
-        )
-    });
+    let postal_prefix = query
+        .postal_prefix
+        .map(|p| f.check("postal_prefix", PostalPrefix::normalize(&p)));
     f.finish()?;
     let command = TaxCommand::RemoveTaxRate {
         country,

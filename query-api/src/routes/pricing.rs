@@ -279,20 +279,9 @@ pub(crate) async fn price_cart(
         let terms: PromotionTerms = serde_json::from_value(row.try_get("terms").map_err(db)?)
             .map_err(|e| invalid(e.to_string()))?;
         let uses: i32 = row.try_get("uses").map_err(db)?;
-        let reason = if terms.starts_at.is_some_and(|s| now < s)
-            || terms.ends_at.is_some_and(|e| now >= e)
-        {
-            Some("promotion_not_running")
-        } else if terms
-            .usage_limit
-            .is_some_and(|l| i64::from(uses) >= i64::from(l))
-        {
-            Some("promotion_usage_limit_reached")
-        } else if terms.per_customer_limit.is_some() && !signed_in {
-            Some("promotion_requires_sign_in")
-        } else {
-            None
-        };
+        // Inactive promotions are not selected; the rules are the aggregate's own.
+        let uses = u32::try_from(uses).unwrap_or(0);
+        let reason = terms.refusal(true, uses, signed_in, now).map(|e| e.code());
         match (reason, &terms.code) {
             (Some(reason), Some(code)) => refused.push((code.as_str().to_owned(), reason)),
             (Some(_), None) => {}
